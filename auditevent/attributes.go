@@ -1,0 +1,82 @@
+package auditevent
+
+// Attribute keys of the canonical model. Standard semantic conventions are
+// reused where they exist (log.record.uid, user.*, error.type, exception.*).
+const (
+	AttrEventID = "log.record.uid" // unique event id; the storage id
+
+	AttrBatchID       = "batchaudit.batch.id"
+	AttrParentBatchID = "batchaudit.batch.parent_id"
+	AttrBatchState    = "batchaudit.batch.state"  // OpenLineage eventType: START, RUNNING, COMPLETE, ABORT, FAIL, OTHER
+	AttrBatchResult   = "batchaudit.batch.result" // success, failure, error, timeout, cancellation, skip
+	AttrRecordsRead   = "batchaudit.batch.records.read"
+	AttrRecordsWrite  = "batchaudit.batch.records.written"
+	AttrRecordsSkip   = "batchaudit.batch.records.skipped"
+	AttrRecordsError  = "batchaudit.batch.records.errored"
+
+	AttrJobName      = "batchaudit.job.name"
+	AttrJobNamespace = "batchaudit.job.namespace"
+
+	AttrUserID    = "user.id"
+	AttrUserName  = "user.name"
+	AttrUserRoles = "user.roles"
+	AttrActorType = "batchaudit.actor.type" // human, service, scheduler
+
+	AttrSourceNamespace = "batchaudit.source.namespace"
+	AttrSourceName      = "batchaudit.source.name"
+	AttrTargetNamespace = "batchaudit.target.namespace"
+	AttrTargetName      = "batchaudit.target.name"
+
+	AttrRecordID        = "batchaudit.record.id"
+	AttrRecordKeyFields = "batchaudit.record.key_fields"
+	AttrRecordHash      = "batchaudit.record.hash"
+	AttrHashAlgorithm   = "batchaudit.record.hash_algorithm"
+	AttrPreviousHash    = "batchaudit.record.previous_hash"
+	AttrRecordData      = "batchaudit.record.data"
+	AttrSkipReason      = "batchaudit.record.skip_reason"
+	AttrPartition       = "batchaudit.record.partition"
+
+	AttrChangeType    = "batchaudit.change.type"
+	AttrChangedFields = "batchaudit.change.fields"
+	AttrOldValue      = "batchaudit.change.old_value"
+	AttrNewValue      = "batchaudit.change.new_value"
+
+	AttrLineageID      = "batchaudit.lineage.id"
+	AttrInputRecordIDs = "batchaudit.lineage.input_record_ids"
+	AttrInputHash      = "batchaudit.lineage.input_hash"
+	AttrLineageChain   = "batchaudit.lineage.chain"   // derived: the full chain (map)
+	AttrInputDatasets  = "batchaudit.lineage.inputs"  // []string of namespace/name
+	AttrOutputDatasets = "batchaudit.lineage.outputs" // []string of namespace/name
+	AttrRecordCount    = "batchaudit.lineage.record_count"
+
+	AttrTransformName     = "batchaudit.transform.name"
+	AttrTransformSequence = "batchaudit.transform.sequence"
+	AttrTransformType     = "batchaudit.transform.type"    // DIRECT, INDIRECT
+	AttrTransformSubtype  = "batchaudit.transform.subtype" // IDENTITY, TRANSFORMATION, AGGREGATION, JOIN, FILTER, ...
+	AttrTransformParams   = "batchaudit.transform.params"
+
+	AttrCheckpointID       = "batchaudit.checkpoint.id"
+	AttrCheckpointPosition = "batchaudit.checkpoint.position"
+	AttrCheckpointRecords  = "batchaudit.checkpoint.records_processed"
+
+	AttrValidationRule     = "batchaudit.validation.rule"
+	AttrValidationSeverity = "batchaudit.validation.severity"
+	AttrValidationColumn   = "batchaudit.validation.column"
+	AttrValidationExpected = "batchaudit.validation.expected"
+	AttrValidationActual   = "batchaudit.validation.actual"
+
+	AttrFindingType     = "batchaudit.finding.type"
+	AttrFindingSeverity = "batchaudit.finding.severity"
+	AttrFindingRecords  = "batchaudit.finding.record_ids"
+	AttrFindingMessage  = "batchaudit.finding.message"
+
+	AttrFrameworks     = "batchaudit.compliance.frameworks" // SOX, GDPR, HIPAA
+	AttrClassification = "batchaudit.data.classification"   // PII, PHI, financial
+
+	AttrErrorType        = "error.type"
+	AttrErrorMessage     = "exception.message"
+	AttrErrorStacktrace  = "exception.stacktrace"
+	AttrOriginalEvent    = "batchaudit.original"      // the source document (e.g. an OpenLineage event) kept as evidence
+	AttrOriginalFormat   = "batchaudit.original.format" // otlp, json, openlineage
+	AttrDerivedBy        = "batchaudit.derived_by"    // component that produced a derived event
+)

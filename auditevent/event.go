@@ -1,0 +1,138 @@
+package auditevent
+
+import (
+	"time"
+)
+
+// Dataset names a table, file or topic the OpenLineage way: a namespace
+// (e.g. postgres://db:5432, s3://bucket) and a name (e.g. sales.orders).
+type Dataset struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+}
+
+// IsZero reports whether no dataset is set.
+func (d Dataset) IsZero() bool { return d.Namespace == "" && d.Name == "" }
+
+// String returns namespace/name, or just the name without a namespace.
+func (d Dataset) String() string {
+	if d.Namespace == "" {
+		return d.Name
+	}
+	return d.Namespace + "/" + d.Name
+}
+
+// Actor is who ran or triggered the batch.
+type Actor struct {
+	ID    string   `json:"id,omitempty"`
+	Name  string   `json:"name,omitempty"`
+	Type  string   `json:"type,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+}
+
+// Transform describes one transformation step applied to a record.
+type Transform struct {
+	Name     string         `json:"name,omitempty"`
+	Sequence int64          `json:"sequence,omitempty"`
+	Type     string         `json:"type,omitempty"`
+	Subtype  string         `json:"subtype,omitempty"`
+	Params   map[string]any `json:"params,omitempty"`
+}
+
+// Counters are the record totals a job reports at batch end.
+type Counters struct {
+	Read    int64 `json:"read"`
+	Written int64 `json:"written"`
+	Skipped int64 `json:"skipped"`
+	Errored int64 `json:"errored"`
+}
+
+// Event is one canonical audit event. Its fields map one to one to log record
+// fields and attributes (see attributes.go); attributes outside the model are
+// kept in Extra so nothing a job sent is lost.
+type Event struct {
+	ID   string    // AttrEventID
+	Name string    // log record EventName
+	Time time.Time // log record Timestamp
+
+	TraceID string // hex, from the log record
+	SpanID  string // hex, from the log record
+
+	BatchID       string
+	ParentBatchID string
+	BatchState    string
+	BatchResult   string
+	Counters      *Counters // batch end only
+
+	JobName      string
+	JobNamespace string
+	Actor        Actor
+
+	Source Dataset
+	Target Dataset
+
+	RecordID      string
+	KeyFields     []string
+	RecordHash    string
+	HashAlgorithm string
+	PreviousHash  string
+	RecordData    map[string]any
+	SkipReason    string
+	Partition     string
+
+	ChangeType    string
+	ChangedFields []string
+	OldValue      map[string]any
+	NewValue      map[string]any
+
+	LineageID      string
+	InputRecordIDs []string
+	InputHash      string
+	LineageChain   map[string]any
+	InputDatasets  []string
+	OutputDatasets []string
+	RecordCount    *int64
+
+	Transform Transform
+
+	CheckpointID       string
+	CheckpointPosition string
+	CheckpointRecords  *int64
+
+	ValidationRule     string
+	ValidationSeverity string
+	ValidationColumn   string
+	ValidationExpected any
+	ValidationActual   any
+
+	FindingType     string
+	FindingSeverity string
+	FindingRecords  []string
+	FindingMessage  string
+
+	Frameworks     []string
+	Classification []string
+
+	ErrorType       string
+	ErrorMessage    string
+	ErrorStacktrace string
+
+	Original       string
+	OriginalFormat string
+	DerivedBy      string
+
+	// Severity is the log record's SeverityText, if any.
+	Severity string
+	// Body is the log record body as a string, if any.
+	Body string
+
+	Extra map[string]any
+}
+
+// SetExtra stores an attribute outside the model.
+func (e *Event) SetExtra(k string, v any) {
+	if e.Extra == nil {
+		e.Extra = map[string]any{}
+	}
+	e.Extra[k] = v
+}

@@ -1,0 +1,153 @@
+package auditevent
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+)
+
+var t0 = time.Date(2026, 11, 1, 2, 3, 4, 5000, time.UTC)
+
+func writeEvent() Event {
+	return Event{
+		ID: "e1", Name: RecordWrite, Time: t0, BatchID: "b1", JobName: "orders",
+		Target: Dataset{Namespace: "file://out", Name: "orders.csv"}, RecordID: "A-1",
+		RecordHash:    "ec4f3090ddca38d98c1ed38d9bf37b2a9a9376bda32cf753aa60783854f80bbb",
+		RecordData:    map[string]any{"amount": 12.5, "id": "A-1"},
+		ChangedFields: []string{"amount"}, Actor: Actor{ID: "svc-etl", Roles: []string{"loader"}},
+		Transform: Transform{Name: "fx", Sequence: 2}, Extra: map[string]any{"custom.flag": true},
+	}
+}
+
+func TestLogRecordRoundTrip(t *testing.T) {
+	e := writeEvent()
+	e.TraceID = "0102030405060708090a0b0c0d0e0f10"
+	e.SpanID = "0102030405060708"
+	e.Counters = &Counters{Read: 3, Written: 2, Skipped: 1}
+	lr := plog.NewLogRecord()
+	e.ToLogRecord(lr)
+	assert.Equal(t, RecordWrite, lr.EventName())
+	assert.Equal(t, plog.SeverityNumberInfo, lr.SeverityNumber())
+	v, ok := lr.Attributes().Get(AttrChangedFields)
+	require.True(t, ok)
+	assert.Equal(t, pcommon.ValueTypeSlice, v.Type())
+
+	back := FromLogRecord(lr, pcommon.NewResource())
+	assert.Equal(t, e, back)
+	assert.NoError(t, back.Validate())
+}
+
+func TestResourceFallback(t *testing.T) {
+	lr := plog.NewLogRecord()
+	lr.SetEventName(BatchStart)
+	lr.Attributes().PutStr(AttrJobName, "from-record")
+	res := pcommon.NewResource()
+	res.Attributes().PutStr(AttrJobName, "from-resource")
+	res.Attributes().PutStr(AttrBatchID, "b-res")
+	e := FromLogRecord(lr, res)
+	assert.Equal(t, "from-record", e.JobName)
+	assert.Equal(t, "b-res", e.BatchID)
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Event)
+		fields []string
+	}{
+		{"valid write", func(*Event) {}, nil},
+		{"missing everything", func(e *Event) { *e = Event{} }, []string{"event_name", AttrEventID, "timestamp"}},
+		{"unknown name", func(e *Event) { e.Name = "batchaudit.record.frobnicate" }, []string{"event_name"}},
+		{"write without target and batch", func(e *Event) { e.Target = Dataset{}; e.BatchID = "" }, []string{AttrBatchID, AttrTargetName}},
+		{"bad hash", func(e *Event) { e.RecordHash = "ABC" }, []string{AttrRecordHash}},
+		{"bad change type", func(e *Event) { e.ChangeType = "upsert" }, []string{AttrChangeType}},
+		{"wrong type", func(e *Event) { e.Set(AttrRecordData, "not a map") }, []string{AttrRecordData}},
+		{"transform needs id or lineage", func(e *Event) {
+			e.Name = RecordTransform
+			e.RecordID = ""
+		}, []string{AttrRecordID + "|" + AttrLineageID}},
+		{"transform with lineage id ok", func(e *Event) { e.Name = RecordTransform; e.RecordID = ""; e.LineageID = "l1" }, nil},
+		{"batch end result", func(e *Event) { e.Name = BatchEnd; e.BatchResult = "done" }, []string{AttrBatchResult}},
+		{"negative counters", func(e *Event) { e.Name = BatchEnd; e.BatchResult = ResultSuccess; e.Counters = &Counters{Read: -1} }, []string{"batchaudit.batch.records.*"}},
+		{"finding needs no batch", func(e *Event) {
+			*e = Event{ID: "f", Name: Finding, Time: t0, FindingType: "data_loss", FindingSeverity: "high", FindingMessage: "lost"}
+		}, nil},
+		{"finding severity", func(e *Event) {
+			*e = Event{ID: "f", Name: Finding, Time: t0, FindingType: "data_loss", FindingSeverity: "urgent", FindingMessage: "lost"}
+		}, []string{AttrFindingSeverity}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := writeEvent()
+			tt.mutate(&e)
+			err := e.Validate()
+			if tt.fields == nil {
+				assert.NoError(t, err)
+				return
+			}
+			var ve *ValidationError
+			require.True(t, errors.As(err, &ve), "want ValidationError, got %v", err)
+			var got []string
+			for _, p := range ve.Problems {
+				got = append(got, p.Field)
+				assert.NotEmpty(t, p.Reason)
+			}
+			assert.ElementsMatch(t, tt.fields, got, err.Error())
+		})
+	}
+}
+
+func TestEveryNameHasRules(t *testing.T) {
+	for _, n := range Names() {
+		assert.NotEmpty(t, Category(n), n)
+		if n != BatchProgress { // needs only the common fields
+			assert.NotEmpty(t, Required(n), n)
+		}
+	}
+	assert.False(t, Known("batchaudit.nope"))
+}
+
+func TestHashStableAndSensitive(t *testing.T) {
+	a, b := writeEvent(), writeEvent()
+	ha, err := a.Hash()
+	require.NoError(t, err)
+	hb, _ := b.Hash()
+	assert.Equal(t, ha, hb)
+	b.RecordData["amount"] = 12.6
+	hb, _ = b.Hash()
+	assert.NotEqual(t, ha, hb)
+	// Survives the pdata round trip.
+	lr := plog.NewLogRecord()
+	a.ToLogRecord(lr)
+	back := FromLogRecord(lr, pcommon.NewResource())
+	hc, _ := back.Hash()
+	assert.Equal(t, ha, hc)
+}
+
+func TestIDs(t *testing.T) {
+	assert.NotEqual(t, NewID(), NewID())
+	a := DeterministicID("json", "b1", "r1")
+	assert.Equal(t, a, DeterministicID("json", "b1", "r1"))
+	assert.NotEqual(t, a, DeterministicID("json", "b1r1"))
+	assert.Len(t, a, 36)
+	assert.Equal(t, byte('8'), a[14])
+}
+
+func BenchmarkFromLogRecordValidate(b *testing.B) {
+	e := writeEvent()
+	lr := plog.NewLogRecord()
+	e.ToLogRecord(lr)
+	res := pcommon.NewResource()
+	b.ReportAllocs()
+	for b.Loop() {
+		ev := FromLogRecord(lr, res)
+		if err := ev.Validate(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+package auditevent
+
+import (
+	"encoding/hex"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+)
+
+// The field tables map attribute keys to Event fields once, so reading,
+// writing and listing attributes share one definition.
+type (
+	strField struct {
+		key string
+		ptr func(*Event) *string
+	}
+	listField struct {
+		key string
+		ptr func(*Event) *[]string
+	}
+	mapField struct {
+		key string
+		ptr func(*Event) *map[string]any
+	}
+	intField struct {
+		key string
+		ptr func(*Event) **int64
+	}
+	anyField struct {
+		key string
+		ptr func(*Event) *any
+	}
+)
+
+var strFields = []strField{
+	{AttrEventID, func(e *Event) *string { return &e.ID }},
+	{AttrBatchID, func(e *Event) *string { return &e.BatchID }},
+	{AttrParentBatchID, func(e *Event) *string { return &e.ParentBatchID }},
+	{AttrBatchState, func(e *Event) *string { return &e.BatchState }},
+	{AttrBatchResult, func(e *Event) *string { return &e.BatchResult }},
+	{AttrJobName, func(e *Event) *string { return &e.JobName }},
+	{AttrJobNamespace, func(e *Event) *string { return &e.JobNamespace }},
+	{AttrUserID, func(e *Event) *string { return &e.Actor.ID }},
+	{AttrUserName, func(e *Event) *string { return &e.Actor.Name }},
+	{AttrActorType, func(e *Event) *string { return &e.Actor.Type }},
+	{AttrSourceNamespace, func(e *Event) *string { return &e.Source.Namespace }},
+	{AttrSourceName, func(e *Event) *string { return &e.Source.Name }},
+	{AttrTargetNamespace, func(e *Event) *string { return &e.Target.Namespace }},
+	{AttrTargetName, func(e *Event) *string { return &e.Target.Name }},
+	{AttrRecordID, func(e *Event) *string { return &e.RecordID }},
+	{AttrRecordHash, func(e *Event) *string { return &e.RecordHash }},
+	{AttrHashAlgorithm, func(e *Event) *string { return &e.HashAlgorithm }},
+	{AttrPreviousHash, func(e *Event) *string { return &e.PreviousHash }},
+	{AttrSkipReason, func(e *Event) *string { return &e.SkipReason }},
+	{AttrPartition, func(e *Event) *string { return &e.Partition }},
+	{AttrChangeType, func(e *Event) *string { return &e.ChangeType }},
+	{AttrLineageID, func(e *Event) *string { return &e.LineageID }},
+	{AttrInputHash, func(e *Event) *string { return &e.InputHash }},
+	{AttrTransformName, func(e *Event) *string { return &e.Transform.Name }},
+	{AttrTransformType, func(e *Event) *string { return &e.Transform.Type }},
+	{AttrTransformSubtype, func(e *Event) *string { return &e.Transform.Subtype }},
+	{AttrCheckpointID, func(e *Event) *string { return &e.CheckpointID }},
+	{AttrCheckpointPosition, func(e *Event) *string { return &e.CheckpointPosition }},
+	{AttrValidationRule, func(e *Event) *string { return &e.ValidationRule }},
+	{AttrValidationSeverity, func(e *Event) *string { return &e.ValidationSeverity }},
+	{AttrValidationColumn, func(e *Event) *string { return &e.ValidationColumn }},
+	{AttrFindingType, func(e *Event) *string { return &e.FindingType }},
+	{AttrFindingSeverity, func(e *Event) *string { return &e.FindingSeverity }},
+	{AttrFindingMessage, func(e *Event) *string { return &e.FindingMessage }},
+	{AttrErrorType, func(e *Event) *string { return &e.ErrorType }},
+	{AttrErrorMessage, func(e *Event) *string { return &e.ErrorMessage }},
+	{AttrErrorStacktrace, func(e *Event) *string { return &e.ErrorStacktrace }},
+	{AttrOriginalEvent, func(e *Event) *string { return &e.Original }},
+	{AttrOriginalFormat, func(e *Event) *string { return &e.OriginalFormat }},
+	{AttrDerivedBy, func(e *Event) *string { return &e.DerivedBy }},
+}
+
+var listFields = []listField{
+	{AttrUserRoles, func(e *Event) *[]string { return &e.Actor.Roles }},
+	{AttrRecordKeyFields, func(e *Event) *[]string { return &e.KeyFields }},
+	{AttrChangedFields, func(e *Event) *[]string { return &e.ChangedFields }},
+	{AttrInputRecordIDs, func(e *Event) *[]string { return &e.InputRecordIDs }},
+	{AttrInputDatasets, func(e *Event) *[]string { return &e.InputDatasets }},
+	{AttrOutputDatasets, func(e *Event) *[]string { return &e.OutputDatasets }},
+	{AttrFindingRecords, func(e *Event) *[]string { return &e.FindingRecords }},
+	{AttrFrameworks, func(e *Event) *[]string { return &e.Frameworks }},
+	{AttrClassification, func(e *Event) *[]string { return &e.Classification }},
+}
+
+var mapFields = []mapField{
+	{AttrRecordData, func(e *Event) *map[string]any { return &e.RecordData }},
+	{AttrOldValue, func(e *Event) *map[string]any { return &e.OldValue }},
+	{AttrNewValue, func(e *Event) *map[string]any { return &e.NewValue }},
+	{AttrLineageChain, func(e *Event) *map[string]any { return &e.LineageChain }},
+	{AttrTransformParams, func(e *Event) *map[string]any { return &e.Transform.Params }},
+}
+
+var intFields = []intField{
+	{AttrRecordCount, func(e *Event) **int64 { return &e.RecordCount }},
+	{AttrCheckpointRecords, func(e *Event) **int64 { return &e.CheckpointRecords }},
+}
+
+var anyFields = []anyField{
+	{AttrValidationExpected, func(e *Event) *any { return &e.ValidationExpected }},
+	{AttrValidationActual, func(e *Event) *any { return &e.ValidationActual }},
+}
+
+// counterKeys are the batch-end totals; any of them present creates Counters.
+var counterKeys = [...]string{AttrRecordsRead, AttrRecordsWrite, AttrRecordsSkip, AttrRecordsError}
+
+func counterPtr(c *Counters, i int) *int64 {
+	return [...]*int64{&c.Read, &c.Written, &c.Skipped, &c.Errored}[i]
+}
+
+type setter func(e *Event, v any) bool
+
+var setters = func() map[string]setter {
+	m := map[string]setter{}
+	for _, f := range strFields {
+		m[f.key] = func(e *Event, v any) bool { s, ok := asString(v); *f.ptr(e) = s; return ok }
+	}
+	for _, f := range listFields {
+		m[f.key] = func(e *Event, v any) bool { l, ok := asStrings(v); *f.ptr(e) = l; return ok }
+	}
+	for _, f := range mapFields {
+		m[f.key] = func(e *Event, v any) bool { mv, ok := v.(map[string]any); *f.ptr(e) = mv; return ok }
+	}
+	for _, f := range intFields {
+		m[f.key] = func(e *Event, v any) bool {
+			i, ok := asInt(v)
+			if ok {
+				*f.ptr(e) = &i
+			}
+			return ok
+		}
+	}
+	for _, f := range anyFields {
+		m[f.key] = func(e *Event, v any) bool { *f.ptr(e) = v; return true }
+	}
+	for i, k := range counterKeys {
+		m[k] = func(e *Event, v any) bool {
+			n, ok := asInt(v)
+			if !ok {
+				return false
+			}
+			if e.Counters == nil {
+				e.Counters = &Counters{}
+			}
+			*counterPtr(e.Counters, i) = n
+			return true
+		}
+	}
+	m[AttrTransformSequence] = func(e *Event, v any) bool { n, ok := asInt(v); e.Transform.Sequence = n; return ok }
+	return m
+}()
+
+// Set assigns the value of attribute key to the matching field, or to Extra
+// for keys outside the model. It returns false when the value has the wrong
+// type for the key (the value is then kept in Extra, not lost).
+func (e *Event) Set(key string, v any) bool {
+	if s, ok := setters[key]; ok {
+		if s(e, v) {
+			return true
+		}
+		e.SetExtra(key, v)
+		return false
+	}
+	e.SetExtra(key, v)
+	return true
+}
+
+// Attributes returns the event's attributes as a flat map of attribute key to
+// value, leaving out empty fields. It is the inverse of Set.
+func (e *Event) Attributes() map[string]any {
+	m := make(map[string]any, 16+len(e.Extra))
+	for k, v := range e.Extra {
+		m[k] = v
+	}
+	for _, f := range strFields {
+		if s := *f.ptr(e); s != "" {
+			m[f.key] = s
+		}
+	}
+	for _, f := range listFields {
+		if l := *f.ptr(e); len(l) > 0 {
+			m[f.key] = stringsToAny(l)
+		}
+	}
+	for _, f := range mapFields {
+		if mv := *f.ptr(e); mv != nil {
+			m[f.key] = mv
+		}
+	}
+	for _, f := range intFields {
+		if p := *f.ptr(e); p != nil {
+			m[f.key] = *p
+		}
+	}
+	for _, f := range anyFields {
+		if v := *f.ptr(e); v != nil {
+			m[f.key] = v
+		}
+	}
+	if e.Counters != nil {
+		for i, k := range counterKeys {
+			m[k] = *counterPtr(e.Counters, i)
+		}
+	}
+	if e.Transform.Sequence != 0 {
+		m[AttrTransformSequence] = e.Transform.Sequence
+	}
+	return m
+}
+
+// resourceFallback lists attributes a job may set once on its resource
+// instead of on every event.
+var resourceFallback = []string{AttrJobName, AttrJobNamespace, AttrBatchID, AttrUserID, AttrUserName, AttrActorType}
+
+// FromLogRecord reads a canonical event from a log record; res may be an empty
+// resource. Values of the wrong type end up in Extra and are reported by
+// Validate.
+func FromLogRecord(lr plog.LogRecord, res pcommon.Resource) Event {
+	var e Event
+	e.Name = lr.EventName()
+	if ts := lr.Timestamp(); ts != 0 {
+		e.Time = ts.AsTime()
+	} else if ots := lr.ObservedTimestamp(); ots != 0 {
+		e.Time = ots.AsTime()
+	}
+	if id := lr.TraceID(); !id.IsEmpty() {
+		e.TraceID = hex.EncodeToString(id[:])
+	}
+	if id := lr.SpanID(); !id.IsEmpty() {
+		e.SpanID = hex.EncodeToString(id[:])
+	}
+	e.Severity = lr.SeverityText()
+	if lr.Body().Type() != pcommon.ValueTypeEmpty {
+		e.Body = lr.Body().AsString()
+	}
+	for k, v := range lr.Attributes().All() {
+		e.Set(k, v.AsRaw())
+	}
+	ra := res.Attributes()
+	for _, k := range resourceFallback {
+		if _, ok := lr.Attributes().Get(k); ok {
+			continue
+		}
+		if v, ok := ra.Get(k); ok {
+			e.Set(k, v.AsRaw())
+		}
+	}
+	return e
+}
+
+// ToLogRecord writes e into lr, replacing lr's attributes.
+func (e *Event) ToLogRecord(lr plog.LogRecord) {
+	lr.SetEventName(e.Name)
+	if !e.Time.IsZero() {
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(e.Time))
+	}
+	if lr.ObservedTimestamp() == 0 {
+		lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(time.Now()))
+	}
+	if b, err := hex.DecodeString(e.TraceID); err == nil && len(b) == 16 {
+		lr.SetTraceID(pcommon.TraceID(b))
+	}
+	if b, err := hex.DecodeString(e.SpanID); err == nil && len(b) == 8 {
+		lr.SetSpanID(pcommon.SpanID(b))
+	}
+	if e.Severity != "" {
+		lr.SetSeverityText(e.Severity)
+	}
+	if lr.SeverityNumber() == plog.SeverityNumberUnspecified {
+		lr.SetSeverityNumber(DefaultSeverity(e.Name))
+	}
+	if e.Body != "" {
+		lr.Body().SetStr(e.Body)
+	}
+	attrs := lr.Attributes()
+	attrs.Clear()
+	_ = attrs.FromRaw(e.Attributes())
+}
+
+// DefaultSeverity follows the conventions: errors are ERROR, skips and failed
+// validations WARN, findings WARN, everything else INFO.
+func DefaultSeverity(name string) plog.SeverityNumber {
+	switch name {
+	case RecordError:
+		return plog.SeverityNumberError
+	case RecordSkip, ValidationFail, Finding:
+		return plog.SeverityNumberWarn
+	}
+	return plog.SeverityNumberInfo
+}

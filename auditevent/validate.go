@@ -1,0 +1,148 @@
+package auditevent
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// FieldError is one reason an event is invalid.
+type FieldError struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// ValidationError lists every problem of one event, so a client can fix them
+// all at once.
+type ValidationError struct {
+	EventID   string       `json:"event_id,omitempty"`
+	EventName string       `json:"event_name,omitempty"`
+	Problems  []FieldError `json:"problems"`
+}
+
+func (v *ValidationError) Error() string {
+	parts := make([]string, len(v.Problems))
+	for i, p := range v.Problems {
+		parts[i] = p.Field + ": " + p.Reason
+	}
+	name := v.EventName
+	if name == "" {
+		name = "event"
+	}
+	return fmt.Sprintf("invalid %s: %s", name, strings.Join(parts, "; "))
+}
+
+// required lists the fields each event name must carry beyond the common
+// ones (id, name, time, batch id). Alternatives are separated by "|".
+var required = map[string][]string{
+	BatchStart:         {AttrJobName},
+	BatchEnd:           {AttrJobName, AttrBatchResult},
+	RecordRead:         {AttrRecordID, AttrSourceName},
+	RecordTransform:    {AttrRecordID + "|" + AttrLineageID, AttrTransformName},
+	RecordWrite:        {AttrRecordID, AttrTargetName},
+	RecordSkip:         {AttrRecordID, AttrSkipReason},
+	RecordError:        {AttrErrorType + "|" + AttrErrorMessage},
+	RecordDelete:       {AttrRecordID, AttrTargetName},
+	ValidationPass:     {AttrValidationRule},
+	ValidationFail:     {AttrValidationRule},
+	Checkpoint:         {AttrCheckpointID + "|" + AttrCheckpointPosition},
+	LineageRecord:      {AttrLineageID, AttrRecordID, AttrTargetName},
+	LineageDataset:     {AttrSourceName, AttrTargetName},
+	Finding:            {AttrFindingType, AttrFindingSeverity, AttrFindingMessage},
+	OpenLineageJob:     {AttrJobName},
+	OpenLineageDataset: {AttrTargetName},
+}
+
+// Required returns the attributes an event name requires besides the common
+// ones; alternatives are written "a|b".
+func Required(name string) []string { return required[name] }
+
+var severities = map[string]bool{SeverityCritical: true, SeverityHigh: true, SeverityMedium: true, SeverityLow: true}
+
+// Validate checks e against the model and returns a *ValidationError listing
+// every problem, or nil.
+func (e *Event) Validate() error {
+	var probs []FieldError
+	add := func(field, format string, args ...any) {
+		probs = append(probs, FieldError{field, fmt.Sprintf(format, args...)})
+	}
+	info, known := names[e.Name]
+	switch {
+	case e.Name == "":
+		add("event_name", "is required (one of the batchaudit.* event names, see docs/conventions.md)")
+	case !known:
+		add("event_name", "unknown event name %q (see docs/conventions.md for the list)", e.Name)
+	}
+	if e.ID == "" {
+		add(AttrEventID, "is required")
+	} else if len(e.ID) > 512 {
+		add(AttrEventID, "is longer than 512 bytes")
+	}
+	if e.Time.IsZero() {
+		add("timestamp", "is required")
+	}
+	if known && info.needsBatch && e.BatchID == "" {
+		add(AttrBatchID, "is required for %s", e.Name)
+	}
+	attrs := e.Attributes()
+	for _, req := range required[e.Name] {
+		present := false
+		for _, alt := range strings.Split(req, "|") {
+			if _, ok := attrs[alt]; ok {
+				present = true
+			}
+		}
+		if !present {
+			if strings.Contains(req, "|") {
+				add(req, "one of %s is required for %s", strings.ReplaceAll(req, "|", ", "), e.Name)
+			} else {
+				add(req, "is required for %s", e.Name)
+			}
+		}
+	}
+	if e.BatchResult != "" && !results[e.BatchResult] {
+		add(AttrBatchResult, "%q is not one of success, failure, error, timeout, cancellation, skip", e.BatchResult)
+	}
+	if e.ChangeType != "" && !changeTypes[e.ChangeType] {
+		add(AttrChangeType, "%q is not one of insert, update, delete, no_change", e.ChangeType)
+	}
+	if e.FindingSeverity != "" && !severities[e.FindingSeverity] {
+		add(AttrFindingSeverity, "%q is not one of critical, high, medium, low", e.FindingSeverity)
+	}
+	for _, h := range []struct{ key, val string }{{AttrRecordHash, e.RecordHash}, {AttrPreviousHash, e.PreviousHash}, {AttrInputHash, e.InputHash}} {
+		if h.val != "" && (e.HashAlgorithm == "" || e.HashAlgorithm == "sha256") && !isSHA256Hex(h.val) {
+			add(h.key, "must be 64 lowercase hex characters (SHA-256 of the record's canonical JSON)")
+		}
+	}
+	if c := e.Counters; c != nil && (c.Read < 0 || c.Written < 0 || c.Skipped < 0 || c.Errored < 0) {
+		add("batchaudit.batch.records.*", "counters must not be negative")
+	}
+	// Values of the wrong type were parked in Extra by Set; name them.
+	var wrongType []string
+	for k := range e.Extra {
+		if _, modelled := setters[k]; modelled {
+			wrongType = append(wrongType, k)
+		}
+	}
+	sort.Strings(wrongType)
+	for _, k := range wrongType {
+		add(k, "has the wrong type (%T); see docs/conventions.md", e.Extra[k])
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return &ValidationError{EventID: e.ID, EventName: e.Name, Problems: probs}
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

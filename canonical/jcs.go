@@ -1,0 +1,284 @@
+// Package canonical serializes values as RFC 8785 (JSON Canonicalization
+// Scheme, JCS) and hashes them with SHA-256. Every component that compares or
+// stores record and event hashes goes through this package, so a hash computed
+// by a job in any language (see docs/conventions.md) matches the collector's.
+package canonical
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Marshal returns the RFC 8785 canonical JSON form of v. v may be built from
+// the types encoding/json decodes into (map[string]any, []any, string,
+// float64, json.Number, bool, nil), Go integers and floats, []string and
+// map[string]string, or any value encoding/json can marshal (it is then
+// round-tripped through encoding/json first).
+func Marshal(v any) ([]byte, error) {
+	b := make([]byte, 0, 256)
+	return AppendJSON(b, v)
+}
+
+// AppendJSON appends the canonical form of v to dst.
+func AppendJSON(dst []byte, v any) ([]byte, error) {
+	switch t := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		if t {
+			return append(dst, "true"...), nil
+		}
+		return append(dst, "false"...), nil
+	case string:
+		return appendString(dst, t)
+	case float64:
+		return appendNumber(dst, t)
+	case float32:
+		return appendNumber(dst, float64(t))
+	case int:
+		return appendInt(dst, int64(t))
+	case int64:
+		return appendInt(dst, t)
+	case int32:
+		return appendInt(dst, int64(t))
+	case uint32:
+		return appendInt(dst, int64(t))
+	case uint64:
+		if t > 1<<53 {
+			return dst, fmt.Errorf("canonical: integer %d is beyond the exact range of JSON numbers (2^53); send it as a string", t)
+		}
+		return appendInt(dst, int64(t))
+	case json.Number:
+		f, err := t.Float64()
+		if err != nil {
+			return dst, fmt.Errorf("canonical: invalid number %q", string(t))
+		}
+		return appendNumber(dst, f)
+	case map[string]any:
+		return appendObject(dst, len(t), func(yield func(string, any) bool) {
+			for k, v := range t {
+				if !yield(k, v) {
+					return
+				}
+			}
+		})
+	case map[string]string:
+		return appendObject(dst, len(t), func(yield func(string, any) bool) {
+			for k, v := range t {
+				if !yield(k, v) {
+					return
+				}
+			}
+		})
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range t {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = AppendJSON(dst, e); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	case []string:
+		dst = append(dst, '[')
+		for i, e := range t {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendString(dst, e); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	// Anything else (structs, typed maps): normalize through encoding/json.
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return append(dst, "null"...), nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return dst, fmt.Errorf("canonical: %w", err)
+	}
+	var generic any
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	if err := dec.Decode(&generic); err != nil {
+		return dst, fmt.Errorf("canonical: %w", err)
+	}
+	return AppendJSON(dst, generic)
+}
+
+type member struct {
+	key string
+	val any
+}
+
+func appendObject(dst []byte, n int, each func(func(string, any) bool)) ([]byte, error) {
+	members := make([]member, 0, n)
+	each(func(k string, v any) bool {
+		members = append(members, member{k, v})
+		return true
+	})
+	// RFC 8785 §3.2.3: sort by the UTF-16 code units of the keys.
+	slices.SortFunc(members, func(a, b member) int { return compareUTF16(a.key, b.key) })
+	dst = append(dst, '{')
+	for i, m := range members {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = appendString(dst, m.key); err != nil {
+			return dst, err
+		}
+		dst = append(dst, ':')
+		if dst, err = AppendJSON(dst, m.val); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// compareUTF16 orders strings by UTF-16 code units. For strings without
+// characters above U+FFFF this equals byte order of their UTF-8 form, which is
+// the fast path.
+func compareUTF16(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			if a[i] < utf8.RuneSelf && b[i] < utf8.RuneSelf {
+				return int(a[i]) - int(b[i])
+			}
+			break
+		}
+	}
+	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
+	return slices.Compare(ua, ub)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(dst []byte, s string) ([]byte, error) {
+	if !utf8.ValidString(s) {
+		return dst, errors.New("canonical: string is not valid UTF-8")
+	}
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"':
+			dst = append(dst, '\\', '"')
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"'), nil
+}
+
+func appendInt(dst []byte, i int64) ([]byte, error) {
+	if i > 1<<53 || i < -(1<<53) {
+		return dst, fmt.Errorf("canonical: integer %d is beyond the exact range of JSON numbers (2^53); send it as a string", i)
+	}
+	return strconv.AppendInt(dst, i, 10), nil
+}
+
+// appendNumber writes f the way ECMAScript's Number.prototype.toString does
+// (RFC 8785 §3.2.2.3): shortest round-trip digits, plain notation for
+// exponents in [-6, 21), exponent notation otherwise.
+func appendNumber(dst []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return dst, errors.New("canonical: NaN and Infinity are not valid JSON numbers")
+	}
+	if f == 0 {
+		return append(dst, '0'), nil // also for -0
+	}
+	if f < 0 {
+		dst = append(dst, '-')
+		f = -f
+	}
+	// 'e' with precision -1 gives the shortest digits: d.ddddde±XX.
+	var buf [32]byte
+	e := strconv.AppendFloat(buf[:0], f, 'e', -1, 64)
+	mant, expPart, _ := strings.Cut(string(e), "e")
+	digits := strings.Replace(mant, ".", "", 1)
+	exp, _ := strconv.Atoi(expPart)
+	k := len(digits)
+	n := exp + 1 // position of the decimal point relative to the digits
+	switch {
+	case k <= n && n <= 21:
+		dst = append(dst, digits...)
+		for range n - k {
+			dst = append(dst, '0')
+		}
+	case 0 < n && n <= 21:
+		dst = append(dst, digits[:n]...)
+		dst = append(dst, '.')
+		dst = append(dst, digits[n:]...)
+	case -6 < n && n <= 0:
+		dst = append(dst, '0', '.')
+		for range -n {
+			dst = append(dst, '0')
+		}
+		dst = append(dst, digits...)
+	default:
+		dst = append(dst, digits[0])
+		if k > 1 {
+			dst = append(dst, '.')
+			dst = append(dst, digits[1:]...)
+		}
+		dst = append(dst, 'e')
+		if n-1 >= 0 {
+			dst = append(dst, '+')
+		}
+		dst = strconv.AppendInt(dst, int64(n-1), 10)
+	}
+	return dst, nil
+}
+
+// Hash returns the lowercase hex SHA-256 of the canonical form of v.
+func Hash(v any) (string, error) {
+	b, err := Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// HashBytes returns the lowercase hex SHA-256 of b.
+func HashBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,67 @@
+package canonical
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+)
+
+// Project returns the fields of record selected for hashing: all fields when
+// include is empty, otherwise only those named; fields named in exclude are
+// always left out (e.g. updated_at, which changes on every load).
+func Project(record map[string]any, include, exclude []string) map[string]any {
+	if len(include) == 0 && len(exclude) == 0 {
+		return record
+	}
+	out := make(map[string]any, len(record))
+	if len(include) > 0 {
+		for _, k := range include {
+			if v, ok := record[k]; ok {
+				out[k] = v
+			}
+		}
+	} else {
+		for k, v := range record {
+			out[k] = v
+		}
+	}
+	for _, k := range exclude {
+		delete(out, k)
+	}
+	return out
+}
+
+// FieldHasher hashes single field values so that changed fields can be found
+// later without keeping the values themselves. With a key it uses
+// HMAC-SHA256, which keeps low-entropy values (a gender, a country) from being
+// recovered by hashing every candidate.
+type FieldHasher struct {
+	key []byte
+	buf []byte
+}
+
+// NewFieldHasher returns a hasher; key may be nil for plain SHA-256.
+func NewFieldHasher(key []byte) *FieldHasher { return &FieldHasher{key: key} }
+
+// Hash returns the hex digest of name and the canonical form of value. The
+// field name is part of the input so equal values in different fields differ.
+func (h *FieldHasher) Hash(name string, value any) (string, error) {
+	var err error
+	h.buf = h.buf[:0]
+	if h.buf, err = appendString(h.buf, name); err != nil {
+		return "", err
+	}
+	h.buf = append(h.buf, ':')
+	if h.buf, err = AppendJSON(h.buf, value); err != nil {
+		return "", err
+	}
+	var m hash.Hash
+	if h.key != nil {
+		m = hmac.New(sha256.New, h.key)
+	} else {
+		m = sha256.New()
+	}
+	m.Write(h.buf)
+	return hex.EncodeToString(m.Sum(nil)), nil
+}

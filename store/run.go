@@ -1,0 +1,89 @@
+package store
+
+import (
+	"slices"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// ApplyToRun folds one newly stored event into its run summary. Both backends
+// call it for Stored outcomes only, so a redelivered event never counts twice.
+// Counters come from the job's batch end event when it has them; until then
+// they are counted from record events.
+func ApplyToRun(r *Run, e *auditevent.Event) {
+	if r.BatchID == "" {
+		r.BatchID = e.BatchID
+		r.Status = "running"
+	}
+	r.Events++
+	setIfEmpty(&r.JobName, e.JobName)
+	setIfEmpty(&r.JobNamespace, e.JobNamespace)
+	setIfEmpty(&r.ParentBatchID, e.ParentBatchID)
+	setIfEmpty(&r.Actor.ID, e.Actor.ID)
+	setIfEmpty(&r.Actor.Name, e.Actor.Name)
+	setIfEmpty(&r.Actor.Type, e.Actor.Type)
+	// The batch start event defines the start; before it arrives, the
+	// earliest event seen stands in.
+	if !e.Time.IsZero() && (r.Start.IsZero() || e.Name == auditevent.BatchStart || e.Time.Before(r.Start)) {
+		r.Start = e.Time
+	}
+	if !e.Source.IsZero() {
+		r.Sources = addUnique(r.Sources, e.Source.String())
+	}
+	if !e.Target.IsZero() && e.Name != auditevent.LineageDataset {
+		r.Targets = addUnique(r.Targets, e.Target.String())
+	}
+	final := r.Status != "running" && r.Status != ""
+	switch e.Name {
+	case auditevent.RecordRead:
+		if !final {
+			r.Read++
+		}
+	case auditevent.RecordWrite:
+		if !final {
+			r.Written++
+		}
+	case auditevent.RecordSkip:
+		if !final {
+			r.Skipped++
+		}
+	case auditevent.RecordError:
+		if !final {
+			r.Errored++
+		}
+	case auditevent.Finding:
+		r.Findings++
+	case auditevent.BatchEnd:
+		r.Status = e.BatchResult
+		r.End = e.Time
+		if c := e.Counters; c != nil {
+			r.Read, r.Written, r.Skipped, r.Errored = c.Read, c.Written, c.Skipped, c.Errored
+		}
+	}
+	switch e.ChangeType {
+	case auditevent.ChangeInsert:
+		r.Inserted++
+	case auditevent.ChangeUpdate:
+		r.Updated++
+	case auditevent.ChangeDelete:
+		r.Deleted++
+	case auditevent.ChangeNoChange:
+		r.Unchanged++
+	}
+	if !r.End.IsZero() && !r.Start.IsZero() {
+		r.Duration = r.End.Sub(r.Start).Seconds()
+	}
+}
+
+func setIfEmpty(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
+func addUnique(list []string, v string) []string {
+	if slices.Contains(list, v) {
+		return list
+	}
+	return append(list, v)
+}

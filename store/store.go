@@ -1,0 +1,157 @@
+// Package store defines batchaudit's storage contract: the append-only write
+// path the exporter uses and the read side that tests, reports and the CLI use.
+// Backends (SQLite, Elasticsearch) live in sub-packages and implement both.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// StoredEvent is an event as persisted: the canonical event plus the storage
+// metadata that makes the trail verifiable.
+type StoredEvent struct {
+	auditevent.Event
+	// Stream names the audit log the event belongs to (one per exporter
+	// configuration); Sequence is gapless within a stream.
+	Stream   string
+	Sequence int64
+	// Hash is auditevent.Event.Hash(): SHA-256 over the canonical content.
+	Hash     string
+	Ingested time.Time
+}
+
+// Outcome is what happened to one event on Write.
+type Outcome int
+
+const (
+	// Stored: newly persisted.
+	Stored Outcome = iota
+	// Duplicate: an event with the same id and the same hash was already
+	// stored; nothing was written.
+	Duplicate
+	// Conflict: an event with the same id but a different hash is stored.
+	// This is an integrity alarm; the new event went to the dead letters.
+	Conflict
+	// DeadLettered: the store refused the event for a reason retrying cannot
+	// fix; it went to the dead letters with the reason.
+	DeadLettered
+	// Retry: a transient failure; the caller must retry the event.
+	Retry
+)
+
+func (o Outcome) String() string {
+	return [...]string{"stored", "duplicate", "conflict", "dead_lettered", "retry"}[o]
+}
+
+// Result is the outcome of one event of a Write call.
+type Result struct {
+	EventID string
+	Outcome Outcome
+	// Sequence is the event's position in the stream: assigned for Stored,
+	// DeadLettered and Conflict (dead letters hold their place, so the stream
+	// stays gapless), and the stored event's sequence for Duplicate.
+	Sequence int64
+	// Reason explains Conflict, DeadLettered and Retry outcomes.
+	Reason string
+}
+
+// Writer is the append-only write path. Write never overwrites: an id that is
+// already stored is a Duplicate or a Conflict. The backend assigns Stream and
+// Sequence (the caller sets Hash): only events that take a place in the
+// stream get a number, which is how it stays gapless under retries. It returns
+// one Result per event, in order; a non-nil error means no outcome is known
+// for any event and the whole call must be retried (or is permanent, see
+// consumererror). Stored events also update their run's summary.
+type Writer interface {
+	Write(ctx context.Context, stream string, events []StoredEvent) ([]Result, error)
+}
+
+// Run is the summary of one batch run, kept current as its events arrive.
+type Run struct {
+	BatchID       string           `json:"batch_id"`
+	ParentBatchID string           `json:"parent_batch_id,omitempty"`
+	JobName       string           `json:"job_name,omitempty"`
+	JobNamespace  string           `json:"job_namespace,omitempty"`
+	Actor         auditevent.Actor `json:"actor"`
+	// Status is "running" until a batch end event arrives, then its result.
+	Status    string    `json:"status"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	Duration  float64   `json:"duration_seconds"`
+	Read      int64     `json:"read"`
+	Written   int64     `json:"written"`
+	Skipped   int64     `json:"skipped"`
+	Errored   int64     `json:"errored"`
+	Inserted  int64     `json:"inserted"`
+	Updated   int64     `json:"updated"`
+	Deleted   int64     `json:"deleted"`
+	Unchanged int64     `json:"unchanged"`
+	Findings  int64     `json:"findings"`
+	Events    int64     `json:"events"`
+	Sources   []string  `json:"sources,omitempty"`
+	Targets   []string  `json:"targets,omitempty"`
+}
+
+// DeadLetter is an event the store could not keep as an audit event, with the
+// reason. Dead letters are part of the trail: reports list them.
+type DeadLetter struct {
+	EventID  string    `json:"event_id"`
+	Stream   string    `json:"stream"`
+	Sequence int64     `json:"sequence"`
+	Hash     string    `json:"hash"`
+	Reason   string    `json:"reason"`
+	Document string    `json:"document"`
+	Time     time.Time `json:"time"`
+}
+
+// EventQuery selects events; empty fields do not filter. Results are ordered
+// by time, then sequence.
+type EventQuery struct {
+	BatchID  string
+	RecordID string
+	// Dataset matches the source or target name.
+	Dataset string
+	Names   []string
+	From    time.Time
+	To      time.Time
+	Limit   int
+}
+
+// RunQuery selects run summaries in a period; empty fields do not filter.
+type RunQuery struct {
+	From, To time.Time
+	JobName  string
+	Status   string
+	ActorID  string
+	Limit    int
+}
+
+// Reader is the read side shared by tests, reports and the CLI.
+type Reader interface {
+	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
+	Runs(ctx context.Context, q RunQuery) ([]Run, error)
+	DeadLetters(ctx context.Context, from, to time.Time, limit int) ([]DeadLetter, error)
+}
+
+// Store is a backend: both sides plus lifecycle.
+type Store interface {
+	Writer
+	Reader
+	// LastSequence returns the highest sequence number stored in stream (0
+	// for an empty stream), read from the store, so it survives restarts.
+	LastSequence(ctx context.Context, stream string) (int64, error)
+	Close() error
+}
+
+// RunEvents returns the events of one batch run.
+func RunEvents(ctx context.Context, r Reader, batchID string) ([]StoredEvent, error) {
+	return r.Events(ctx, EventQuery{BatchID: batchID})
+}
+
+// RecordHistory returns every event about one record id, oldest first.
+func RecordHistory(ctx context.Context, r Reader, recordID string) ([]StoredEvent, error) {
+	return r.Events(ctx, EventQuery{RecordID: recordID})
+}
