@@ -73,10 +73,10 @@ const (
 	AttrFrameworks     = "batchaudit.compliance.frameworks" // SOX, GDPR, HIPAA
 	AttrClassification = "batchaudit.data.classification"   // PII, PHI, financial
 
-	AttrErrorType        = "error.type"
-	AttrErrorMessage     = "exception.message"
-	AttrErrorStacktrace  = "exception.stacktrace"
-	AttrOriginalEvent    = "batchaudit.original"      // the source document (e.g. an OpenLineage event) kept as evidence
-	AttrOriginalFormat   = "batchaudit.original.format" // otlp, json, openlineage
-	AttrDerivedBy        = "batchaudit.derived_by"    // component that produced a derived event
+	AttrErrorType       = "error.type"
+	AttrErrorMessage    = "exception.message"
+	AttrErrorStacktrace = "exception.stacktrace"
+	AttrOriginalEvent   = "batchaudit.original"        // the source document (e.g. an OpenLineage event) kept as evidence
+	AttrOriginalFormat  = "batchaudit.original.format" // otlp, json, openlineage
+	AttrDerivedBy       = "batchaudit.derived_by"      // component that produced a derived event
 )
