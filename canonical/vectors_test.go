@@ -74,3 +74,30 @@ func TestPythonReferenceMatches(t *testing.T) {
 	}
 	assert.Equal(t, golden, got)
 }
+
+// TestDocSnippetMatches runs the Python block shown in docs/conventions.md,
+// so the documentation cannot drift from the implementation.
+func TestDocSnippetMatches(t *testing.T) {
+	doc, err := os.ReadFile("../docs/conventions.md")
+	require.NoError(t, err)
+	var snippet string
+	for _, block := range strings.Split(string(doc), "```python\n")[1:] {
+		code, _, _ := strings.Cut(block, "```")
+		if strings.Contains(code, "def record_hash") {
+			snippet = code
+			break
+		}
+	}
+	require.NotEmpty(t, snippet, "docs/conventions.md lost its Python hashing snippet")
+	py, err := exec.LookPath("python3")
+	require.NoError(t, err, "python3 is required")
+	script := snippet + "\nimport json, sys\nfor v in json.load(sys.stdin):\n    print(record_hash(v))\n"
+	_, raw := loadVectors(t)
+	cmd := exec.Command(py, "-c", script)
+	cmd.Stdin = bytes.NewReader(raw)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, stderr.String())
+	assert.Equal(t, strings.Join(golden, "\n")+"\n", string(out))
+}

@@ -1,0 +1,82 @@
+# batchaudit: build the collector distribution, run the demo, run every test.
+SHELL        := /bin/bash
+GO           ?= go
+TOOLS        := -modfile=$(CURDIR)/internal/tools/go.mod
+BUILD_DIR    := $(CURDIR)/_build
+COLLECTOR    := $(BUILD_DIR)/otelcol-batchaudit
+CLI          := $(BUILD_DIR)/batchaudit
+ORDERSJOB    := $(BUILD_DIR)/ordersjob
+DATA_DIR     ?= $(CURDIR)/batchaudit-data
+FUZZTIME     ?= 5s
+GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
+
+.PHONY: all build run test test-unit test-e2e test-fuzz bench lint generate clean es-up es-down es-status help
+
+all: build
+
+help:
+	@echo "make run      build the collector, start it, run the example job, show the audit trail"
+	@echo "make test     run every test (unit, Elasticsearch integration, end-to-end, short fuzzing)"
+	@echo "make build    build _build/otelcol-batchaudit, _build/batchaudit (CLI) and _build/ordersjob"
+	@echo "make es-up / es-down / es-status   local Elasticsearch node for tests and runs"
+	@echo "make bench    run the benchmarks;  make lint;  make generate;  make clean"
+
+build: $(COLLECTOR) $(CLI) $(ORDERSJOB)
+
+# ocb generates a main module under _build/src and compiles it against this repo (replace ./).
+$(COLLECTOR): $(GO_SOURCES)
+	@mkdir -p $(BUILD_DIR)
+	$(GO) tool $(TOOLS) builder --config=builder-config.yaml
+	@$(COLLECTOR) --version
+
+$(CLI): $(GO_SOURCES)
+	$(GO) build -o $@ ./cmd/batchaudit
+
+$(ORDERSJOB): $(GO_SOURCES)
+	$(GO) build -o $@ ./examples/ordersjob
+
+run: build
+	@bash scripts/run-demo.sh
+
+test: build test-unit test-fuzz test-e2e
+
+test-unit:
+	BATCHAUDIT_COLLECTOR=$(COLLECTOR) $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /testbed)
+
+test-e2e: build
+	BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_CLI=$(CLI) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) \
+		$(GO) test -count=1 -timeout 30m -v ./testbed/... 2>&1 | tee $(BUILD_DIR)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
+		exit $${PIPESTATUS[0]}
+
+# Every Fuzz target runs briefly; a crash fails the build.
+test-fuzz:
+	@set -e; for pkg in $$($(GO) list ./... | grep -v /testbed); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $$($(GO) list ./... | grep -v /testbed)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# Regenerate internal/metadata of every component (output is committed).
+generate:
+	@for d in $$(dirname $$(find receiver processor exporter -name metadata.yaml)); do \
+		echo "mdatagen $$d"; (cd $$d && $(GO) tool -modfile=$(CURDIR)/internal/tools/go.mod mdatagen metadata.yaml) || exit 1; \
+	done
+
+es-up:
+	@bash scripts/es.sh up
+es-down:
+	@bash scripts/es.sh down
+es-status:
+	@bash scripts/es.sh status
+
+clean:
+	rm -rf $(BUILD_DIR) $(DATA_DIR)
