@@ -26,7 +26,7 @@ set -euo pipefail
 
 ES_VERSION="${BATCHAUDIT_ES_VERSION:-8.19.7}"
 ES_PORT="${BATCHAUDIT_ES_PORT:-9200}"
-CACHE_ROOT="${BATCHAUDIT_CACHE:-$HOME/.cache/batchaudit}"
+CACHE_ROOT="${BATCHAUDIT_CACHE:-${HOME:-/root}/.cache/batchaudit}"
 TIMEOUT="${BATCHAUDIT_ES_TIMEOUT:-180}"
 ES_USER_NAME="batchaudit-es"
 CLUSTER_NAME="batchaudit-test"
@@ -112,12 +112,16 @@ ensure_user() {
 # it adds only the search (x) bit for others on ancestors that lack it.
 ensure_traversable() {
 	is_root || return 0
-	local d="$ES_ROOT"
-	while [ "$d" != "/" ]; do
+	local d="$ES_ROOT" dirs=() i
+	while [ "$d" != "/" ] && [ "$d" != "." ]; do
+		dirs=("$d" "${dirs[@]}")
 		d="$(dirname "$d")"
-		if ! runuser -u "$ES_USER_NAME" -- test -x "$d"; then
-			log "granting search permission (o+x, no listing) on $d so $ES_USER_NAME can reach the cache"
-			chmod o+x "$d"
+	done
+	# From the top down, so each check sees its parents already fixed.
+	for i in "${dirs[@]}"; do
+		if ! runuser -u "$ES_USER_NAME" -- test -x "$i"; then
+			log "granting search permission (o+x, no listing) on $i so $ES_USER_NAME can reach the cache"
+			chmod o+x "$i"
 		fi
 	done
 }
@@ -135,9 +139,12 @@ ensure_distribution() {
 	tmp="$(mktemp -d "$VERSION_DIR/.download.XXXXXX")"
 	# shellcheck disable=SC2064
 	trap "rm -rf '$tmp'" EXIT
-	if ! mvn -B -q dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$tmp" </dev/null >"$tmp/mvn.log" 2>&1; then
-		tail -n 30 "$tmp/mvn.log" >&2
-		die "could not download $ARTIFACT (is the version published on Maven Central?)"
+	if ! mvn -B -q -U -Dstyle.color=never dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$tmp" \
+		</dev/null >"$tmp/mvn.log" 2>&1; then
+		sed 's/\x1b\[[0-9;]*m//g' "$tmp/mvn.log" | grep -m 3 'ERROR' >&2 || tail -n 20 "$tmp/mvn.log" >&2
+		rm -rf "$tmp"
+		rmdir "$VERSION_DIR" 2>/dev/null || true
+		die "could not download $ARTIFACT (is the version published on Maven Central? see docs/elasticsearch.md)"
 	fi
 	log "unpacking into $VERSION_DIR"
 	unzip -q "$tmp/elasticsearch-$ES_VERSION.zip" -d "$tmp/unpacked"
@@ -165,13 +172,13 @@ node_pid() {
 
 # health prints the cluster status (green/yellow/red) or nothing.
 health() {
-	curl -s -m 5 "$URL/_cluster/health" 2>/dev/null |
+	{ curl -s -m 5 "$URL/_cluster/health" 2>/dev/null || true; } |
 		sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'
 }
 
 # es_version prints the version of the node answering on $URL.
 es_version() {
-	curl -s -m 5 "$URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null |
+	{ curl -s -m 5 "$URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null || true; } |
 		sed -n 's/.*"version":"\([^"]*\)".*/\1/p'
 }
 
@@ -191,11 +198,13 @@ node_log_file() {
 }
 
 print_log_tail() {
-	local f
+	local f out="$NODE_DIR/logs/launcher.out"
 	f="$(node_log_file)"
-	if [ -f "$NODE_DIR/logs/launcher.out" ]; then
-		echo "----- last lines of $NODE_DIR/logs/launcher.out -----" >&2
-		tail -n 20 "$NODE_DIR/logs/launcher.out" >&2 || true
+	# The launcher's own output: errors from before logging starts (bad
+	# JVM, unknown setting, ...); its log lines are repeated in the node log.
+	if grep -qv -e '^\[20' -e '^[[:space:]]*$' "$out" 2>/dev/null; then
+		echo "----- launcher output ($out), log lines left out -----" >&2
+		grep -v -e '^\[20' -e '^[[:space:]]*$' "$out" | tail -n 30 >&2 || true
 	fi
 	if [ -f "$f" ]; then
 		echo "----- last lines of $f -----" >&2
@@ -241,8 +250,9 @@ EOF
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-	local start now pid
+	local start wait_start now pid
 	start="$(date +%s)"
+	ensure_tools
 	mkdir -p "$ES_ROOT"
 	# Serialise concurrent `up`/`down` (several engineers or CI jobs).
 	exec 9>"$ES_ROOT/.lock-$ES_PORT"
@@ -253,6 +263,7 @@ cmd_up() {
 		log "URL: $URL"
 		return 0
 	fi
+	wait_start="$(date +%s)"
 	if pid="$(node_pid)"; then
 		log "node pid $pid is running but not healthy yet; waiting for it"
 	else
@@ -265,7 +276,6 @@ cmd_up() {
 			die "port $ES_PORT on 127.0.0.1 is in use by something that is not a healthy Elasticsearch; set BATCHAUDIT_ES_PORT or stop it"
 		fi
 
-		ensure_tools
 		detect_java
 		ensure_user
 		ensure_distribution
@@ -273,36 +283,38 @@ cmd_up() {
 		prepare_node_dir
 		echo "$NODE_DIR" >"$HOME_FILE"
 
-		log "starting Elasticsearch $ES_VERSION on $URL (java: $ES_JAVA_HOME, user: $(is_root && echo "$ES_USER_NAME" || id -un), heap 1g)"
+		local run_user
+		run_user="$(id -un)"
+		if is_root; then run_user="$ES_USER_NAME"; fi
+		wait_start="$(date +%s)"
+		log "starting Elasticsearch $ES_VERSION on $URL (java: $ES_JAVA_HOME, user: $run_user, heap 1g)"
 		# -d daemonises: the launcher returns once the server process is up
 		# (or has failed); -p makes the server write its own pid.
-		if ! (cd "$NODE_DIR" && run_as_es env \
+		local rc=0
+		(cd "$NODE_DIR" && run_as_es env \
 			HOME="$NODE_DIR" \
 			ES_JAVA_HOME="$ES_JAVA_HOME" \
 			ES_PATH_CONF="$NODE_DIR/config" \
 			ES_TMPDIR="$NODE_DIR/tmp" \
 			ES_JAVA_OPTS="-Xms1g -Xmx1g" \
 			timeout "$TIMEOUT" "$ES_HOME_DIR/bin/elasticsearch" -d -p "$PID_FILE" \
-			</dev/null >"$NODE_DIR/logs/launcher.out" 2>&1); then
-			echo "es.sh: ERROR: Elasticsearch failed to start" >&2
-			print_log_tail
-			exit 1
+			</dev/null >"$NODE_DIR/logs/launcher.out" 2>&1) || rc=$?
+		if [ "$rc" -eq 124 ]; then
+			fail_start "Elasticsearch $ES_VERSION did not start within ${TIMEOUT}s on $URL"
+		elif [ "$rc" -ne 0 ]; then
+			fail_start "Elasticsearch $ES_VERSION failed to start on $URL (launcher exit code $rc)"
 		fi
 	fi
 
-	# Wait for yellow (a single node cannot allocate replicas, so not green).
+	# Wait for yellow: enough for one node, which cannot allocate replicas.
 	while :; do
 		if healthy; then break; fi
 		now="$(date +%s)"
 		if ! node_pid >/dev/null; then
-			echo "es.sh: ERROR: the Elasticsearch process exited during startup" >&2
-			print_log_tail
-			exit 1
+			fail_start "the Elasticsearch process exited during startup"
 		fi
-		if [ $((now - start)) -ge "$TIMEOUT" ]; then
-			echo "es.sh: ERROR: Elasticsearch not healthy (yellow) after ${TIMEOUT}s on $URL" >&2
-			print_log_tail
-			exit 1
+		if [ $((now - wait_start)) -ge "$TIMEOUT" ]; then
+			fail_start "Elasticsearch not healthy (yellow) after ${TIMEOUT}s on $URL"
 		fi
 		sleep 1
 	done
@@ -311,16 +323,9 @@ cmd_up() {
 	log "URL: $URL"
 }
 
-cmd_down() {
-	local pid i
-	mkdir -p "$ES_ROOT"
-	exec 9>"$ES_ROOT/.lock-$ES_PORT"
-	flock -w 300 9 || die "timed out waiting for the lock $ES_ROOT/.lock-$ES_PORT"
-	if ! pid="$(node_pid)"; then
-		log "no Elasticsearch started by this script is running on port $ES_PORT"
-		rm -f "$PID_FILE" "$HOME_FILE"
-		return 0
-	fi
+# stop_node PID: SIGTERM, wait up to 30s, then SIGKILL.
+stop_node() {
+	local pid="$1" i
 	log "stopping Elasticsearch (pid $pid) with SIGTERM"
 	kill -TERM "$pid" 2>/dev/null || true
 	for i in $(seq 1 60); do
@@ -336,6 +341,32 @@ cmd_down() {
 		done
 	fi
 	rm -f "$PID_FILE" "$HOME_FILE"
+}
+
+# fail_start prints why the start failed and the log tail, stops a server
+# process that got as far as writing its pid file, and exits 1.
+fail_start() {
+	local pid
+	echo "es.sh: ERROR: $*" >&2
+	print_log_tail
+	if pid="$(node_pid)"; then
+		stop_node "$pid" >&2
+	fi
+	rm -f "$PID_FILE" "$HOME_FILE"
+	exit 1
+}
+
+cmd_down() {
+	local pid
+	mkdir -p "$ES_ROOT"
+	exec 9>"$ES_ROOT/.lock-$ES_PORT"
+	flock -w 300 9 || die "timed out waiting for the lock $ES_ROOT/.lock-$ES_PORT"
+	if ! pid="$(node_pid)"; then
+		log "no Elasticsearch started by this script is running on port $ES_PORT"
+		rm -f "$PID_FILE" "$HOME_FILE"
+		return 0
+	fi
+	stop_node "$pid"
 	log "stopped"
 }
 
