@@ -4,6 +4,9 @@ package auditevent
 // reused where they exist (log.record.uid, user.*, error.type, exception.*).
 const (
 	AttrEventID = "log.record.uid" // unique event id; the storage id
+	// AttrEventName is read as the event name when the log record's
+	// EventName field is empty.
+	AttrEventName = "event.name"
 
 	AttrBatchID       = "batchaudit.batch.id"
 	AttrParentBatchID = "batchaudit.batch.parent_id"
@@ -48,6 +51,10 @@ const (
 	AttrInputDatasets  = "batchaudit.lineage.inputs"  // []string of namespace/name
 	AttrOutputDatasets = "batchaudit.lineage.outputs" // []string of namespace/name
 	AttrRecordCount    = "batchaudit.lineage.record_count"
+	// AttrColumnLineage is OpenLineage's columnLineage facet, flattened:
+	// output dataset (namespace/name) → output field (or "*" for inputs that
+	// affect the whole dataset) → list of {namespace, name, field, transformations}.
+	AttrColumnLineage = "batchaudit.lineage.columns"
 
 	AttrTransformName     = "batchaudit.transform.name"
 	AttrTransformSequence = "batchaudit.transform.sequence"

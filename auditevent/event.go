@@ -91,6 +91,7 @@ type Event struct {
 	LineageChain   map[string]any
 	InputDatasets  []string
 	OutputDatasets []string
+	ColumnLineage  map[string]any
 	RecordCount    *int64
 
 	Transform Transform

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -150,4 +151,65 @@ func BenchmarkFromLogRecordValidate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestColumnLineageRoundTrip(t *testing.T) {
+	e := writeEvent()
+	e.ColumnLineage = map[string]any{"pg://db/sales.orders": map[string]any{
+		"total": []any{map[string]any{"namespace": "pg://db", "name": "raw.orders", "field": "amount"}},
+	}}
+	lr := plog.NewLogRecord()
+	e.ToLogRecord(lr)
+	v, ok := lr.Attributes().Get(AttrColumnLineage)
+	require.True(t, ok)
+	assert.Equal(t, pcommon.ValueTypeMap, v.Type())
+	back := FromLogRecord(lr, pcommon.NewResource())
+	assert.Equal(t, e.ColumnLineage, back.ColumnLineage)
+
+	var bad Event
+	assert.False(t, bad.Set(AttrColumnLineage, "not a map"))
+	assert.Equal(t, "not a map", bad.Extra[AttrColumnLineage])
+}
+
+func TestParseCanonicalRoundTrip(t *testing.T) {
+	e := writeEvent()
+	e.TraceID = "0102030405060708090a0b0c0d0e0f10"
+	e.Severity = "INFO"
+	e.Body = "wrote A-1"
+	e.Counters = &Counters{Read: 3, Written: 2}
+	n := int64(7)
+	e.RecordCount = &n
+	e.ValidationExpected = int64(1) << 40
+	e.Extra["nested"] = map[string]any{"list": []any{int64(1), 2.5, "x", nil, false}}
+	doc, err := canonical.Marshal(e.Canonical())
+	require.NoError(t, err)
+	back, err := ParseCanonical(doc)
+	require.NoError(t, err)
+	assert.Equal(t, e, back)
+	h1, _ := e.Hash()
+	h2, _ := back.Hash()
+	assert.Equal(t, h1, h2)
+
+	// Whole floats come back as int64; the hash does not change.
+	e.RecordData["amount"] = 12.0
+	doc, _ = canonical.Marshal(e.Canonical())
+	back, err = ParseCanonical(doc)
+	require.NoError(t, err)
+	assert.Equal(t, int64(12), back.RecordData["amount"])
+	h1, _ = e.Hash()
+	h2, _ = back.Hash()
+	assert.Equal(t, h1, h2)
+
+	for _, bad := range []string{`[]`, `{"time":"2026-01-01T00:00:00Z","attributes":{}}`, `{"name":"x","time":"yesterday","attributes":{}}`, `{"name":"x","time":"2026-01-01T00:00:00Z"}`, `{"name":"x","time":"2026-01-01T00:00:00Z","body":1,"attributes":{}}`} {
+		_, err := ParseCanonical([]byte(bad))
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestEventNameAttributeFallback(t *testing.T) {
+	lr := plog.NewLogRecord()
+	lr.Attributes().PutStr(AttrEventName, BatchStart)
+	e := FromLogRecord(lr, pcommon.NewResource())
+	assert.Equal(t, BatchStart, e.Name)
+	assert.NotContains(t, e.Extra, AttrEventName)
 }

@@ -109,6 +109,15 @@ var results = map[string]bool{ResultSuccess: true, ResultFailure: true, ResultEr
 
 var changeTypes = map[string]bool{ChangeInsert: true, ChangeUpdate: true, ChangeDelete: true, ChangeNoChange: true}
 
+// Finding types, set by lineageprocessor on batchaudit.finding events.
+const (
+	FindingDataLoss         = "data_loss"          // read, then neither written, skipped nor errored
+	FindingWriteWithoutRead = "write_without_read" // written with no matching read
+	FindingChecksumBreak    = "checksum_break"     // a step's input hash differs from the previous output hash
+	FindingCountMismatch    = "count_mismatch"     // job counters do not reconcile
+	FindingRunTimeout       = "run_timeout"        // a run never ended
+)
+
 // Finding severities.
 const (
 	SeverityCritical = "critical"

@@ -93,6 +93,7 @@ var mapFields = []mapField{
 	{AttrOldValue, func(e *Event) *map[string]any { return &e.OldValue }},
 	{AttrNewValue, func(e *Event) *map[string]any { return &e.NewValue }},
 	{AttrLineageChain, func(e *Event) *map[string]any { return &e.LineageChain }},
+	{AttrColumnLineage, func(e *Event) *map[string]any { return &e.ColumnLineage }},
 	{AttrTransformParams, func(e *Event) *map[string]any { return &e.Transform.Params }},
 }
 
@@ -239,6 +240,11 @@ func FromLogRecord(lr plog.LogRecord, res pcommon.Resource) Event {
 		e.Body = lr.Body().AsString()
 	}
 	for k, v := range lr.Attributes().All() {
+		// SDKs without EventName support send the name as an attribute.
+		if k == AttrEventName && e.Name == "" {
+			e.Name = v.AsString()
+			continue
+		}
 		e.Set(k, v.AsRaw())
 	}
 	ra := res.Attributes()
