@@ -1,0 +1,158 @@
+package tracker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// emitChain appends the lineage record of l ending in target, then the
+// records of l's parents that were not emitted yet (they ended up in the
+// same target through l; via names the lineage that carried them there).
+func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop, in *Input, via string, out []auditevent.Event) []auditevent.Event {
+	t.load(ctx, l)
+	l.seg.dirty = true
+	b := l.body
+	steps := sortedSteps(b.steps)
+	t.verify(r, l, steps, in)
+
+	chain := map[string]any{"target": hopMap(target)}
+	if b.source.name != "" || b.source.recordID != "" {
+		chain["source"] = hopMap(b.source)
+	}
+	list := make([]any, len(steps))
+	for i := range steps {
+		list[i] = stepMap(&steps[i])
+	}
+	chain["steps"] = list
+	chain["parents"] = strs(b.parents)
+	if via != "" {
+		chain["via"] = via
+	}
+	if len(b.unresolved) > 0 {
+		chain["unresolved_inputs"] = strs(b.unresolved)
+	}
+	if b.truncated {
+		chain["truncated"] = true
+	}
+	recordID := target.recordID
+	if via != "" {
+		recordID = l.recordID
+	}
+	tgt := auditevent.Dataset{Namespace: target.namespace, Name: target.name}
+	ev := auditevent.Event{
+		ID:           auditevent.DeterministicID(DerivedBy, auditevent.LineageRecord, r.batchID, l.key, tgt.String(), recordID),
+		Name:         auditevent.LineageRecord,
+		Time:         time.Unix(0, target.time).UTC(),
+		BatchID:      r.batchID,
+		JobName:      r.jobName,
+		JobNamespace: r.jobNamespace,
+		LineageID:    l.key,
+		RecordID:     recordID,
+		RecordHash:   target.hash,
+		Source:       auditevent.Dataset{Namespace: b.source.namespace, Name: b.source.name},
+		Target:       tgt,
+		LineageChain: chain,
+		DerivedBy:    DerivedBy,
+	}
+	if via != "" {
+		ev.RecordHash = ""
+	}
+	if len(b.parents) > 0 {
+		ev.InputRecordIDs = t.parentRecords(r, b.parents)
+	}
+	if target.time == 0 {
+		ev.Time = time.Unix(0, r.lastTime).UTC()
+	}
+	out = append(out, ev)
+	l.flags |= flagEmitted
+	for _, pk := range b.parents {
+		if p := r.lineages[pk]; p != nil && p.flags&flagEmitted == 0 {
+			out = t.emitChain(ctx, r, p, target, in, l.key, out)
+		}
+	}
+	return out
+}
+
+func (t *Tracker) parentRecords(r *run, keys []string) []string {
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if p := r.lineages[k]; p != nil {
+			ids = append(ids, p.recordID)
+		}
+	}
+	return ids
+}
+
+// verify reports a checksum break when a step's input hash differs from the
+// output hash of the step before it (or the read, or the parent it split
+// from). An unknown hash on either side is not a break.
+func (t *Tracker) verify(r *run, l *lineage, steps []step, in *Input) {
+	if l.flags&flagBroken != 0 {
+		return
+	}
+	prev := l.body.startHash
+	broken := false
+	for i := range steps {
+		if !steps[i].multi && steps[i].inHash != "" && prev != "" && steps[i].inHash != prev {
+			broken = true
+		}
+		prev = steps[i].outHash
+	}
+	if in != nil && in.Name == auditevent.RecordWrite && in.InputHash != "" && prev != "" && in.InputHash != prev {
+		broken = true
+	}
+	if broken {
+		l.flags |= flagBroken
+		r.breaks.add(l.recordID, t.cfg.MaxFindingIDs)
+		r.dirtyMeta = true
+	}
+}
+
+func hopMap(h hop) map[string]any {
+	m := map[string]any{"name": h.name, "record_id": h.recordID}
+	if h.namespace != "" {
+		m["namespace"] = h.namespace
+	}
+	if h.hash != "" {
+		m["hash"] = h.hash
+	}
+	if h.time != 0 {
+		m["time"] = time.Unix(0, h.time).UTC().Format(time.RFC3339Nano)
+	}
+	return m
+}
+
+func stepMap(s *step) map[string]any {
+	m := map[string]any{"name": s.name}
+	for k, v := range map[string]string{"type": s.typ, "subtype": s.subtype, "input_hash": s.inHash, "output_hash": s.outHash} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	if s.seq != 0 {
+		m["sequence"] = s.seq
+	}
+	if s.time != 0 {
+		m["time"] = time.Unix(0, s.time).UTC().Format(time.RFC3339Nano)
+	}
+	if s.params != "" {
+		var p map[string]any
+		if json.Unmarshal([]byte(s.params), &p) == nil {
+			m["params"] = p
+		} else {
+			m["params"] = s.params
+		}
+	}
+	return m
+}
+
+func strs(l []string) []any {
+	out := make([]any, len(l))
+	for i, s := range l {
+		out[i] = s
+	}
+	return out
+}

@@ -1,0 +1,414 @@
+package tracker
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// Tracker holds the lineage state of all active runs. It is not safe for
+// concurrent use; the processor serialises calls.
+type Tracker struct {
+	cfg  Config
+	runs map[string]*run
+
+	// resident is the FIFO of segments whose bodies are in memory; the
+	// oldest are spilled first. Stale entries are skipped lazily.
+	resident      []*segment
+	residentBytes int64
+	residentCount int
+	open          int64 // lineages in state open, over all runs
+
+	closed      map[string][]auditevent.Event // derived events of recently finished runs
+	closedOrder []string
+	indexDirty  bool
+}
+
+// New returns an empty tracker; call Load to restore persisted state.
+func New(cfg Config) *Tracker {
+	if cfg.SegmentSize <= 0 {
+		cfg.SegmentSize = 256
+	}
+	if cfg.MaxFindingIDs <= 0 {
+		cfg.MaxFindingIDs = 100
+	}
+	if cfg.MaxClosedRuns <= 0 {
+		cfg.MaxClosedRuns = 256
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Tracker{cfg: cfg, runs: map[string]*run{}, closed: map[string][]auditevent.Event{}}
+}
+
+// ActiveLineages is the number of lineages read but not yet written, skipped,
+// errored or merged, over all runs.
+func (t *Tracker) ActiveLineages() int64 { return t.open }
+
+// ActiveRuns is the number of runs in progress.
+func (t *Tracker) ActiveRuns() int { return len(t.runs) }
+
+// ResidentLineages is the number of lineages whose chains are in memory.
+func (t *Tracker) ResidentLineages() int { return t.residentCount }
+
+// ResidentBytes is the estimated size of the chains held in memory.
+func (t *Tracker) ResidentBytes() int64 { return t.residentBytes }
+
+// Handle folds one event into the state and appends any derived events to out.
+func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event) []auditevent.Event {
+	if in.BatchID == "" {
+		return out
+	}
+	if ev, done := t.closed[in.BatchID]; done {
+		if in.Name == auditevent.BatchEnd {
+			// A redelivered batch end: emit the same events (same ids) again,
+			// so an earlier failed export loses nothing.
+			return append(out, ev...)
+		}
+		if t.cfg.Hooks.Late != nil {
+			t.cfg.Hooks.Late()
+		}
+		return out
+	}
+	r := t.runs[in.BatchID]
+	if r == nil {
+		r = newRun(in.BatchID)
+		t.runs[in.BatchID] = r
+		t.indexDirty = true
+	}
+	r.note(in, t.cfg.Now().UnixNano())
+	r.dirtyMeta = true
+	switch in.Name {
+	case auditevent.RecordRead:
+		t.read(ctx, r, in)
+	case auditevent.RecordTransform:
+		t.transform(ctx, r, in)
+	case auditevent.RecordWrite:
+		out = t.write(ctx, r, in, out)
+	case auditevent.RecordSkip:
+		r.observed.Skipped++
+		t.terminate(ctx, r, in, stateSkipped)
+	case auditevent.RecordError:
+		r.observed.Errored++
+		t.terminate(ctx, r, in, stateErrored)
+	case auditevent.BatchStart, auditevent.BatchProgress:
+		r.addDatasets(in)
+	case auditevent.BatchEnd:
+		r.addDatasets(in)
+		out = t.finish(ctx, r, in, false, out)
+	}
+	t.enforceBudget(ctx)
+	return out
+}
+
+func (r *run) addDatasets(in *Input) {
+	for _, d := range in.Inputs {
+		if !slices.Contains(r.inputs, d) {
+			r.inputs = append(r.inputs, d)
+			r.dirtyMeta = true
+		}
+	}
+	for _, d := range in.Outputs {
+		if !slices.Contains(r.outputs, d) {
+			r.outputs = append(r.outputs, d)
+			r.dirtyMeta = true
+		}
+	}
+	if len(in.ColumnLineage) > 0 {
+		if r.columns == nil {
+			r.columns = map[string]any{}
+		}
+		for k, v := range in.ColumnLineage {
+			r.columns[k] = v
+		}
+		r.dirtyMeta = true
+	}
+}
+
+func (t *Tracker) read(ctx context.Context, r *run, in *Input) {
+	r.observed.Read++
+	key := in.LineageID
+	if key == "" {
+		key = auditevent.DeterministicID("lineage", r.batchID, in.Source.String(), in.RecordID)
+	}
+	if l := r.lineages[key]; l != nil {
+		return // redelivered read
+	}
+	l := t.newLineage(r, key, in.RecordID)
+	l.flags |= flagRead
+	l.src = r.dataset(in.Source)
+	l.body.source = hop{namespace: in.Source.Namespace, name: in.Source.Name, recordID: in.RecordID, hash: in.RecordHash, time: in.Time.UnixNano()}
+	l.body.startHash = in.RecordHash
+	t.account(l, l.body.size())
+	r.index(l, in.RecordID, in.RecordHash)
+}
+
+func (t *Tracker) newLineage(r *run, key, recordID string) *lineage {
+	var seg *segment
+	if n := len(r.segments); n > 0 && len(r.segments[n-1].lineages) < t.cfg.SegmentSize && r.segments[n-1].resident {
+		seg = r.segments[n-1]
+	} else {
+		seg = &segment{run: r, n: len(r.segments), resident: true}
+		r.segments = append(r.segments, seg)
+		t.resident = append(t.resident, seg)
+		r.dirtyMeta = true
+	}
+	l := &lineage{key: key, recordID: recordID, src: -1, seg: seg, body: &body{}}
+	seg.lineages = append(seg.lineages, l)
+	seg.dirty = true
+	r.lineages[key] = l
+	t.open++
+	t.residentCount++
+	return l
+}
+
+// account adds delta bytes of l's body to the memory budget.
+func (t *Tracker) account(l *lineage, delta int64) {
+	l.seg.dirty = true
+	if l.body == nil || !l.seg.resident {
+		return
+	}
+	l.seg.bytes += delta
+	t.residentBytes += delta
+}
+
+// find locates the lineage an event continues.
+func (t *Tracker) find(r *run, in *Input) *lineage {
+	if in.LineageID != "" {
+		if l := r.lineages[in.LineageID]; l != nil {
+			return l
+		}
+	}
+	if in.RecordID != "" {
+		if l := r.byRecord[in.RecordID]; l != nil {
+			return l
+		}
+	}
+	for _, h := range [...]string{in.InputHash, in.RecordHash} {
+		if h != "" {
+			if l := r.byHash[hashKey(h)]; l != nil {
+				return l
+			}
+		}
+	}
+	return nil
+}
+
+// setState changes l's state; the segment is loaded first so the stored copy
+// written later carries the change.
+func (t *Tracker) setState(ctx context.Context, l *lineage, s uint8) {
+	t.load(ctx, l)
+	if l.state == stateOpen && s != stateOpen {
+		t.open--
+	}
+	l.state = s
+	l.seg.dirty = true
+}
+
+func (t *Tracker) transform(ctx context.Context, r *run, in *Input) {
+	st := step{name: in.StepName, typ: in.StepType, subtype: in.StepSubtype, params: in.StepParams,
+		inHash: in.InputHash, outHash: in.RecordHash, seq: in.StepSeq, time: in.Time.UnixNano(),
+		multi: len(in.InputRecordIDs) > 1}
+	var l *lineage
+	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
+		l = t.merge(ctx, r, in)
+	} else if l = t.find(r, in); l == nil {
+		// A transform with no read: keep the chain, the write is reported.
+		key := in.LineageID
+		if key == "" {
+			key = auditevent.DeterministicID("lineage", r.batchID, "orphan", in.RecordID)
+		}
+		l = t.newLineage(r, key, in.RecordID)
+	}
+	t.load(ctx, l)
+	for _, s := range l.body.steps {
+		if s == st {
+			return // redelivered step
+		}
+	}
+	before := l.body.size()
+	l.body.steps = append(l.body.steps, st)
+	if in.RecordID != "" {
+		l.recordID = in.RecordID
+	}
+	t.account(l, l.body.size()-before)
+	r.index(l, in.RecordID, in.RecordHash)
+}
+
+// merge handles a step with explicit input records: a join or merge (several
+// inputs) or a split (one input, a new record). The lineage named by the event
+// (lineage id, or an input with the event's record id) continues; every other
+// input becomes a parent and is consumed.
+func (t *Tracker) merge(ctx context.Context, r *run, in *Input) *lineage {
+	var cont *lineage
+	if in.LineageID != "" {
+		cont = r.lineages[in.LineageID]
+	}
+	if cont == nil && slices.Contains(in.InputRecordIDs, in.RecordID) {
+		cont = r.byRecord[in.RecordID]
+	}
+	var parents []*lineage
+	var unresolved []string
+	for _, id := range in.InputRecordIDs {
+		p := r.byRecord[id]
+		switch {
+		case p == nil:
+			unresolved = append(unresolved, id)
+		case p != cont && !slices.Contains(parents, p):
+			parents = append(parents, p)
+		}
+	}
+	if cont == nil {
+		key := in.LineageID
+		if key == "" {
+			ids := slices.Clone(in.InputRecordIDs)
+			sort.Strings(ids)
+			key = auditevent.DeterministicID("lineage", r.batchID, "derived", in.RecordID, strings.Join(ids, "\x00"))
+		}
+		if cont = r.lineages[key]; cont == nil {
+			cont = t.newLineage(r, key, in.RecordID)
+			if len(parents) > 0 {
+				// The chain shows where its first input came from; parents
+				// lead to the rest.
+				p := parents[0]
+				t.load(ctx, p)
+				before := cont.body.size()
+				cont.body.source = p.body.source
+				cont.src = p.src
+				if len(parents) == 1 {
+					cont.body.startHash = lastHash(p.body)
+				}
+				t.account(cont, cont.body.size()-before)
+			}
+		}
+	}
+	t.load(ctx, cont)
+	before := cont.body.size()
+	defer func() { t.account(cont, cont.body.size()-before) }()
+	for _, p := range parents {
+		if !slices.Contains(cont.body.parents, p.key) {
+			cont.body.parents = append(cont.body.parents, p.key)
+		}
+		if p.state == stateOpen {
+			t.setState(ctx, p, stateConsumed)
+		}
+	}
+	for _, u := range unresolved {
+		if !slices.Contains(cont.body.unresolved, u) {
+			cont.body.unresolved = append(cont.body.unresolved, u)
+		}
+	}
+	return cont
+}
+
+// lastHash is the hash a chain's next step should consume.
+func lastHash(b *body) string {
+	h := b.startHash
+	for _, s := range sortedSteps(b.steps) {
+		h = s.outHash
+	}
+	return h
+}
+
+func sortedSteps(steps []step) []step {
+	if slices.IsSortedFunc(steps, cmpStep) {
+		return steps
+	}
+	s := slices.Clone(steps)
+	slices.SortStableFunc(s, cmpStep)
+	return s
+}
+
+func cmpStep(a, b step) int {
+	if a.seq != b.seq {
+		if a.seq < b.seq {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.time < b.time:
+		return -1
+	case a.time > b.time:
+		return 1
+	}
+	return 0
+}
+
+func (t *Tracker) terminate(ctx context.Context, r *run, in *Input, s uint8) {
+	if l := t.find(r, in); l != nil && l.state != stateWritten {
+		t.setState(ctx, l, s)
+	}
+}
+
+func (t *Tracker) write(ctx context.Context, r *run, in *Input, out []auditevent.Event) []auditevent.Event {
+	r.observed.Written++
+	var l *lineage
+	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
+		l = t.merge(ctx, r, in)
+	} else {
+		l = t.find(r, in)
+	}
+	if l == nil {
+		r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
+		r.dirtyMeta = true
+		return out
+	}
+	t.load(ctx, l)
+	if l.flags&flagRead == 0 && len(l.body.parents) == 0 && l.flags&flagEmitted == 0 {
+		r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
+		r.dirtyMeta = true
+	}
+	target := hop{namespace: in.Target.Namespace, name: in.Target.Name, recordID: in.RecordID, hash: in.RecordHash, time: in.Time.UnixNano()}
+	out = t.emitChain(ctx, r, l, target, in, "", out)
+	if l.state != stateWritten {
+		t.setState(ctx, l, stateWritten)
+	}
+	if l.flags&flagCounted == 0 {
+		l.flags |= flagCounted
+		if t.cfg.Hooks.Completed != nil {
+			t.cfg.Hooks.Completed(1)
+		}
+	}
+	// One written record counts once for each source it derives from.
+	dst := r.dataset(in.Target)
+	for _, src := range t.roots(ctx, r, l) {
+		r.edges[edgeKey{src, dst}]++
+	}
+	r.dirtyMeta = true
+	return out
+}
+
+// roots returns the distinct source datasets l derives from.
+func (t *Tracker) roots(ctx context.Context, r *run, l *lineage) []int32 {
+	if len(l.body.parents) == 0 {
+		if l.flags&flagRead != 0 && l.src >= 0 {
+			return []int32{l.src}
+		}
+		return nil
+	}
+	var acc []int32
+	seen := map[*lineage]bool{}
+	var walk func(x *lineage)
+	walk = func(x *lineage) {
+		if seen[x] {
+			return
+		}
+		seen[x] = true
+		if x.flags&flagRead != 0 && x.src >= 0 && !slices.Contains(acc, x.src) {
+			acc = append(acc, x.src)
+		}
+		t.load(ctx, x)
+		for _, p := range x.body.parents {
+			if pl := r.lineages[p]; pl != nil {
+				walk(pl)
+			}
+		}
+	}
+	walk(l)
+	return acc
+}

@@ -1,0 +1,164 @@
+// Package tracker follows records through batch runs: it builds record
+// lineage chains, dataset edges and data-loss findings from audit events, and
+// keeps its state bounded in memory by spilling chain bodies to a key-value
+// store. It knows nothing about pdata; the processor feeds it Inputs.
+package tracker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// DerivedBy is the batchaudit.derived_by value of every event the tracker emits.
+const DerivedBy = "lineageprocessor"
+
+// Input is the part of one audit event the tracker needs.
+type Input struct {
+	Name         string
+	Time         time.Time
+	BatchID      string
+	JobName      string
+	JobNamespace string
+
+	RecordID       string
+	LineageID      string
+	RecordHash     string
+	InputHash      string
+	InputRecordIDs []string
+	Source         auditevent.Dataset
+	Target         auditevent.Dataset
+
+	StepName    string
+	StepType    string
+	StepSubtype string
+	StepSeq     int64
+	StepParams  string // canonical JSON of the params map, "" when none
+
+	Counters      *auditevent.Counters
+	Inputs        []string
+	Outputs       []string
+	ColumnLineage map[string]any
+}
+
+// Store is the subset of the collector storage client the tracker uses.
+type Store interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Set(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Hooks receive telemetry; any may be nil.
+type Hooks struct {
+	Completed    func(n int64)
+	Finding      func(findingType string)
+	Spilled      func(lineages int64)
+	Evicted      func(lineages int64)
+	Reloaded     func(lineages int64)
+	StorageError func(op string, err error)
+	Late         func()
+}
+
+// Config bounds the tracker.
+type Config struct {
+	// RunTimeout expires runs with no event for this long.
+	RunTimeout time.Duration
+	// MaxResidentLineages and MemoryLimitBytes bound the chain bodies held
+	// in memory; beyond either, the oldest segments are spilled to Store
+	// (or, without a Store, evicted and their chains marked truncated).
+	MaxResidentLineages int
+	MemoryLimitBytes    int64
+	// MaxFindingIDs caps the record ids listed on one finding.
+	MaxFindingIDs int
+	// SegmentSize is how many lineages share one storage value.
+	SegmentSize int
+	// MaxClosedRuns is how many finished runs are remembered so that a
+	// redelivered batch end re-emits the same derived events.
+	MaxClosedRuns int
+	Store         Store
+	Hooks         Hooks
+	// Now is the wall clock (tests replace it).
+	Now func() time.Time
+}
+
+// lineage states.
+const (
+	stateOpen uint8 = iota
+	stateWritten
+	stateSkipped
+	stateErrored
+	stateConsumed // merged or split into other lineages
+)
+
+// lineage flags.
+const (
+	flagRead    uint8 = 1 << iota // started by a read event
+	flagEmitted                   // a lineage record was emitted for it
+	flagBroken                    // a checksum break was reported
+	flagCounted                   // counted as completed
+)
+
+// lineage is the always-resident index entry of one chain. Its body (the
+// chain itself) may be spilled to the store with its segment.
+type lineage struct {
+	key      string // the lineage id
+	recordID string
+	hash     [32]byte // key of the latest output hash, for hash matching
+	hasHash  bool
+	state    uint8
+	flags    uint8
+	src      int32 // index into run.datasets of the source, -1 when none
+	seg      *segment
+	body     *body
+}
+
+type hop struct {
+	namespace, name, recordID, hash string
+	time                            int64
+}
+
+type step struct {
+	name, typ, subtype, params, inHash, outHash string
+	seq, time                                   int64
+	multi                                       bool // a join of several inputs: its input hash is not one chain's
+}
+
+type body struct {
+	source     hop
+	startHash  string // the hash the first step must consume
+	steps      []step
+	parents    []string
+	unresolved []string
+	truncated  bool // evicted without a store: steps were lost
+}
+
+// size estimates the heap bytes of a body, for the memory budget.
+func (b *body) size() int64 {
+	n := int64(160) + int64(len(b.source.namespace)+len(b.source.name)+len(b.source.recordID)+len(b.source.hash)+len(b.startHash))
+	for i := range b.steps {
+		s := &b.steps[i]
+		n += 112 + int64(len(s.name)+len(s.typ)+len(s.subtype)+len(s.params)+len(s.inHash)+len(s.outHash))
+	}
+	for _, p := range b.parents {
+		n += 16 + int64(len(p))
+	}
+	for _, p := range b.unresolved {
+		n += 16 + int64(len(p))
+	}
+	return n
+}
+
+// hashKey maps a hash string to a fixed-size map key: SHA-256 hex is decoded,
+// anything else (other algorithms) is hashed.
+func hashKey(h string) [32]byte {
+	var k [32]byte
+	if len(h) == 64 {
+		if _, err := hex.Decode(k[:], []byte(h)); err == nil {
+			return k
+		}
+	}
+	return sha256.Sum256([]byte(h))
+}

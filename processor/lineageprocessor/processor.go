@@ -1,0 +1,259 @@
+package lineageprocessor // import "github.com/batchaudit/batchaudit/processor/lineageprocessor"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/processor/lineageprocessor/internal/metadata"
+	"github.com/batchaudit/batchaudit/processor/lineageprocessor/internal/tracker"
+)
+
+// pendingKey holds derived events (timeout findings) that could not be
+// delivered before shutdown.
+const pendingKey = "pending"
+
+type lineageProcessor struct {
+	cfg    *Config
+	set    processor.Settings
+	next   consumer.Logs
+	tb     *metadata.TelemetryBuilder
+	logger *zap.Logger
+
+	mu      sync.Mutex
+	tr      *tracker.Tracker
+	client  storage.Client
+	pending plog.Logs // derived events not yet delivered downstream
+	in      tracker.Input
+	scratch []auditevent.Event
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newLineageProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*lineageProcessor, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	p := &lineageProcessor{cfg: cfg, set: set, next: next, tb: tb, logger: set.Logger, pending: plog.NewLogs()}
+	p.tr = tracker.New(p.trackerConfig(nil))
+	return p, nil
+}
+
+func (p *lineageProcessor) trackerConfig(store tracker.Store) tracker.Config {
+	ctx := context.Background()
+	add := func(c metric.Int64Counter, opts ...metric.AddOption) func(int64) {
+		return func(n int64) { c.Add(ctx, n, opts...) }
+	}
+	return tracker.Config{
+		RunTimeout:          p.cfg.RunTimeout,
+		MaxResidentLineages: p.cfg.MaxActiveLineages,
+		MemoryLimitBytes:    int64(p.cfg.MemoryLimitMiB) << 20,
+		MaxFindingIDs:       p.cfg.MaxFindingRecordIDs,
+		Store:               store,
+		Hooks: tracker.Hooks{
+			Completed: add(p.tb.ProcessorLineageCompleted),
+			Finding: func(typ string) {
+				p.tb.ProcessorLineageFindings.Add(ctx, 1, metric.WithAttributes(attribute.String("finding_type", typ)))
+			},
+			Spilled:  add(p.tb.ProcessorLineageSpilled),
+			Evicted:  add(p.tb.ProcessorLineageEvicted),
+			Reloaded: add(p.tb.ProcessorLineageReloaded),
+			StorageError: func(op string, err error) {
+				p.tb.ProcessorLineageStorageErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("operation", op)))
+				p.logger.Warn("Lineage state storage failed; chains stay in memory or are marked truncated", zap.String("operation", op), zap.Error(err))
+			},
+			Late: func() {
+				p.tb.ProcessorLineageUntrackedEvents.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "late")))
+			},
+		},
+	}
+}
+
+func (p *lineageProcessor) start(ctx context.Context, host component.Host) error {
+	if p.cfg.Storage != nil {
+		client, err := storageClient(ctx, host, *p.cfg.Storage, p.set.ID)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.client = client
+		p.tr = tracker.New(p.trackerConfig(client))
+		if err := p.tr.Load(ctx); err != nil {
+			// Partial state is better than none: log and go on.
+			p.logger.Error("Could not restore all lineage state; affected chains restart empty", zap.Error(err))
+		}
+		if data, err := client.Get(ctx, pendingKey); err == nil && data != nil {
+			if ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data); err == nil {
+				ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
+			}
+			_ = client.Delete(ctx, pendingKey)
+		}
+		p.mu.Unlock()
+	}
+	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	go p.loop()
+	return nil
+}
+
+func storageClient(ctx context.Context, host component.Host, id, owner component.ID) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("storage extension %q not found", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("extension %q is not a storage extension", id)
+	}
+	return se.GetClient(ctx, component.KindProcessor, owner, "")
+}
+
+// loop persists state and expires abandoned runs every checkpoint_interval.
+func (p *lineageProcessor) loop() {
+	defer close(p.done)
+	t := time.NewTicker(p.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.tick(context.Background())
+		}
+	}
+}
+
+func (p *lineageProcessor) tick(ctx context.Context) {
+	p.mu.Lock()
+	if evs := p.tr.Expire(ctx); len(evs) > 0 {
+		appendEvents(p.pending, evs)
+	}
+	_ = p.tr.Checkpoint(ctx)
+	p.recordGauges(ctx)
+	ld := p.takePending()
+	p.mu.Unlock()
+	if ld.LogRecordCount() == 0 {
+		return
+	}
+	if err := p.next.ConsumeLogs(ctx, ld); err != nil {
+		p.logger.Warn("Could not deliver expired-run findings; retrying", zap.Error(err))
+		p.mu.Lock()
+		ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
+		p.mu.Unlock()
+	}
+}
+
+func (p *lineageProcessor) takePending() plog.Logs {
+	ld := p.pending
+	p.pending = plog.NewLogs()
+	return ld
+}
+
+func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.scratch[:0]
+	rls := ld.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		rl := rls.At(i)
+		sls := rl.ScopeLogs()
+		for j := 0; j < sls.Len(); j++ {
+			lrs := sls.At(j).LogRecords()
+			for k := 0; k < lrs.Len(); k++ {
+				lr := lrs.At(k)
+				if !tracked[lr.EventName()] {
+					continue
+				}
+				extract(lr, rl.Resource(), &p.in)
+				if p.in.BatchID == "" {
+					p.tb.ProcessorLineageUntrackedEvents.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "no_batch_id")))
+					continue
+				}
+				out = p.tr.Handle(ctx, &p.in, out)
+			}
+		}
+	}
+	// Expired-run findings waiting for delivery travel with this batch.
+	if p.pending.LogRecordCount() > 0 {
+		p.takePending().ResourceLogs().MoveAndAppendTo(rls)
+	}
+	if len(out) > 0 {
+		appendEvents(ld, out)
+	}
+	clear(out)
+	p.scratch = out[:0]
+	p.recordGauges(ctx)
+	return ld, nil
+}
+
+// appendEvents adds derived events to ld under the processor's scope.
+func appendEvents(ld plog.Logs, evs []auditevent.Event) {
+	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(metadata.ScopeName)
+	lrs := sl.LogRecords()
+	lrs.EnsureCapacity(len(evs))
+	for i := range evs {
+		evs[i].ToLogRecord(lrs.AppendEmpty())
+	}
+}
+
+func (p *lineageProcessor) recordGauges(ctx context.Context) {
+	p.tb.ProcessorLineageActiveLineages.Record(ctx, p.tr.ActiveLineages())
+	p.tb.ProcessorLineageActiveRuns.Record(ctx, int64(p.tr.ActiveRuns()))
+	p.tb.ProcessorLineageResidentBytes.Record(ctx, p.tr.ResidentBytes())
+}
+
+// shutdown stops the loop, delivers or saves pending derived events, persists
+// the state of active runs and closes the storage client.
+func (p *lineageProcessor) shutdown(ctx context.Context) error {
+	if p.stop != nil {
+		close(p.stop)
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.stop = nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if ld := p.takePending(); ld.LogRecordCount() > 0 {
+		if err := p.next.ConsumeLogs(ctx, ld); err != nil {
+			errs = append(errs, p.savePending(ctx, ld, err))
+		}
+	}
+	if p.client != nil {
+		errs = append(errs, p.tr.Checkpoint(ctx), p.client.Close(ctx))
+		p.client = nil
+	}
+	p.tb.Shutdown()
+	return errors.Join(errs...)
+}
+
+func (p *lineageProcessor) savePending(ctx context.Context, ld plog.Logs, cause error) error {
+	if p.client == nil {
+		return fmt.Errorf("%d derived lineage events could not be delivered: %w", ld.LogRecordCount(), cause)
+	}
+	data, err := (&plog.ProtoMarshaler{}).MarshalLogs(ld)
+	if err == nil {
+		err = p.client.Set(ctx, pendingKey, data)
+	}
+	if err != nil {
+		return fmt.Errorf("%d derived lineage events could not be delivered or saved: %w", ld.LogRecordCount(), errors.Join(cause, err))
+	}
+	return nil
+}
