@@ -1,0 +1,56 @@
+package auditreceiver
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configgrpc"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+
+	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/metadata"
+)
+
+const (
+	defaultHTTPEndpoint = "localhost:4318"
+	defaultGRPCEndpoint = "localhost:4317"
+
+	defaultMaxBodyBytes         = 8 << 20  // 8 MiB on the wire
+	defaultMaxDecompressedBytes = 64 << 20 // 64 MiB once inflated
+	defaultMaxEvents            = 10000
+	defaultRetryAfter           = 5 * time.Second
+)
+
+// NewFactory returns the audit receiver factory. Both servers run by default;
+// "enabled: false" under protocols::http or protocols::grpc turns one off. The receiver only produces
+// logs: OTLP traces it accepts are converted to audit events.
+func NewFactory() receiver.Factory {
+	return receiver.NewFactory(metadata.Type, createDefaultConfig,
+		receiver.WithLogs(createLogs, metadata.LogsStability))
+}
+
+func createDefaultConfig() component.Config {
+	httpCfg := confighttp.NewDefaultServerConfig()
+	httpCfg.NetAddr.Endpoint = defaultHTTPEndpoint
+	grpcCfg := configgrpc.NewDefaultServerConfig()
+	grpcCfg.NetAddr.Endpoint = defaultGRPCEndpoint
+	return &Config{
+		Protocols: Protocols{
+			HTTP: configoptional.Some(httpCfg),
+			GRPC: configoptional.Some(grpcCfg),
+		},
+		Limits: LimitsConfig{
+			MaxBodyBytes:         defaultMaxBodyBytes,
+			MaxDecompressedBytes: defaultMaxDecompressedBytes,
+			MaxEventsPerRequest:  defaultMaxEvents,
+		},
+		RetryAfter: defaultRetryAfter,
+	}
+}
+
+func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+	return newReceiver(cfg.(*Config), set, next)
+}

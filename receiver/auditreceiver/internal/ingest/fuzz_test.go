@@ -1,0 +1,166 @@
+package ingest
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+)
+
+// checkResult asserts the invariants every parser keeps on any input: no
+// panic (the fuzzer catches those), every item either accepted or rejected,
+// every rejection with at least one reason.
+func checkResult(t *testing.T, r *Result, err error) {
+	if err != nil {
+		if re, ok := err.(*RequestError); !ok || re.Msg == "" {
+			t.Fatalf("request error without reason: %v", err)
+		}
+		return
+	}
+	if r.Logs.LogRecordCount() != r.Accepted || len(r.IDs) != r.Accepted {
+		t.Fatalf("accepted %d, records %d, ids %d", r.Accepted, r.Logs.LogRecordCount(), len(r.IDs))
+	}
+	for _, rej := range r.Rejected {
+		if len(rej.Problems) == 0 {
+			t.Fatalf("rejection without reason: %+v", rej)
+		}
+		for _, p := range rej.Problems {
+			if p.Field == "" || p.Reason == "" {
+				t.Fatalf("empty problem in %+v", rej)
+			}
+		}
+	}
+}
+
+func seedJSON(f *testing.F) {
+	f.Add(readTestdata(f, "json", "events.json"))
+	f.Add([]byte(`{"event_type":"record_write","timestamp":1793498400,"batch_id":"b","record_id":1,"target":{"namespace":"n","name":"t"}}`))
+	f.Add([]byte("{\"a\":1}\n{\"b\":\n[1]\n"))
+	f.Add([]byte(`{"attributes":{"batchaudit.batch.records.read":"x"},"counters":[],"actor":{"roles":[1,{}]}}`))
+}
+
+func FuzzJSONEvents(f *testing.F) {
+	seedJSON(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := JSONEvents(body, Options{MaxEvents: 50})
+		checkResult(t, r, err)
+	})
+}
+
+func FuzzNDJSONEvents(f *testing.F) {
+	seedJSON(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := JSONEvents(body, Options{MaxEvents: 50, NDJSON: true})
+		checkResult(t, r, err)
+	})
+}
+
+func FuzzOpenLineage(f *testing.F) {
+	for _, name := range []string{"run_start.json", "run_complete.json", "run_fail.json", "job_event.json", "dataset_event.json"} {
+		f.Add(readTestdata(f, "openlineage", name))
+	}
+	f.Add([]byte(`[{"run":{"runId":"x","facets":{"parent":{"root":null}}},"job":{}},{"dataset":{"facets":{"columnLineage":{"fields":{"a":{}}}}}}]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := OpenLineage(body, Options{MaxEvents: 50})
+		checkResult(t, r, err)
+	})
+}
+
+func FuzzOTLPLogsProto(f *testing.F) {
+	req := plogotlp.NewExportRequestFromLogs(sampleLogs(3))
+	b, _ := req.MarshalProto()
+	f.Add(b)
+	j, _ := req.MarshalJSON()
+	f.Add(j)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := plogotlp.NewExportRequest()
+		if req.UnmarshalProto(body) == nil {
+			r, err := OTLPLogs(req.Logs(), Options{MaxEvents: 1000})
+			checkResult(t, r, err)
+		}
+		req = plogotlp.NewExportRequest()
+		if req.UnmarshalJSON(body) == nil {
+			r, err := OTLPLogs(req.Logs(), Options{MaxEvents: 1000})
+			checkResult(t, r, err)
+		}
+	})
+}
+
+func FuzzOTLPTraces(f *testing.F) {
+	req := ptraceotlp.NewExportRequestFromTraces(batchTraces(2))
+	b, _ := req.MarshalProto()
+	f.Add(b)
+	j, _ := req.MarshalJSON()
+	f.Add(j)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := ptraceotlp.NewExportRequest()
+		if req.UnmarshalProto(body) == nil {
+			r, err := OTLPTraces(req.Traces(), Options{MaxEvents: 1000})
+			checkResult(t, r, err)
+		}
+		req = ptraceotlp.NewExportRequest()
+		if req.UnmarshalJSON(body) == nil {
+			r, err := OTLPTraces(req.Traces(), Options{MaxEvents: 1000})
+			checkResult(t, r, err)
+		}
+	})
+}
+
+// FuzzJSONReader checks the item reader against encoding/json: same
+// acceptance, same values.
+func FuzzJSONReader(f *testing.F) {
+	seedJSON(f)
+	f.Add([]byte(`{"s":"\u00e9\ud83d\ude00\ud800x\n","n":-1.5e3,"i":9223372036854775807,"big":1e400,"a":[true,false,null,{}]}`))
+	f.Add([]byte("{\"bad\":\"\xff\xfe\"}"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := parseObject(body)
+		var want any
+		stdErr := json.Unmarshal(body, &want)
+		if stdErr != nil && json.Valid(body) {
+			return // numbers beyond float64: the reader keeps their digits on purpose
+		}
+		if stdErr != nil {
+			if err == nil {
+				t.Fatalf("reader accepted what encoding/json rejects (%v): %q", stdErr, body)
+			}
+			return
+		}
+		wm, isObj := want.(map[string]any)
+		if !isObj {
+			if err == nil {
+				t.Fatalf("non-object accepted: %q", body)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("reader rejected valid JSON: %v: %q", err, body)
+		}
+		if !reflect.DeepEqual(asFloats(got), wm) {
+			t.Fatalf("values differ:\n reader %#v\n stdlib %#v", got, wm)
+		}
+	})
+}
+
+// asFloats converts the reader's int64 values to float64 for comparison with
+// encoding/json.
+func asFloats(v any) any {
+	switch t := v.(type) {
+	case int64:
+		return float64(t)
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = asFloats(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = asFloats(e)
+		}
+		return out
+	}
+	return v
+}

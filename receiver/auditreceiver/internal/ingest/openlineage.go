@@ -1,0 +1,341 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// OpenLineage types of spec 2-0-x, reduced to the fields the mapping reads.
+// Everything else stays available in batchaudit.original.
+type (
+	olEvent struct {
+		EventType string      `json:"eventType"`
+		EventTime string      `json:"eventTime"`
+		Producer  string      `json:"producer"`
+		SchemaURL string      `json:"schemaURL"`
+		Run       *olRun      `json:"run"`
+		Job       *olJob      `json:"job"`
+		Inputs    []olDataset `json:"inputs"`
+		Outputs   []olDataset `json:"outputs"`
+		Dataset   *olDataset  `json:"dataset"`
+	}
+	olRun struct {
+		RunID  string `json:"runId"`
+		Facets struct {
+			Parent       *olParent `json:"parent"`
+			ErrorMessage *struct {
+				Message             string `json:"message"`
+				ProgrammingLanguage string `json:"programmingLanguage"`
+				StackTrace          string `json:"stackTrace"`
+			} `json:"errorMessage"`
+		} `json:"facets"`
+	}
+	olRunRef struct {
+		Run struct {
+			RunID string `json:"runId"`
+		} `json:"run"`
+		Job olJob `json:"job"`
+	}
+	olParent struct {
+		olRunRef
+		Root *olRunRef `json:"root"`
+	}
+	olJob struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+	}
+	olDataset struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+		Facets    struct {
+			ColumnLineage      *olColumnLineage `json:"columnLineage"`
+			DataQualityMetrics *olRowCount      `json:"dataQualityMetrics"`
+		} `json:"facets"`
+		InputFacets struct {
+			DataQualityMetrics *olRowCount `json:"dataQualityMetrics"`
+			InputStatistics    *olRowCount `json:"inputStatistics"`
+		} `json:"inputFacets"`
+		OutputFacets struct {
+			OutputStatistics *olRowCount `json:"outputStatistics"`
+		} `json:"outputFacets"`
+	}
+	olRowCount struct {
+		RowCount *int64 `json:"rowCount"`
+	}
+	olColumnLineage struct {
+		Fields map[string]struct {
+			InputFields []olInputField `json:"inputFields"`
+		} `json:"fields"`
+		Dataset []olInputField `json:"dataset"`
+	}
+	olInputField struct {
+		Namespace       string `json:"namespace"`
+		Name            string `json:"name"`
+		Field           string `json:"field"`
+		Transformations []struct {
+			Type        string `json:"type"`
+			Subtype     string `json:"subtype"`
+			Description string `json:"description"`
+			Masking     *bool  `json:"masking"`
+		} `json:"transformations"`
+	}
+)
+
+// OpenLineage parses OpenLineage RunEvents, JobEvents and DatasetEvents: one
+// event, a JSON array of events, or NDJSON.
+func OpenLineage(body []byte, opt Options) (*Result, error) {
+	items, err := splitItems(body, opt)
+	if err != nil {
+		return nil, err
+	}
+	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
+	sink.res.Items = len(items)
+	for i, raw := range items {
+		ev, probs, err := EventFromOpenLineage(raw)
+		if err != nil {
+			sink.reject(i, "item", err.Error())
+			continue
+		}
+		// The compacted original is the item's canonical content; hashing it
+		// is much cheaper than canonicalizing an event that embeds it.
+		sum := sha256.Sum256([]byte(ev.Original))
+		sink.add(i, &ev, hex.EncodeToString(sum[:]), probs)
+	}
+	return sink.res, nil
+}
+
+// EventFromOpenLineage maps one OpenLineage event onto a canonical event. The
+// error is set when raw is not an OpenLineage event object at all; problems
+// list spec violations (missing required fields) found on the way.
+func EventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError, error) {
+	var ev auditevent.Event
+	var ol olEvent
+	if err := json.Unmarshal(raw, &ol); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return ev, nil, fmt.Errorf("OpenLineage field %q must be %s, got JSON %s", te.Field, te.Type, te.Value)
+		}
+		return ev, nil, errors.New(jsonErr(err))
+	}
+	var probs []auditevent.FieldError
+	bad := func(field, format string, args ...any) {
+		probs = append(probs, auditevent.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if ol.EventTime == "" {
+		bad("eventTime", "is required (OpenLineage BaseEvent)")
+	} else if t, err := time.Parse(time.RFC3339Nano, ol.EventTime); err != nil {
+		bad("eventTime", "is not an RFC 3339 date-time")
+	} else {
+		ev.Time = t.UTC()
+	}
+	if ol.Producer == "" {
+		bad("producer", "is required (OpenLineage BaseEvent)")
+	}
+	if ol.SchemaURL == "" {
+		bad("schemaURL", "is required (OpenLineage BaseEvent)")
+	}
+
+	switch {
+	case ol.Run != nil:
+		mapRunEvent(&ev, &ol, bad)
+	case ol.Dataset != nil:
+		ev.Name = auditevent.OpenLineageDataset
+		ev.Target = auditevent.Dataset{Namespace: ol.Dataset.Namespace, Name: ol.Dataset.Name}
+		if ol.Dataset.Name == "" {
+			bad("dataset.name", "is required (OpenLineage DatasetEvent)")
+		}
+		if ol.Dataset.Namespace == "" {
+			bad("dataset.namespace", "is required (OpenLineage DatasetEvent)")
+		}
+		if cl := columnLineage([]olDataset{*ol.Dataset}); cl != nil {
+			ev.ColumnLineage = cl
+		}
+	case ol.Job != nil:
+		ev.Name = auditevent.OpenLineageJob
+		mapJob(&ev, ol.Job, bad)
+		mapDatasets(&ev, &ol)
+	default:
+		bad("run|job|dataset", "not an OpenLineage event: a RunEvent needs run and job, a JobEvent job, a DatasetEvent dataset")
+	}
+
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err == nil {
+		ev.Original = compact.String()
+	} else {
+		ev.Original = string(raw)
+	}
+	ev.OriginalFormat = FormatOpenLineage
+	return ev, probs, nil
+}
+
+func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...any)) {
+	state := strings.ToUpper(ol.EventType)
+	ev.BatchState = state
+	switch state {
+	case "START":
+		ev.Name = auditevent.BatchStart
+	case "COMPLETE":
+		ev.Name, ev.BatchResult = auditevent.BatchEnd, auditevent.ResultSuccess
+	case "FAIL":
+		ev.Name, ev.BatchResult = auditevent.BatchEnd, auditevent.ResultFailure
+	case "ABORT":
+		ev.Name, ev.BatchResult = auditevent.BatchEnd, auditevent.ResultCancellation
+	case "RUNNING", "OTHER", "":
+		// eventType is optional in the spec; a run event without one is a
+		// metadata update of a running batch.
+		ev.Name = auditevent.BatchProgress
+	default:
+		bad("eventType", "%q is not one of START, RUNNING, COMPLETE, ABORT, FAIL, OTHER", ol.EventType)
+	}
+	ev.BatchID = ol.Run.RunID
+	if ol.Run.RunID == "" {
+		bad("run.runId", "is required (OpenLineage RunEvent)")
+	}
+	if ol.Job == nil {
+		bad("job", "is required (OpenLineage RunEvent)")
+	} else {
+		mapJob(ev, ol.Job, bad)
+	}
+	rootRun := ol.Run.RunID
+	if p := ol.Run.Facets.Parent; p != nil {
+		ev.ParentBatchID = p.Run.RunID
+		if p.Run.RunID != "" {
+			rootRun = p.Run.RunID
+		}
+		if p.Root != nil && p.Root.Run.RunID != "" {
+			rootRun = p.Root.Run.RunID
+		}
+	}
+	// A run id is a UUID, the size of a trace id: deriving the trace id from
+	// the root run makes every run of one DAG share a trace, and jobs
+	// instrumented with OTel can join their spans to it.
+	if u, err := uuid.Parse(rootRun); err == nil {
+		ev.TraceID = hex.EncodeToString(u[:])
+		sum := sha256.Sum256([]byte(ol.Run.RunID))
+		ev.SpanID = hex.EncodeToString(sum[:8])
+	}
+	if em := ol.Run.Facets.ErrorMessage; em != nil {
+		ev.ErrorMessage = em.Message
+		ev.ErrorStacktrace = em.StackTrace
+		if em.ProgrammingLanguage != "" {
+			ev.ErrorType = em.ProgrammingLanguage + " error"
+		}
+	}
+	mapDatasets(ev, ol)
+	if ev.Name == auditevent.BatchEnd {
+		ev.Counters = rowCounters(ol)
+	}
+}
+
+func mapJob(ev *auditevent.Event, j *olJob, bad func(string, string, ...any)) {
+	ev.JobName, ev.JobNamespace = j.Name, j.Namespace
+	if j.Name == "" {
+		bad("job.name", "is required")
+	}
+	if j.Namespace == "" {
+		bad("job.namespace", "is required")
+	}
+}
+
+func mapDatasets(ev *auditevent.Event, ol *olEvent) {
+	for _, d := range ol.Inputs {
+		ev.InputDatasets = append(ev.InputDatasets, auditevent.Dataset{Namespace: d.Namespace, Name: d.Name}.String())
+	}
+	for _, d := range ol.Outputs {
+		ev.OutputDatasets = append(ev.OutputDatasets, auditevent.Dataset{Namespace: d.Namespace, Name: d.Name}.String())
+	}
+	if len(ol.Inputs) == 1 {
+		ev.Source = auditevent.Dataset{Namespace: ol.Inputs[0].Namespace, Name: ol.Inputs[0].Name}
+	}
+	if len(ol.Outputs) == 1 {
+		ev.Target = auditevent.Dataset{Namespace: ol.Outputs[0].Namespace, Name: ol.Outputs[0].Name}
+	}
+	ev.ColumnLineage = columnLineage(ol.Outputs)
+}
+
+// rowCounters sums input and output row counts into batch-end counters:
+// read from inputStatistics (or dataQualityMetrics) of the inputs, written
+// from outputStatistics of the outputs. Nil when no row count was reported.
+func rowCounters(ol *olEvent) *auditevent.Counters {
+	var c auditevent.Counters
+	seen := false
+	for _, d := range ol.Inputs {
+		for _, rc := range []*olRowCount{d.InputFacets.InputStatistics, d.InputFacets.DataQualityMetrics, d.Facets.DataQualityMetrics} {
+			if rc != nil && rc.RowCount != nil {
+				c.Read += *rc.RowCount
+				seen = true
+				break
+			}
+		}
+	}
+	for _, d := range ol.Outputs {
+		if rc := d.OutputFacets.OutputStatistics; rc != nil && rc.RowCount != nil {
+			c.Written += *rc.RowCount
+			seen = true
+		}
+	}
+	if !seen {
+		return nil
+	}
+	return &c
+}
+
+// columnLineage flattens the columnLineage facets of datasets into
+// output dataset → output field ("*" for whole-dataset inputs) → inputs.
+func columnLineage(datasets []olDataset) map[string]any {
+	var out map[string]any
+	for _, d := range datasets {
+		cl := d.Facets.ColumnLineage
+		if cl == nil {
+			continue
+		}
+		fields := map[string]any{}
+		for f, in := range cl.Fields {
+			fields[f] = inputFields(in.InputFields)
+		}
+		if len(cl.Dataset) > 0 {
+			fields["*"] = inputFields(cl.Dataset)
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[auditevent.Dataset{Namespace: d.Namespace, Name: d.Name}.String()] = fields
+	}
+	return out
+}
+
+func inputFields(in []olInputField) []any {
+	out := make([]any, 0, len(in))
+	for _, f := range in {
+		m := map[string]any{"namespace": f.Namespace, "name": f.Name, "field": f.Field}
+		if len(f.Transformations) > 0 {
+			ts := make([]any, 0, len(f.Transformations))
+			for _, t := range f.Transformations {
+				tm := map[string]any{"type": t.Type}
+				if t.Subtype != "" {
+					tm["subtype"] = t.Subtype
+				}
+				if t.Description != "" {
+					tm["description"] = t.Description
+				}
+				if t.Masking != nil {
+					tm["masking"] = *t.Masking
+				}
+				ts = append(ts, tm)
+			}
+			m["transformations"] = ts
+		}
+		out = append(out, m)
+	}
+	return out
+}

@@ -1,0 +1,164 @@
+package ingest
+
+import (
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+)
+
+// Source formats, recorded in batchaudit.original.format and used as the
+// first part of deterministic ids.
+const (
+	FormatOTLP        = "otlp"
+	FormatJSON        = "json"
+	FormatOpenLineage = "openlineage"
+)
+
+// Rejection explains why one item of a request was not accepted.
+type Rejection struct {
+	// Index is the item's position in the request (0-based): the array or
+	// NDJSON position, or the log record / span number in OTLP order.
+	Index int `json:"index"`
+	// Path locates the item inside an OTLP request.
+	Path string `json:"path,omitempty"`
+	// PartlyAccepted is set for an OTLP span some of whose derived events
+	// were accepted: the span is not counted as rejected.
+	PartlyAccepted bool                    `json:"partly_accepted,omitempty"`
+	EventID        string                  `json:"event_id,omitempty"`
+	EventName      string                  `json:"event_name,omitempty"`
+	Problems       []auditevent.FieldError `json:"problems"`
+}
+
+// Partial reports whether some events of the item were accepted.
+func (r Rejection) Partial() bool { return r.PartlyAccepted }
+
+func (r Rejection) String() string {
+	parts := make([]string, len(r.Problems))
+	for i, p := range r.Problems {
+		parts[i] = p.Field + ": " + p.Reason
+	}
+	where := fmt.Sprintf("item %d", r.Index)
+	if r.Path != "" {
+		where = r.Path
+	}
+	return where + ": " + strings.Join(parts, "; ")
+}
+
+// Result is the outcome of parsing one request.
+type Result struct {
+	// Logs holds the accepted events as canonical log records.
+	Logs plog.Logs
+	// Items is the number of items the request carried (events, log records
+	// or spans).
+	Items int
+	// Accepted is the number of log records in Logs.
+	Accepted int
+	// IDs are the event ids of the accepted events, in request order.
+	IDs []string
+	// Rejected lists every item that was not accepted, with its reasons.
+	Rejected []Rejection
+}
+
+// Summary joins the first rejections into one message, for protocols (OTLP
+// partial success, gRPC status) that carry a single string.
+func (r *Result) Summary(limit int) string {
+	var b strings.Builder
+	for i, rej := range r.Rejected {
+		if i == limit {
+			fmt.Fprintf(&b, "; … and %d more", len(r.Rejected)-limit)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(rej.String())
+	}
+	return b.String()
+}
+
+// RequestError rejects a whole request before any item is looked at.
+type RequestError struct {
+	// TooLarge is set when a limit was exceeded (HTTP 413); otherwise the body
+	// is malformed (HTTP 400).
+	TooLarge bool
+	Msg      string
+}
+
+func (e *RequestError) Error() string { return e.Msg }
+
+func tooMany(n, limit int) error {
+	return &RequestError{TooLarge: true, Msg: fmt.Sprintf("request carries %d events; limits.max_events_per_request is %d: split the request", n, limit)}
+}
+
+func malformed(format string, args ...any) error {
+	return &RequestError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// finish completes ev (format, deterministic id), validates it and reports
+// the problems found while parsing plus the model's. It returns the
+// rejection, or nil when ev is valid.
+// digest, when set, stands for the item's canonical content in the
+// deterministic id (OpenLineage: SHA-256 of the compacted original).
+func finish(ev *auditevent.Event, format, digest string, parseProblems []auditevent.FieldError) *Rejection {
+	if ev.OriginalFormat == "" {
+		ev.OriginalFormat = format
+	}
+	probs := parseProblems
+	if ev.ID == "" && digest != "" {
+		ev.ID = auditevent.DeterministicID(format, digest)
+	}
+	if ev.ID == "" {
+		if h, err := ev.Hash(); err != nil {
+			probs = append(probs, auditevent.FieldError{Field: auditevent.AttrEventID,
+				Reason: "missing, and no deterministic id can be derived: " + err.Error()})
+		} else {
+			// The id covers the format and the event's canonical content, so
+			// a client retrying the same request gets the same ids.
+			ev.ID = auditevent.DeterministicID(format, h)
+		}
+	}
+	if err := ev.Validate(); err != nil {
+		if ve, ok := err.(*auditevent.ValidationError); ok {
+			probs = append(probs, ve.Problems...)
+		} else {
+			probs = append(probs, auditevent.FieldError{Field: "event", Reason: err.Error()})
+		}
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return &Rejection{EventID: ev.ID, EventName: ev.Name, Problems: probs}
+}
+
+// eventSink collects events into a single resource/scope.
+type eventSink struct {
+	res    *Result
+	format string
+	scope  plog.ScopeLogs
+}
+
+func newEventSink(format, scopeName string) *eventSink {
+	r := &Result{Logs: plog.NewLogs()}
+	sl := r.Logs.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(scopeName)
+	return &eventSink{res: r, format: format, scope: sl}
+}
+
+// add finishes ev and either appends it or records the rejection for item idx.
+func (s *eventSink) add(idx int, ev *auditevent.Event, digest string, probs []auditevent.FieldError) {
+	if rej := finish(ev, s.format, digest, probs); rej != nil {
+		rej.Index = idx
+		s.res.Rejected = append(s.res.Rejected, *rej)
+		return
+	}
+	ev.ToLogRecord(s.scope.LogRecords().AppendEmpty())
+	s.res.Accepted++
+	s.res.IDs = append(s.res.IDs, ev.ID)
+}
+
+func (s *eventSink) reject(idx int, field, reason string) {
+	s.res.Rejected = append(s.res.Rejected, Rejection{Index: idx, Problems: []auditevent.FieldError{{Field: field, Reason: reason}}})
+}
