@@ -16,6 +16,12 @@ const (
 	AttrRecordsWrite  = "batchaudit.batch.records.written"
 	AttrRecordsSkip   = "batchaudit.batch.records.skipped"
 	AttrRecordsError  = "batchaudit.batch.records.errored"
+	// Change-type totals of a run, added to the batch end event by
+	// cdcprocessor (they include no_change events it did not export).
+	AttrRecordsInserted  = "batchaudit.batch.records.inserted"
+	AttrRecordsUpdated   = "batchaudit.batch.records.updated"
+	AttrRecordsDeleted   = "batchaudit.batch.records.deleted"
+	AttrRecordsUnchanged = "batchaudit.batch.records.unchanged"
 
 	AttrJobName      = "batchaudit.job.name"
 	AttrJobNamespace = "batchaudit.job.namespace"
@@ -86,4 +92,11 @@ const (
 	AttrOriginalEvent   = "batchaudit.original"        // the source document (e.g. an OpenLineage event) kept as evidence
 	AttrOriginalFormat  = "batchaudit.original.format" // otlp, json, openlineage
 	AttrDerivedBy       = "batchaudit.derived_by"      // component that produced a derived event
+	// AttrRunEvents on a batch-run span says how its audit events travel;
+	// RunEventsAsLogs means as log records, so receivers must not derive
+	// them from the span again.
+	AttrRunEvents = "batchaudit.run.events"
 )
+
+// RunEventsAsLogs is the value of AttrRunEvents set by jobaudit.
+const RunEventsAsLogs = "logs"

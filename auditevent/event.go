@@ -47,6 +47,15 @@ type Counters struct {
 	Errored int64 `json:"errored"`
 }
 
+// ChangeCounters are a run's change-type totals, set on the batch end event
+// by cdcprocessor.
+type ChangeCounters struct {
+	Inserted  int64 `json:"inserted"`
+	Updated   int64 `json:"updated"`
+	Deleted   int64 `json:"deleted"`
+	Unchanged int64 `json:"unchanged"`
+}
+
 // Event is one canonical audit event. Its fields map one to one to log record
 // fields and attributes (see attributes.go); attributes outside the model are
 // kept in Extra so nothing a job sent is lost.
@@ -62,7 +71,8 @@ type Event struct {
 	ParentBatchID string
 	BatchState    string
 	BatchResult   string
-	Counters      *Counters // batch end only
+	Counters      *Counters       // batch end only
+	Changes       *ChangeCounters // batch end only, set by cdcprocessor
 
 	JobName      string
 	JobNamespace string

@@ -213,3 +213,21 @@ func TestEventNameAttributeFallback(t *testing.T) {
 	assert.Equal(t, BatchStart, e.Name)
 	assert.NotContains(t, e.Extra, AttrEventName)
 }
+
+func TestChangeCountersRoundTrip(t *testing.T) {
+	e := Event{ID: "e9", Name: BatchEnd, Time: t0, BatchID: "b1", JobName: "orders", BatchResult: ResultSuccess,
+		Changes: &ChangeCounters{Inserted: 3, Updated: 2, Deleted: 1}}
+	lr := plog.NewLogRecord()
+	e.ToLogRecord(lr)
+	v, ok := lr.Attributes().Get(AttrRecordsUnchanged)
+	require.True(t, ok)
+	assert.Equal(t, int64(0), v.Int())
+	back := FromLogRecord(lr, pcommon.NewResource())
+	assert.Equal(t, e.Changes, back.Changes)
+	assert.Nil(t, back.Counters, "change totals must not create job counters")
+	assert.NoError(t, back.Validate())
+
+	back.Changes.Deleted = -1
+	require.Error(t, back.Validate())
+	assert.Contains(t, back.Validate().Error(), "change counters must not be negative")
+}

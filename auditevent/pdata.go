@@ -114,6 +114,13 @@ func counterPtr(c *Counters, i int) *int64 {
 	return [...]*int64{&c.Read, &c.Written, &c.Skipped, &c.Errored}[i]
 }
 
+// changeKeys are the change-type totals; any of them present creates Changes.
+var changeKeys = [...]string{AttrRecordsInserted, AttrRecordsUpdated, AttrRecordsDeleted, AttrRecordsUnchanged}
+
+func changePtr(c *ChangeCounters, i int) *int64 {
+	return [...]*int64{&c.Inserted, &c.Updated, &c.Deleted, &c.Unchanged}[i]
+}
+
 type setter func(e *Event, v any) bool
 
 var setters = func() map[string]setter {
@@ -149,6 +156,19 @@ var setters = func() map[string]setter {
 				e.Counters = &Counters{}
 			}
 			*counterPtr(e.Counters, i) = n
+			return true
+		}
+	}
+	for i, k := range changeKeys {
+		m[k] = func(e *Event, v any) bool {
+			n, ok := asInt(v)
+			if !ok {
+				return false
+			}
+			if e.Changes == nil {
+				e.Changes = &ChangeCounters{}
+			}
+			*changePtr(e.Changes, i) = n
 			return true
 		}
 	}
@@ -206,6 +226,11 @@ func (e *Event) Attributes() map[string]any {
 	if e.Counters != nil {
 		for i, k := range counterKeys {
 			m[k] = *counterPtr(e.Counters, i)
+		}
+	}
+	if e.Changes != nil {
+		for i, k := range changeKeys {
+			m[k] = *changePtr(e.Changes, i)
 		}
 	}
 	if e.Transform.Sequence != 0 {

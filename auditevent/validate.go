@@ -117,6 +117,9 @@ func (e *Event) Validate() error {
 	if c := e.Counters; c != nil && (c.Read < 0 || c.Written < 0 || c.Skipped < 0 || c.Errored < 0) {
 		add("batchaudit.batch.records.*", "counters must not be negative")
 	}
+	if c := e.Changes; c != nil && (c.Inserted < 0 || c.Updated < 0 || c.Deleted < 0 || c.Unchanged < 0) {
+		add("batchaudit.batch.records.*", "change counters must not be negative")
+	}
 	// Values of the wrong type were parked in Extra by Set; name them.
 	var wrongType []string
 	for k := range e.Extra {

@@ -130,7 +130,7 @@ func (a *Auditor) StartRun(ctx context.Context, job string, opts ...RunOption) (
 	ctx, span := a.tracer.Start(ctx, "batch "+job, trace.WithAttributes(common...),
 		// The span's audit events are emitted as logs; receivers must not
 		// derive them a second time from the span.
-		trace.WithAttributes(attribute.String("batchaudit.run.events", "logs")))
+		trace.WithAttributes(attribute.String(auditevent.AttrRunEvents, auditevent.RunEventsAsLogs)))
 	r := &Run{a: a, span: span, id: cfg.batchID, common: common, start: time.Now()}
 	r.emit(ctx, auditevent.BatchStart, log.SeverityInfo, nil)
 	return ctx, r

@@ -103,6 +103,11 @@ func OTLPTraces(td ptrace.Traces, opt Options) (*Result, error) {
 
 func convertSpan(span ptrace.Span, resource pcommon.Resource, idx int, path string, res *Result, out func() plog.LogRecord) {
 	attrs := span.Attributes()
+	// jobaudit marks its run spans: their audit events were already sent as
+	// log records, so converting the span would record the run twice.
+	if v, ok := attrs.Get(auditevent.AttrRunEvents); ok && v.Str() == auditevent.RunEventsAsLogs {
+		return
+	}
 	_, hasBatch := attrs.Get(auditevent.AttrBatchID)
 	_, hasJob := attrs.Get(auditevent.AttrJobName)
 	var events []auditevent.Event

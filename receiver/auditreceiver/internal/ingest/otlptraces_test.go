@@ -161,3 +161,16 @@ func TestOTLPTracesInvalidSpanEvents(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	assert.True(t, re.TooLarge)
 }
+
+func TestOTLPTracesSkipsRunsLoggedAsEvents(t *testing.T) {
+	td := batchTraces(ptrace.StatusCodeOk)
+	run := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	run.Attributes().PutStr(auditevent.AttrRunEvents, auditevent.RunEventsAsLogs)
+	r, err := OTLPTraces(td, opts)
+	require.NoError(t, err)
+	for _, ev := range events(t, r) {
+		assert.NotEqual(t, "0101010101010101", ev.SpanID, "the jobaudit run span is not converted a second time")
+	}
+	require.Len(t, r.Rejected, 1, "only the unrelated span is reported")
+	assert.Equal(t, 2, r.Rejected[0].Index)
+}
