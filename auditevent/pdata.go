@@ -195,48 +195,60 @@ func (e *Event) Set(key string, v any) bool {
 // value, leaving out empty fields. It is the inverse of Set.
 func (e *Event) Attributes() map[string]any {
 	m := make(map[string]any, 16+len(e.Extra))
-	for k, v := range e.Extra {
+	e.walk(func(k string, v any) {
+		if l, ok := v.([]string); ok {
+			v = stringsToAny(l)
+		}
 		m[k] = v
+	})
+	return m
+}
+
+// walk calls fn for every attribute that is set, with a string, []string,
+// map[string]any, int64 or (for Extra and any-typed fields) raw value. It is
+// the single definition behind Attributes, ToLogRecord and Validate.
+func (e *Event) walk(fn func(k string, v any)) {
+	for k, v := range e.Extra {
+		fn(k, v)
 	}
 	for _, f := range strFields {
 		if s := *f.ptr(e); s != "" {
-			m[f.key] = s
+			fn(f.key, s)
 		}
 	}
 	for _, f := range listFields {
 		if l := *f.ptr(e); len(l) > 0 {
-			m[f.key] = stringsToAny(l)
+			fn(f.key, l)
 		}
 	}
 	for _, f := range mapFields {
 		if mv := *f.ptr(e); mv != nil {
-			m[f.key] = mv
+			fn(f.key, mv)
 		}
 	}
 	for _, f := range intFields {
 		if p := *f.ptr(e); p != nil {
-			m[f.key] = *p
+			fn(f.key, *p)
 		}
 	}
 	for _, f := range anyFields {
 		if v := *f.ptr(e); v != nil {
-			m[f.key] = v
+			fn(f.key, v)
 		}
 	}
 	if e.Counters != nil {
 		for i, k := range counterKeys {
-			m[k] = *counterPtr(e.Counters, i)
+			fn(k, *counterPtr(e.Counters, i))
 		}
 	}
 	if e.Changes != nil {
 		for i, k := range changeKeys {
-			m[k] = *changePtr(e.Changes, i)
+			fn(k, *changePtr(e.Changes, i))
 		}
 	}
 	if e.Transform.Sequence != 0 {
-		m[AttrTransformSequence] = e.Transform.Sequence
+		fn(AttrTransformSequence, e.Transform.Sequence)
 	}
-	return m
 }
 
 // resourceFallback lists attributes a job may set once on its resource
@@ -308,9 +320,37 @@ func (e *Event) ToLogRecord(lr plog.LogRecord) {
 	if e.Body != "" {
 		lr.Body().SetStr(e.Body)
 	}
-	attrs := lr.Attributes()
-	attrs.Clear()
-	_ = attrs.FromRaw(e.Attributes())
+	e.putAttributes(lr.Attributes())
+}
+
+// putAttributes writes the attributes straight into m, without building the
+// intermediate map Attributes() returns: this is on every component's hot path.
+func (e *Event) putAttributes(m pcommon.Map) {
+	m.Clear()
+	m.EnsureCapacity(16 + len(e.Extra))
+	e.walk(func(k string, v any) {
+		switch t := v.(type) {
+		case string:
+			m.PutStr(k, t)
+		case int64:
+			m.PutInt(k, t)
+		case []string:
+			sl := m.PutEmptySlice(k)
+			sl.EnsureCapacity(len(t))
+			for _, s := range t {
+				sl.AppendEmpty().SetStr(s)
+			}
+		default:
+			_ = m.PutEmpty(k).FromRaw(v)
+		}
+	})
+}
+
+// has reports whether the attribute key is set.
+func (e *Event) has(key string) bool {
+	found := false
+	e.walk(func(k string, _ any) { found = found || k == key })
+	return found
 }
 
 // DefaultSeverity follows the conventions: errors are ERROR, skips and failed

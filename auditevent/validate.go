@@ -84,11 +84,10 @@ func (e *Event) Validate() error {
 	if known && info.needsBatch && e.BatchID == "" {
 		add(AttrBatchID, "is required for %s", e.Name)
 	}
-	attrs := e.Attributes()
 	for _, req := range required[e.Name] {
 		present := false
 		for _, alt := range strings.Split(req, "|") {
-			if _, ok := attrs[alt]; ok {
+			if e.has(alt) {
 				present = true
 			}
 		}
