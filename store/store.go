@@ -21,6 +21,20 @@ type StoredEvent struct {
 	// Hash is auditevent.Event.Hash(): SHA-256 over the canonical content.
 	Hash     string
 	Ingested time.Time
+	// DeadLetterReason, when the writer sets it, asks the backend to keep the
+	// event as a dead letter with this reason instead of as an audit event
+	// (the exporter sets it for events that fail auditevent.Validate). The
+	// dead letter still takes the next place in the stream (Outcome
+	// DeadLettered, with a Sequence), so nothing accepted goes missing.
+	// Dead letters are idempotent by (stream, event id, hash): one already
+	// kept is reported as Duplicate with its original sequence and is not
+	// written again. Backends never persist this field with the event.
+	DeadLetterReason string
+	// Document optionally carries canonical.Marshal(Event.Canonical()), the
+	// bytes Hash was computed from, so a backend need not encode the event
+	// a second time. Backends compute it when it is empty and refuse (dead
+	// letter) an event whose Hash is not the SHA-256 of its document.
+	Document []byte
 }
 
 // Outcome is what happened to one event on Write.
@@ -30,7 +44,7 @@ const (
 	// Stored: newly persisted.
 	Stored Outcome = iota
 	// Duplicate: an event with the same id and the same hash was already
-	// stored; nothing was written.
+	// stored (or the same dead letter was already kept); nothing was written.
 	Duplicate
 	// Conflict: an event with the same id but a different hash is stored.
 	// This is an integrity alarm; the new event went to the dead letters.
@@ -56,6 +70,9 @@ type Result struct {
 	Sequence int64
 	// Reason explains Conflict, DeadLettered and Retry outcomes.
 	Reason string
+	// ExistingHash is the hash already stored under EventID, for Duplicate
+	// and Conflict outcomes, so an integrity alarm can name both hashes.
+	ExistingHash string
 }
 
 // Writer is the append-only write path. Write never overwrites: an id that is
@@ -98,17 +115,19 @@ type Run struct {
 // DeadLetter is an event the store could not keep as an audit event, with the
 // reason. Dead letters are part of the trail: reports list them.
 type DeadLetter struct {
-	EventID  string    `json:"event_id"`
-	Stream   string    `json:"stream"`
-	Sequence int64     `json:"sequence"`
-	Hash     string    `json:"hash"`
-	Reason   string    `json:"reason"`
-	Document string    `json:"document"`
-	Time     time.Time `json:"time"`
+	EventID  string `json:"event_id"`
+	Stream   string `json:"stream"`
+	Sequence int64  `json:"sequence"`
+	Hash     string `json:"hash"`
+	Reason   string `json:"reason"`
+	Document string `json:"document"`
+	// Time is the event's time, or the ingest time for an event without one.
+	Time time.Time `json:"time"`
 }
 
 // EventQuery selects events; empty fields do not filter. Results are ordered
-// by time, then sequence.
+// by time, then sequence. Time ranges here and in RunQuery (a run's start) and
+// Reader.DeadLetters include From and exclude To; a Limit of 0 means no limit.
 type EventQuery struct {
 	BatchID  string
 	RecordID string

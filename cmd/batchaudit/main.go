@@ -1,0 +1,196 @@
+// Command batchaudit reads an audit trail: runs, their events, a record's
+// history, dead letters, and an integrity check of hashes and sequences.
+//
+//	batchaudit runs [--db PATH] [--job J] [--status S] [--since DURATION]
+//	batchaudit events --batch ID
+//	batchaudit history RECORD_ID
+//	batchaudit deadletters
+//	batchaudit verify [--stream S]
+//
+// Every command takes --db PATH (default ./batchaudit-data/audit.db) or
+// --es URL [--es-prefix P], and --json.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/esstore"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // an error, or verify found a break
+	exitUsage = 2
+)
+
+const usage = `batchaudit reads the audit trail written by otelcol-batchaudit.
+
+Usage:
+  batchaudit runs [--job J] [--status S] [--since DURATION] [--limit N]
+  batchaudit events --batch ID [--name N] [--limit N]
+  batchaudit history RECORD_ID
+  batchaudit deadletters [--since DURATION]
+  batchaudit verify [--stream S]
+
+Every command takes:
+  --db PATH          SQLite audit database (default ./batchaudit-data/audit.db)
+  --es URL           read from Elasticsearch instead (e.g. http://127.0.0.1:9200)
+  --es-prefix PREFIX Elasticsearch index prefix (default batchaudit)
+  --json             JSON instead of aligned text
+
+Examples:
+  batchaudit runs --since 24h --status failure
+  batchaudit events --batch 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
+  batchaudit history A-1002
+  batchaudit verify
+`
+
+// command is one subcommand: its flags and what it does with an open store.
+type command struct {
+	flags func(fs *flag.FlagSet) func(ctx context.Context, c *cli, args []string) error
+	// args is the number of positional arguments it takes.
+	args     int
+	argsName string
+}
+
+var commands = map[string]command{
+	"runs":        {flags: runsCommand},
+	"events":      {flags: eventsCommand},
+	"history":     {flags: historyCommand, args: 1, argsName: "RECORD_ID"},
+	"deadletters": {flags: deadLettersCommand},
+	"verify":      {flags: verifyCommand},
+}
+
+// cli is what every command writes to and reads from.
+type cli struct {
+	out   io.Writer
+	json  bool
+	store store.Store
+}
+
+// errUsage marks errors that are the caller's invocation, not the trail.
+var errUsage = errors.New("usage")
+
+// errVerify marks a trail that failed verification (already reported).
+var errVerify = errors.New("verification failed")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "batchaudit: unknown command %q\n\n%s", name, usage)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("batchaudit "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", sqlitestore.DefaultPath, "SQLite audit database")
+	jsonOut := fs.Bool("json", false, "print JSON instead of aligned text")
+	esURL := fs.String("es", "", "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
+	esPrefix := fs.String("es-prefix", esstore.NewDefaultConfig().IndexPrefix, "Elasticsearch index prefix")
+	exec := cmd.flags(fs)
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(positional) != cmd.args {
+		if cmd.args == 0 {
+			fmt.Fprintf(stderr, "batchaudit %s: unexpected argument %q\n", name, positional[0])
+		} else {
+			fmt.Fprintf(stderr, "batchaudit %s: expected %s\n", name, cmd.argsName)
+		}
+		return exitUsage
+	}
+	var s store.Store
+	if *esURL != "" {
+		s, err = openElasticsearch(ctx, *esURL, *esPrefix)
+	} else {
+		s, err = openStore(ctx, *db)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "batchaudit: %v\n", err)
+		return exitFail
+	}
+	defer s.Close()
+	err = exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errVerify):
+		return exitFail
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "batchaudit %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "batchaudit %s: %v\n", name, err)
+		return exitFail
+	}
+}
+
+// parseInterleaved lets flags follow positional arguments
+// ("history A-1002 --json"), which the flag package alone does not.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// openStore opens the trail for reading; a missing database is an error
+// here rather than an empty trail, since it usually means a wrong --db.
+func openStore(ctx context.Context, path string) (store.Store, error) {
+	if path != sqlitestore.Memory {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no audit database at %s (has the collector run? pass --db PATH)", path)
+		}
+	}
+	return sqlitestore.Open(ctx, path)
+}
+
+// openElasticsearch opens the Elasticsearch backend for reading: it installs
+// no templates and creates no indices.
+func openElasticsearch(ctx context.Context, url, prefix string) (store.Store, error) {
+	cfg := esstore.NewDefaultConfig()
+	cfg.Endpoints = []string{url}
+	cfg.IndexPrefix = prefix
+	cfg.InstallTemplates = false
+	return esstore.New(ctx, cfg, zap.NewNop())
+}

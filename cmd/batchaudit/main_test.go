@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
+	"github.com/batchaudit/batchaudit/store/storetest"
+)
+
+// trail writes two runs (b1 succeeded, b2 failed an hour later) and one dead
+// letter into a fresh database and returns its path.
+func trail(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := sqlitestore.Open(context.Background(), path)
+	require.NoError(t, err)
+	defer s.Close()
+	b1 := storetest.RunEvents("b1", storetest.T0)
+	b2 := storetest.RunEvents("b2", storetest.T0.Add(time.Hour))
+	for i := range b2 {
+		b2[i].JobName = "orders-load"
+	}
+	b2[len(b2)-1].BatchResult = "failure"
+	bad := storetest.Stored(b2[1])
+	bad[0].ID = "bad-1"
+	bad[0].DeadLetterReason = "invalid batchaudit.record.read: batchaudit.record.id: is required"
+	for _, batch := range [][]store.StoredEvent{storetest.Stored(b1...), bad, storetest.Stored(b2...)} {
+		_, err := s.Write(context.Background(), "default", batch)
+		require.NoError(t, err)
+	}
+	return path
+}
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestRuns(t *testing.T) {
+	db := trail(t)
+	code, out, errOut := runCLI(t, "runs", "--db", db)
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3)
+	assert.Regexp(t, `^START\s+BATCH ID\s+JOB\s+STATUS\s+DURATION\s+READ\s+WRITTEN\s+SKIPPED\s+ERRORED\s+INS\s+UPD\s+DEL\s+SAME\s+FINDINGS\s+EVENTS$`, lines[0])
+	assert.Regexp(t, `^2026-11-01 02:00:00.123Z\s+b1\s+orders-clean\s+success\s+16s\s+3\s+2\s+1\s+1\s+1\s+1\s+1\s+0\s+1\s+17$`, lines[1])
+	assert.Regexp(t, `^2026-11-01 03:00:00.123Z\s+b2\s+orders-load\s+failure\s+16s\s+`, lines[2])
+	// Columns line up.
+	assert.Equal(t, strings.Index(lines[0], "BATCH ID"), strings.Index(lines[1], "b1"))
+
+	_, out, _ = runCLI(t, "runs", "--db", db, "--job", "orders-load")
+	assert.Contains(t, out, "b2")
+	assert.NotContains(t, out, "b1 ")
+	_, out, _ = runCLI(t, "runs", "--db", db, "--status", "success", "--json")
+	var runs []store.Run
+	require.NoError(t, json.Unmarshal([]byte(out), &runs))
+	require.Len(t, runs, 1)
+	assert.Equal(t, storetest.ExpectedRun("b1", storetest.T0), runs[0])
+	// The fixture runs are in 2026-11; --since 1h from now finds none.
+	code, out, _ = runCLI(t, "runs", "--db", db, "--since", "1h")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "No runs found.\n", out)
+	_, out, _ = runCLI(t, "runs", "--db", db, "--since", "1h", "--json")
+	assert.Equal(t, "[]\n", out)
+}
+
+func TestEventsAndHistory(t *testing.T) {
+	db := trail(t)
+	code, out, errOut := runCLI(t, "events", "--db", db, "--batch", "b1")
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 18)
+	assert.Regexp(t, `^SEQ\s+TIME\s+NAME\s+RECORD\s+DATASET\s+DETAIL$`, lines[0])
+	assert.Regexp(t, `^4\s+2026-11-01 02:00:03.123Z\s+record.write\s+A-1\s+postgres://db:5432/dw.orders\s+change=insert$`, lines[4])
+	assert.Regexp(t, `record.write\s+A-2\s+postgres://db:5432/dw.orders\s+change=update fields=amount$`, lines[7])
+	assert.Regexp(t, `record.delete\s+A-9\s+.*change=delete$`, lines[10])
+	assert.Contains(t, lines[16], "finding=data_loss severity=high: A-5 was read and never written")
+	assert.Contains(t, lines[17], "result=success read=3 written=2 skipped=1 errored=1")
+
+	_, out, _ = runCLI(t, "events", "--db", db, "--batch", "b1", "--name", "batchaudit.record.skip", "--json")
+	var evs []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &evs))
+	require.Len(t, evs, 1)
+	assert.Equal(t, float64(8), evs[0]["sequence"])
+	assert.Equal(t, "order cancelled", evs[0]["event"].(map[string]any)["attributes"].(map[string]any)["batchaudit.record.skip_reason"])
+
+	code, _, errOut = runCLI(t, "events", "--db", db)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--batch ID is required")
+
+	// Flags may follow the record id.
+	code, out, errOut = runCLI(t, "history", "A-1", "--db", db)
+	require.Equal(t, 0, code, errOut)
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 9, out) // b1 and b2: read, transform, write, lineage
+	assert.Regexp(t, `^SEQ\s+TIME\s+BATCH ID\s+NAME`, lines[0])
+	assert.Regexp(t, `\s+b1\s+record.read\s+A-1\s+file://in/orders.csv\s+-$`, lines[1])
+	assert.Regexp(t, `\s+b2\s+lineage.record\s+A-1\s+.*lineage=ord-A-1$`, lines[8])
+	_, out, _ = runCLI(t, "history", "--db", db, "nope")
+	assert.Equal(t, "No events for record nope.\n", out)
+}
+
+func TestDeadLetters(t *testing.T) {
+	db := trail(t)
+	code, out, errOut := runCLI(t, "deadletters", "--db", db)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `(?m)^STREAM\s+SEQ\s+TIME\s+EVENT ID\s+REASON$`, out)
+	assert.Regexp(t, `(?m)^default\s+18\s+2026-11-01 03:00:01.123Z\s+bad-1\s+invalid batchaudit.record.read: batchaudit.record.id: is required$`, out)
+	_, out, _ = runCLI(t, "deadletters", "--db", db, "--json")
+	var dls []store.DeadLetter
+	require.NoError(t, json.Unmarshal([]byte(out), &dls))
+	require.Len(t, dls, 1)
+	assert.Equal(t, int64(18), dls[0].Sequence)
+}
+
+func TestVerify(t *testing.T) {
+	db := trail(t)
+	code, out, errOut := runCLI(t, "verify", "--db", db)
+	require.Equal(t, 0, code, errOut+out)
+	assert.Equal(t, "stream default: 34 events, 1 dead letters, last sequence 35\n"+
+		"OK: every stored hash matches its content and every stream is numbered 1..N without gaps.\n", out)
+
+	// Tamper with one stored document: the written amount of A-2 in b1.
+	s, err := sqlitestore.Open(context.Background(), db)
+	require.NoError(t, err)
+	victim := storetest.RunEvents("b1", storetest.T0)[6]
+	r, err := s.DB().Exec(`UPDATE events SET document = replace(document, '"dw.orders"', '"dw.orders_shadow"') WHERE id = ?`, victim.ID)
+	require.NoError(t, err)
+	n, _ := r.RowsAffected()
+	require.Equal(t, int64(1), n)
+	// And delete another event, which leaves a gap.
+	gone := storetest.RunEvents("b2", storetest.T0.Add(time.Hour))[2]
+	_, err = s.DB().Exec(`DELETE FROM events WHERE id = ?`, gone.ID)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	code, out, _ = runCLI(t, "verify", "--db", db)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "BROKEN: event "+victim.ID+" (stream default, sequence 7): stored hash ")
+	assert.Contains(t, out, "stream default: sequence 21 is missing (next present: 22, event ")
+	assert.Contains(t, out, "FAILED: 2 problem(s)")
+
+	code, out, _ = runCLI(t, "verify", "--db", db, "--json")
+	assert.Equal(t, 1, code)
+	var rep verifyReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.False(t, rep.OK)
+	assert.Len(t, rep.Problems, 2)
+
+	code, out, _ = runCLI(t, "verify", "--db", db, "--stream", "other")
+	assert.Equal(t, 0, code, "an empty stream is trivially intact")
+	assert.Contains(t, out, "stream other: 0 events, 0 dead letters, last sequence 0")
+}
+
+func TestCheckSequences(t *testing.T) {
+	r := &streamReport{Stream: "s", LastSequence: 6, seqs: []seqRef{{1, "a"}, {2, "b"}, {2, "c"}, {5, "d"}}}
+	assert.Equal(t, []string{
+		"stream s: sequence 2 is held by both b and c",
+		"stream s: sequences 3..4 are missing (next present: 5, event d)",
+		"stream s: sequence 6 is missing at the end (the stream's last sequence is 6)",
+	}, checkSequences(r))
+	r = &streamReport{Stream: "s", LastSequence: 1, seqs: []seqRef{{1, "a"}, {2, "b"}}}
+	assert.Equal(t, []string{"stream s: sequence 2 is beyond the stream's last sequence 1"}, checkSequences(r))
+}
+
+func TestUsage(t *testing.T) {
+	code, _, errOut := runCLI(t)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "Usage:")
+	code, out, _ := runCLI(t, "--help")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "batchaudit verify [--stream S]")
+	code, _, errOut = runCLI(t, "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `unknown command "frobnicate"`)
+	code, _, errOut = runCLI(t, "runs", "--db", filepath.Join(t.TempDir(), "missing.db"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no audit database at ")
+	code, _, errOut = runCLI(t, "history", "--db", "x")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "expected RECORD_ID")
+	code, _, _ = runCLI(t, "runs", "--bogus")
+	assert.Equal(t, 2, code)
+}

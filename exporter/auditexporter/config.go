@@ -1,0 +1,68 @@
+package auditexporter
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/batchaudit/batchaudit/store/esstore"
+)
+
+// Config configures the audit exporter. The backend is Elasticsearch when
+// elasticsearch.endpoints is set, otherwise SQLite.
+type Config struct {
+	// Stream names the audit log; event sequence numbers are gapless per
+	// stream and survive restarts.
+	Stream string `mapstructure:"stream"`
+
+	SQLite SQLiteConfig `mapstructure:"sqlite"`
+	// Elasticsearch, when the section is present, selects the
+	// Elasticsearch backend; its endpoints are then required.
+	Elasticsearch configoptional.Optional[esstore.Config] `mapstructure:"elasticsearch"`
+
+	TimeoutConfig exporterhelper.TimeoutConfig                             `mapstructure:",squash"`
+	QueueConfig   configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
+	RetryConfig   configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
+
+	_ struct{}
+}
+
+// SQLiteConfig configures the embedded default backend.
+type SQLiteConfig struct {
+	// Path of the database file (its directory is created); empty means
+	// ./batchaudit-data/audit.db. ":memory:" is for tests only.
+	Path string `mapstructure:"path"`
+
+	_ struct{}
+}
+
+var (
+	_                     component.Config  = (*Config)(nil)
+	_                     confmap.Validator = (*Config)(nil)
+	streamPattern                           = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	errStreamEmpty                          = errors.New("stream must not be empty")
+	errTimeoutNotPositive                   = errors.New("timeout must be positive: an audit write that never ends would hold the queue forever")
+)
+
+// Validate checks the exporter's own settings; the nested sending_queue,
+// retry_on_failure and backend sections validate themselves.
+func (cfg *Config) Validate() error {
+	var errs []error
+	switch {
+	case cfg.Stream == "":
+		errs = append(errs, errStreamEmpty)
+	case !streamPattern.MatchString(cfg.Stream):
+		errs = append(errs, fmt.Errorf("stream %q is invalid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters", cfg.Stream))
+	}
+	if cfg.TimeoutConfig.Timeout <= 0 {
+		errs = append(errs, errTimeoutNotPositive)
+	}
+	errs = append(errs, cfg.validateBackend()...)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,184 @@
+package auditexporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/exporter/auditexporter/internal/metadata"
+	"github.com/batchaudit/batchaudit/store"
+)
+
+// storeOpener opens the configured backend; tests inject fakes through it.
+type storeOpener func(ctx context.Context, cfg *Config, logger *zap.Logger) (store.Store, error)
+
+type auditExporter struct {
+	cfg       *Config
+	logger    *zap.Logger
+	telemetry *metadata.TelemetryBuilder
+	open      storeOpener
+	// outcomeAttrs holds the metric attribute option of each outcome, built
+	// once because push runs for every batch.
+	outcomeAttrs [store.Retry + 1]metric.AddOption
+
+	mu    sync.RWMutex
+	store store.Store
+}
+
+var errNotStarted = errors.New("audit exporter: the store is not open (exporter not started or already shut down)")
+
+func newExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditExporter, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	e := &auditExporter{cfg: cfg, logger: set.Logger, telemetry: tb, open: open}
+	for o := store.Stored; o <= store.Retry; o++ {
+		e.outcomeAttrs[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o.String())))
+	}
+	return e, nil
+}
+
+func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
+	s, err := e.open(ctx, e.cfg, e.logger)
+	if err != nil {
+		return fmt.Errorf("audit exporter: open the %s backend: %w", e.cfg.backendName(), err)
+	}
+	last, err := s.LastSequence(ctx, e.cfg.Stream)
+	if err != nil {
+		_ = s.Close()
+		return fmt.Errorf("audit exporter: read the last sequence of stream %q: %w", e.cfg.Stream, err)
+	}
+	e.mu.Lock()
+	e.store = s
+	e.mu.Unlock()
+	e.logger.Info("Audit store open", zap.String("backend", e.cfg.backendName()),
+		zap.String("stream", e.cfg.Stream), zap.Int64("last_sequence", last))
+	return nil
+}
+
+// shutdown runs after exporterhelper has drained the queue, so closing the
+// store here loses nothing. It is safe without start and when called twice.
+func (e *auditExporter) shutdown(context.Context) error {
+	e.mu.Lock()
+	s := e.store
+	e.store = nil
+	e.mu.Unlock()
+	e.telemetry.Shutdown()
+	if s == nil {
+		return nil
+	}
+	return s.Close()
+}
+
+// push converts, hashes and writes one batch. It returns nil only when every
+// record is stored, a duplicate of a stored one, or kept as a dead letter.
+func (e *auditExporter) push(ctx context.Context, ld plog.Logs) error {
+	events := convert(ld)
+	if len(events) == 0 {
+		return nil
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.store == nil {
+		return errNotStarted
+	}
+	began := time.Now()
+	results, err := e.store.Write(ctx, e.cfg.Stream, events)
+	e.telemetry.ExporterAuditWriteDuration.Record(ctx, time.Since(began).Seconds())
+	if err != nil {
+		if consumererror.IsPermanent(err) {
+			return fmt.Errorf("audit store refused %d events: %w", len(events), err)
+		}
+		// No outcome is known: the whole batch comes back; whatever was
+		// stored then reads as Duplicate.
+		return fmt.Errorf("audit store write of %d events failed, retrying: %w", len(events), err)
+	}
+	if len(results) != len(events) {
+		// A backend bug; retrying would loop on it forever.
+		return consumererror.NewPermanent(fmt.Errorf("audit store returned %d results for %d events", len(results), len(events)))
+	}
+	return e.account(ctx, events, results)
+}
+
+// account counts and logs the outcomes and asks for redelivery when any
+// event must be retried.
+func (e *auditExporter) account(ctx context.Context, events []store.StoredEvent, results []store.Result) error {
+	var counts [store.Retry + 1]int64
+	var firstRetry *store.Result
+	for i := range results {
+		r := &results[i]
+		if r.Outcome < store.Stored || r.Outcome > store.Retry {
+			return consumererror.NewPermanent(fmt.Errorf("audit store returned unknown outcome %d for event %s", r.Outcome, r.EventID))
+		}
+		counts[r.Outcome]++
+		switch r.Outcome {
+		case store.Conflict:
+			e.telemetry.ExporterAuditIntegrityAlarms.Add(ctx, 1)
+			e.logger.Error("Integrity alarm: an event id is already stored with different content; the new event is kept as a dead letter",
+				zap.String("event_id", r.EventID), zap.String("stored_hash", r.ExistingHash),
+				zap.String("received_hash", events[i].Hash), zap.Int64("sequence", r.Sequence),
+				zap.String("stream", e.cfg.Stream), zap.String("reason", r.Reason))
+		case store.DeadLettered:
+			e.logger.Warn("Audit event kept as a dead letter", zap.String("event_id", r.EventID),
+				zap.String("event_name", events[i].Name), zap.Int64("sequence", r.Sequence), zap.String("reason", r.Reason))
+		case store.Retry:
+			if firstRetry == nil {
+				firstRetry = r
+			}
+		}
+	}
+	for o, n := range counts {
+		if n > 0 {
+			e.telemetry.ExporterAuditEvents.Add(ctx, n, e.outcomeAttrs[o])
+		}
+	}
+	if firstRetry != nil {
+		return fmt.Errorf("%d of %d audit events must be retried (first: event %s: %s)",
+			counts[store.Retry], len(results), firstRetry.EventID, firstRetry.Reason)
+	}
+	return nil
+}
+
+// convert turns every log record into a hashed event for the store. Records
+// that fail validation are not dropped: they go to the dead letters with the
+// validation error as the reason.
+func convert(ld plog.Logs) []store.StoredEvent {
+	events := make([]store.StoredEvent, 0, ld.LogRecordCount())
+	for _, rl := range ld.ResourceLogs().All() {
+		res := rl.Resource()
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, lr := range sl.LogRecords().All() {
+				events = append(events, newStoredEvent(auditevent.FromLogRecord(lr, res)))
+			}
+		}
+	}
+	return events
+}
+
+func newStoredEvent(ev auditevent.Event) store.StoredEvent {
+	se := store.StoredEvent{Event: ev}
+	doc, err := canonical.Marshal(ev.Canonical())
+	if err == nil {
+		se.Document, se.Hash = doc, canonical.HashBytes(doc)
+	}
+	switch verr := ev.Validate(); {
+	case verr != nil:
+		se.DeadLetterReason = verr.Error()
+	case err != nil:
+		se.DeadLetterReason = "event cannot be hashed: " + err.Error()
+	}
+	return se
+}

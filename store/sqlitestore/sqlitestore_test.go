@@ -1,0 +1,108 @@
+package sqlitestore
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Conformance(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "sub", "audit.db") // the directory is created
+		return func(t *testing.T) store.Store {
+			s, err := Open(context.Background(), path)
+			require.NoError(t, err)
+			return s
+		}
+	})
+}
+
+func TestMemory(t *testing.T) {
+	s, err := Open(context.Background(), Memory)
+	require.NoError(t, err)
+	defer s.Close()
+	res, err := s.Write(context.Background(), "default", storetest.Stored(storetest.RunEvents("b1", storetest.T0)...))
+	require.NoError(t, err)
+	assert.Len(t, res, 17)
+	n, err := s.LastSequence(context.Background(), "default")
+	require.NoError(t, err)
+	assert.Equal(t, int64(17), n)
+}
+
+func TestUnencodableAndInconsistentEvents(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Memory)
+	require.NoError(t, err)
+	defer s.Close()
+	events := storetest.RunEvents("b1", storetest.T0)
+	nan := events[1]
+	nan.RecordData = map[string]any{"amount": math.NaN()}
+	noID := events[2]
+	noID.ID = ""
+	wrongHash := storetest.Stored(events[3])[0]
+	wrongHash.Hash = "0000"
+	noHash := store.StoredEvent{Event: events[4]}
+	in := []store.StoredEvent{{Event: nan}, storetest.Stored(noID)[0], wrongHash, noHash}
+	res, err := s.Write(ctx, "default", in)
+	require.NoError(t, err)
+	assert.Equal(t, store.DeadLettered, res[0].Outcome)
+	assert.Contains(t, res[0].Reason, "cannot be encoded as canonical JSON")
+	assert.Equal(t, store.DeadLettered, res[1].Outcome)
+	assert.Contains(t, res[1].Reason, "event id (log.record.uid) is empty")
+	assert.Equal(t, store.DeadLettered, res[2].Outcome)
+	assert.Contains(t, res[2].Reason, "hash mismatch: writer sent 0000")
+	assert.Equal(t, store.Stored, res[3].Outcome, "a missing hash is computed")
+	assert.Equal(t, []int64{1, 2, 3, 4}, []int64{res[0].Sequence, res[1].Sequence, res[2].Sequence, res[3].Sequence})
+	dl, err := s.DeadLetters(ctx, storetest.T0, storetest.T0.Add(1e12), 0)
+	require.NoError(t, err)
+	require.Len(t, dl, 3)
+	assert.Contains(t, dl[0].Document, `"amount":"NaN"`)
+	got, err := s.Events(ctx, store.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	h, _ := events[4].Hash()
+	assert.Equal(t, h, got[0].Hash)
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	s, err := Open(ctx, file)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close twice is harmless")
+	_, err = Open(ctx, filepath.Join(file, "audit.db"))
+	require.ErrorContains(t, err, "create directory")
+
+	s, err = Open(ctx, file)
+	require.NoError(t, err)
+	_, err = s.DB().Exec(`PRAGMA user_version = 99`)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	_, err = Open(ctx, file)
+	require.ErrorContains(t, err, "schema version 99 is newer than this build understands (1)")
+}
+
+func TestWriteHonoursContext(t *testing.T) {
+	s, err := Open(context.Background(), Memory)
+	require.NoError(t, err)
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = s.Write(ctx, "default", storetest.Stored(storetest.RunEvents("b1", storetest.T0)...))
+	require.Error(t, err)
+	n, err := s.LastSequence(context.Background(), "default")
+	require.NoError(t, err)
+	assert.Zero(t, n, "a failed Write leaves nothing")
+	res, err := s.Write(context.Background(), "default", nil)
+	require.NoError(t, err)
+	assert.Empty(t, res)
+}

@@ -1,0 +1,372 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/store"
+)
+
+// Opener opens the same backend location each time it is called (a reopen
+// after Close simulates a restart). NewLocation returns an opener for a
+// fresh, empty location.
+type Opener func(t *testing.T) store.Store
+
+// T0 is the start of the fixture runs.
+var T0 = time.Date(2026, 11, 1, 2, 0, 0, 123456789, time.UTC)
+
+// Conformance runs the store contract tests against a backend.
+func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
+	t.Run("RoundTripAndRun", func(t *testing.T) { testRoundTrip(t, newLocation(t)) })
+	t.Run("Idempotent", func(t *testing.T) { testIdempotent(t, newLocation(t)) })
+	t.Run("Conflict", func(t *testing.T) { testConflict(t, newLocation(t)) })
+	t.Run("DeadLetter", func(t *testing.T) { testDeadLetter(t, newLocation(t)) })
+	t.Run("Queries", func(t *testing.T) { testQueries(t, newLocation(t)) })
+	t.Run("SequenceAfterReopen", func(t *testing.T) { testReopen(t, newLocation(t)) })
+	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, newLocation(t)) })
+}
+
+func write(t *testing.T, s store.Store, stream string, events []store.StoredEvent) []store.Result {
+	t.Helper()
+	res, err := s.Write(context.Background(), stream, events)
+	require.NoError(t, err)
+	require.Len(t, res, len(events))
+	return res
+}
+
+func outcomes(res []store.Result) map[store.Outcome]int {
+	m := map[store.Outcome]int{}
+	for _, r := range res {
+		m[r.Outcome]++
+	}
+	return m
+}
+
+func testRoundTrip(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	events := append(RunEvents("b1", T0), MetadataEvents(T0)...)
+	res := write(t, s, "default", Stored(events...))
+	for i, r := range res {
+		assert.Equal(t, store.Stored, r.Outcome, r.Reason)
+		assert.Equal(t, int64(i+1), r.Sequence)
+		assert.Equal(t, events[i].ID, r.EventID)
+	}
+	got, err := store.RunEvents(ctx, s, "b1")
+	require.NoError(t, err)
+	require.Len(t, got, 17)
+	for i, se := range got {
+		assert.Equal(t, events[i], se.Event, "event %d (%s) must read back exactly", i, events[i].Name)
+		want, _ := events[i].Hash()
+		assert.Equal(t, want, se.Hash)
+		h, err := se.Event.Hash()
+		require.NoError(t, err)
+		assert.Equal(t, se.Hash, h, "hash recomputed from what was read back")
+		assert.Equal(t, "default", se.Stream)
+		assert.Equal(t, int64(i+1), se.Sequence)
+		assert.False(t, se.Ingested.IsZero())
+	}
+	runs, err := s.Runs(ctx, store.RunQuery{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, ExpectedRun("b1", T0), runs[0])
+	last, err := s.LastSequence(ctx, "default")
+	require.NoError(t, err)
+	assert.Equal(t, int64(19), last)
+	last, err = s.LastSequence(ctx, "other")
+	require.NoError(t, err)
+	assert.Zero(t, last)
+}
+
+func testIdempotent(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	events := Stored(RunEvents("b1", T0)...)
+	first := write(t, s, "default", events)
+	// Redelivery of the whole batch plus one new event.
+	extra := Stored(MetadataEvents(T0)[0])
+	second := write(t, s, "default", append(events, extra...))
+	for i := range events {
+		assert.Equal(t, store.Duplicate, second[i].Outcome)
+		assert.Equal(t, first[i].Sequence, second[i].Sequence)
+		assert.Equal(t, events[i].Hash, second[i].ExistingHash)
+	}
+	assert.Equal(t, store.Stored, second[len(events)].Outcome)
+	assert.Equal(t, int64(18), second[len(events)].Sequence, "duplicates take no place in the stream")
+	// A duplicate inside one call is detected too.
+	third := write(t, s, "default", append(Stored(MetadataEvents(T0)[1]), Stored(MetadataEvents(T0)[1])...))
+	assert.Equal(t, []store.Outcome{store.Stored, store.Duplicate}, []store.Outcome{third[0].Outcome, third[1].Outcome})
+	assert.Equal(t, int64(19), third[1].Sequence)
+	runs, err := s.Runs(ctx, store.RunQuery{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, ExpectedRun("b1", T0), runs[0], "a redelivered event never counts twice")
+	all, err := s.Events(ctx, store.EventQuery{})
+	require.NoError(t, err)
+	assert.Len(t, all, 19)
+}
+
+func testConflict(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	events := RunEvents("b1", T0)
+	orig := Stored(events[3])
+	write(t, s, "default", Stored(events[:4]...))
+	tampered := events[3]
+	tampered.RecordID = "A-1-changed"
+	tstored := Stored(tampered)
+	res := write(t, s, "default", tstored)
+	require.Equal(t, store.Conflict, res[0].Outcome)
+	assert.Equal(t, int64(5), res[0].Sequence, "a conflict holds its place in the stream")
+	assert.Equal(t, orig[0].Hash, res[0].ExistingHash)
+	assert.Contains(t, res[0].Reason, orig[0].Hash)
+	assert.Contains(t, res[0].Reason, tstored[0].Hash)
+	// The stored event is untouched.
+	got, err := store.RecordHistory(ctx, s, "A-1")
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, events[3], got[2].Event)
+	dl, err := s.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
+	require.NoError(t, err)
+	require.Len(t, dl, 1)
+	assert.Equal(t, store.DeadLetter{EventID: tampered.ID, Stream: "default", Sequence: 5, Hash: tstored[0].Hash,
+		Reason: res[0].Reason, Document: dl[0].Document, Time: tampered.Time}, dl[0])
+	back, err := auditevent.ParseCanonical([]byte(dl[0].Document))
+	require.NoError(t, err)
+	assert.Equal(t, tampered, back, "the dead letter keeps the conflicting content")
+	// The same conflicting event again is not a second alarm.
+	res = write(t, s, "default", tstored)
+	assert.Equal(t, store.Duplicate, res[0].Outcome)
+	assert.Equal(t, int64(5), res[0].Sequence)
+	last, _ := s.LastSequence(ctx, "default")
+	assert.Equal(t, int64(5), last)
+}
+
+func testDeadLetter(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	events := RunEvents("b1", T0)
+	bad := events[1]
+	bad.RecordID = ""
+	verr := bad.Validate()
+	require.Error(t, verr)
+	in := Stored(events[0], bad, events[2])
+	in[1].DeadLetterReason = verr.Error()
+	res := write(t, s, "default", in)
+	assert.Equal(t, []store.Outcome{store.Stored, store.DeadLettered, store.Stored},
+		[]store.Outcome{res[0].Outcome, res[1].Outcome, res[2].Outcome})
+	assert.Equal(t, []int64{1, 2, 3}, []int64{res[0].Sequence, res[1].Sequence, res[2].Sequence})
+	assert.Equal(t, verr.Error(), res[1].Reason)
+	dl, err := s.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
+	require.NoError(t, err)
+	require.Len(t, dl, 1)
+	assert.Equal(t, int64(2), dl[0].Sequence)
+	assert.Equal(t, verr.Error(), dl[0].Reason)
+	assert.Equal(t, in[1].Hash, dl[0].Hash)
+	got, err := s.Events(ctx, store.EventQuery{})
+	require.NoError(t, err)
+	assert.Len(t, got, 2, "a dead letter is not an audit event")
+	// Redelivered: kept once.
+	res = write(t, s, "default", in)
+	assert.Equal(t, store.Duplicate, res[1].Outcome)
+	assert.Equal(t, int64(2), res[1].Sequence)
+	last, _ := s.LastSequence(ctx, "default")
+	assert.Equal(t, int64(3), last)
+	runs, err := s.Runs(ctx, store.RunQuery{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, int64(2), runs[0].Events, "dead letters do not count in the run")
+}
+
+func ids(events []store.StoredEvent) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func testQueries(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	b1 := RunEvents("b1", T0)
+	b2 := RunEvents("b2", T0.Add(time.Hour))
+	for i := range b2 {
+		b2[i].JobName = "orders-load"
+		b2[i].Actor.ID = "alice"
+	}
+	b2[len(b2)-1].BatchResult = auditevent.ResultFailure
+	b3 := RunEvents("b3", T0.Add(2*time.Hour))[:3] // still running
+	write(t, s, "default", Stored(b1...))
+	write(t, s, "default", Stored(b2...))
+	write(t, s, "default", Stored(b3...))
+	meta := MetadataEvents(T0.Add(3 * time.Hour))
+	write(t, s, "default", Stored(meta...))
+
+	q := func(q store.EventQuery) []string {
+		t.Helper()
+		got, err := s.Events(ctx, q)
+		require.NoError(t, err)
+		return ids(got)
+	}
+	idsOf := func(events ...auditevent.Event) []string {
+		out := make([]string, len(events))
+		for i, e := range events {
+			out[i] = e.ID
+		}
+		return out
+	}
+	assert.Equal(t, idsOf(b2...), q(store.EventQuery{BatchID: "b2"}))
+	assert.Equal(t, idsOf(b1[1], b1[2], b1[3], b1[13], b2[1], b2[2], b2[3], b2[13], b3[1], b3[2]), q(store.EventQuery{RecordID: "A-1"}))
+	// Dataset: by bare name or namespace/name, as source or target; ordered by time.
+	byTarget := q(store.EventQuery{Dataset: Dst.Name, BatchID: "b1"})
+	assert.Equal(t, idsOf(b1[3], b1[6], b1[9], b1[13], b1[14]), byTarget)
+	assert.Equal(t, byTarget, q(store.EventQuery{Dataset: Dst.String(), BatchID: "b1"}))
+	assert.Equal(t, idsOf(b1[1], b1[4], b1[7], b1[14]), q(store.EventQuery{Dataset: Src.String(), BatchID: "b1"}))
+	assert.Equal(t, idsOf(b1[1], b1[4], b1[7], b1[14]), q(store.EventQuery{Dataset: Src.Name, BatchID: "b1"}))
+	assert.Equal(t, idsOf(b1[6], b2[6]), q(store.EventQuery{Dataset: Dst.Name, RecordID: "A-2", Names: []string{auditevent.RecordWrite}}))
+	assert.Equal(t, idsOf(b1[0], b1[16], b2[0], b2[16], b3[0]), q(store.EventQuery{Names: []string{auditevent.BatchStart, auditevent.BatchEnd}}))
+	assert.Equal(t, idsOf(b2...), q(store.EventQuery{From: T0.Add(time.Hour), To: T0.Add(2 * time.Hour)}), "From included, To excluded")
+	assert.Equal(t, idsOf(b1[:2]...), q(store.EventQuery{Limit: 2}))
+	assert.Equal(t, idsOf(meta...), q(store.EventQuery{Names: []string{auditevent.OpenLineageJob, auditevent.OpenLineageDataset}}))
+	assert.Empty(t, q(store.EventQuery{BatchID: "nope"}))
+
+	runs := func(rq store.RunQuery) []string {
+		t.Helper()
+		got, err := s.Runs(ctx, rq)
+		require.NoError(t, err)
+		out := make([]string, len(got))
+		for i, r := range got {
+			out[i] = r.BatchID + ":" + r.Status
+		}
+		return out
+	}
+	assert.Equal(t, []string{"b1:success", "b2:failure", "b3:running"}, runs(store.RunQuery{}))
+	assert.Equal(t, []string{"b2:failure"}, runs(store.RunQuery{JobName: "orders-load"}))
+	assert.Equal(t, []string{"b2:failure"}, runs(store.RunQuery{Status: auditevent.ResultFailure}))
+	assert.Equal(t, []string{"b3:running"}, runs(store.RunQuery{Status: "running"}))
+	assert.Equal(t, []string{"b1:success", "b3:running"}, runs(store.RunQuery{ActorID: "svc-etl"}))
+	assert.Equal(t, []string{"b2:failure", "b3:running"}, runs(store.RunQuery{From: T0.Add(time.Hour)}))
+	assert.Equal(t, []string{"b1:success"}, runs(store.RunQuery{To: T0.Add(time.Hour)}))
+	assert.Equal(t, []string{"b1:success", "b2:failure"}, runs(store.RunQuery{Limit: 2}))
+	assert.Equal(t, []string{"b1:success"}, runs(store.RunQuery{JobName: "orders-clean", Status: "success", ActorID: "svc-etl"}))
+
+	// Dead letters in a period.
+	var dls []store.StoredEvent
+	for i, h := range []time.Duration{0, time.Hour, 2 * time.Hour} {
+		e := RunEvents(fmt.Sprint("dl", i), T0.Add(h))[1]
+		e.RecordID = ""
+		se := Stored(e)
+		se[0].DeadLetterReason = "invalid " + fmt.Sprint(i)
+		dls = append(dls, se...)
+	}
+	write(t, s, "default", dls)
+	dl := func(from, to time.Time, limit int) []string {
+		t.Helper()
+		got, err := s.DeadLetters(ctx, from, to, limit)
+		require.NoError(t, err)
+		var out []string
+		for _, d := range got {
+			out = append(out, d.Reason)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"invalid 0", "invalid 1", "invalid 2"}, dl(time.Time{}, time.Time{}, 0))
+	assert.Equal(t, []string{"invalid 1"}, dl(T0.Add(time.Hour), T0.Add(2*time.Hour), 0))
+	assert.Equal(t, []string{"invalid 0", "invalid 1"}, dl(time.Time{}, time.Time{}, 2))
+}
+
+func testReopen(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	events := RunEvents("b1", T0)
+	write(t, s, "default", Stored(events[:5]...))
+	write(t, s, "audit-2", Stored(MetadataEvents(T0)...))
+	require.NoError(t, s.Close())
+
+	s = open(t)
+	defer s.Close()
+	last, err := s.LastSequence(ctx, "default")
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), last)
+	last, err = s.LastSequence(ctx, "audit-2")
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), last, "streams are numbered independently")
+	res := write(t, s, "default", Stored(events[3:]...)) // 2 redelivered, 12 new
+	assert.Equal(t, map[store.Outcome]int{store.Duplicate: 2, store.Stored: 12}, outcomes(res))
+	assert.Equal(t, int64(6), res[2].Sequence)
+	assert.Equal(t, int64(17), res[len(res)-1].Sequence)
+	runs, err := s.Runs(ctx, store.RunQuery{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, ExpectedRun("b1", T0), runs[0], "the run summary continues across a restart")
+}
+
+func testConcurrent(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	const writers, batches = 2, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*batches)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				events := Stored(RunEvents(fmt.Sprintf("w%d-b%d", w, b), T0.Add(time.Duration(b)*time.Minute))...)
+				res, err := s.Write(ctx, "default", events)
+				if err == nil && len(res) != len(events) {
+					err = fmt.Errorf("%d results for %d events", len(res), len(events))
+				}
+				if err != nil {
+					errs <- err
+				}
+				for _, r := range res {
+					if r.Outcome != store.Stored {
+						errs <- fmt.Errorf("%s: %s %s", r.EventID, r.Outcome, r.Reason)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	all, err := s.Events(ctx, store.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, all, writers*batches*17)
+	seqs := make([]int, len(all))
+	for i, e := range all {
+		seqs[i] = int(e.Sequence)
+	}
+	sort.Ints(seqs)
+	for i, n := range seqs {
+		if n != i+1 {
+			t.Fatalf("sequences are not gapless 1..N: position %d holds %d", i, n)
+		}
+	}
+	runs, err := s.Runs(ctx, store.RunQuery{})
+	require.NoError(t, err)
+	assert.Len(t, runs, writers*batches)
+	for _, r := range runs {
+		assert.Equal(t, int64(17), r.Events, r.BatchID)
+		assert.True(t, strings.HasPrefix(r.BatchID, "w"))
+	}
+}
