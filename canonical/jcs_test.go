@@ -1,6 +1,7 @@
 package canonical
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"strings"
@@ -112,6 +113,14 @@ func TestFieldHasher(t *testing.T) {
 	assert.Equal(t, h3, h4)
 	// Golden value: sha256(`"country":"DE"`).
 	assert.Equal(t, HashBytes([]byte(`"country":"DE"`)), h1)
+	// Reusing one hasher (Reset) gives the same digests as fresh ones, and
+	// Sum is the binary form of Hash.
+	again, _ := keyed.Hash("country", "DE")
+	assert.Equal(t, h3, again)
+	sum, err := keyed.Sum([]byte{0xff}, "country", "DE")
+	require.NoError(t, err)
+	assert.Equal(t, byte(0xff), sum[0])
+	assert.Equal(t, h3, hex.EncodeToString(sum[1:]))
 }
 
 func TestProject(t *testing.T) {

@@ -39,6 +39,7 @@ func Project(record map[string]any, include, exclude []string) map[string]any {
 type FieldHasher struct {
 	key []byte
 	buf []byte
+	mac hash.Hash // reused across calls (Reset), so hashing a field does not allocate a new HMAC
 }
 
 // NewFieldHasher returns a hasher; key may be nil for plain SHA-256.
@@ -47,21 +48,33 @@ func NewFieldHasher(key []byte) *FieldHasher { return &FieldHasher{key: key} }
 // Hash returns the hex digest of name and the canonical form of value. The
 // field name is part of the input so equal values in different fields differ.
 func (h *FieldHasher) Hash(name string, value any) (string, error) {
+	sum, err := h.Sum(nil, name, value)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum), nil
+}
+
+// Sum appends the raw 32-byte digest that Hash returns in hex to dst. It is
+// the allocation-free form for callers that store digests in binary.
+func (h *FieldHasher) Sum(dst []byte, name string, value any) ([]byte, error) {
 	var err error
 	h.buf = h.buf[:0]
 	if h.buf, err = appendString(h.buf, name); err != nil {
-		return "", err
+		return dst, err
 	}
 	h.buf = append(h.buf, ':')
 	if h.buf, err = AppendJSON(h.buf, value); err != nil {
-		return "", err
+		return dst, err
 	}
-	var m hash.Hash
-	if h.key != nil {
-		m = hmac.New(sha256.New, h.key)
-	} else {
-		m = sha256.New()
+	if h.mac == nil {
+		if h.key != nil {
+			h.mac = hmac.New(sha256.New, h.key)
+		} else {
+			h.mac = sha256.New()
+		}
 	}
-	m.Write(h.buf)
-	return hex.EncodeToString(m.Sum(nil)), nil
+	h.mac.Reset()
+	h.mac.Write(h.buf)
+	return h.mac.Sum(dst), nil
 }

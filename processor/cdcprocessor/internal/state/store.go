@@ -1,0 +1,401 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+)
+
+// Meta is a dataset's index bookkeeping.
+type Meta struct {
+	Role      string `json:"role"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Slots     uint64 `json:"slots"` // index positions in use (some may be stale)
+	Live      uint64 `json:"live"`  // keys with a current (non-deleted) state
+	Tombs     uint64 `json:"tombs"` // deleted keys still kept for redelivery
+}
+
+// Stale is the number of index positions that no longer point at a record.
+func (m *Meta) Stale() uint64 {
+	if n := m.Live + m.Tombs; m.Slots > n {
+		return m.Slots - n
+	}
+	return 0
+}
+
+// RunDataset is a dataset a run wrote to, with the partitions it wrote.
+type RunDataset struct {
+	ID         string   `json:"id"`
+	Partitions []string `json:"partitions,omitempty"`
+}
+
+// Counts are a run's change-type totals.
+type Counts struct {
+	Inserted  int64 `json:"inserted"`
+	Updated   int64 `json:"updated"`
+	Deleted   int64 `json:"deleted"`
+	Unchanged int64 `json:"unchanged"`
+}
+
+// Run is the state of one batch run.
+type Run struct {
+	ID       uint64       `json:"-"`
+	BatchID  string       `json:"batch_id"`
+	Datasets []RunDataset `json:"datasets,omitempty"`
+	Counts   Counts       `json:"counts"`
+	Ended    bool         `json:"ended,omitempty"`
+	Updated  time.Time    `json:"updated"`
+}
+
+// Touch notes that the run wrote to dataset ds in partition p.
+func (r *Run) Touch(ds, p string) {
+	for i := range r.Datasets {
+		if r.Datasets[i].ID == ds {
+			for _, q := range r.Datasets[i].Partitions {
+				if q == p {
+					return
+				}
+			}
+			r.Datasets[i].Partitions = append(r.Datasets[i].Partitions, p)
+			return
+		}
+	}
+	r.Datasets = append(r.Datasets, RunDataset{ID: ds, Partitions: []string{p}})
+}
+
+// Store reads and writes the state through a storage client. Writes are
+// buffered and applied by Flush in one storage Batch, which the file storage
+// extension runs as one transaction. Store is not safe for concurrent use;
+// the processor serializes access.
+type Store struct {
+	client  storage.Client
+	observe func(op string, d time.Duration)
+
+	metas map[string]*Meta  // every known dataset (loaded by Open)
+	tails map[string][]byte // dataset → content of its last index chunk
+	runs  map[uint64]*Run   // runs touched since start
+	seen  map[uint64]int64  // run → last update (unix seconds), persisted under runsKey
+	pend  map[string][]byte // pending writes; nil value = delete
+	order []string          // pending keys in first-write order
+}
+
+// Open loads the dataset registry and run registry from client. observe,
+// if set, receives the latency of every storage call ("read" or "write").
+func Open(ctx context.Context, client storage.Client, observe func(op string, d time.Duration)) (*Store, error) {
+	if observe == nil {
+		observe = func(string, time.Duration) {}
+	}
+	s := &Store{client: client, observe: observe}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load(ctx context.Context) error {
+	s.metas, s.tails, s.runs, s.seen = map[string]*Meta{}, map[string][]byte{}, map[uint64]*Run{}, map[uint64]int64{}
+	s.pend, s.order = map[string][]byte{}, nil
+	vals, err := s.Get(ctx, registryKey, runsKey)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	if vals[0] != nil {
+		if err := json.Unmarshal(vals[0], &ids); err != nil {
+			return fmt.Errorf("cdc state: dataset registry: %w", err)
+		}
+	}
+	if vals[1] != nil {
+		var runs map[string]int64
+		if err := json.Unmarshal(vals[1], &runs); err != nil {
+			return fmt.Errorf("cdc state: run registry: %w", err)
+		}
+		for k, t := range runs {
+			if id, err := strconv.ParseUint(k, 16, 64); err == nil {
+				s.seen[id] = t
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = metaKey(id)
+	}
+	metas, err := s.Get(ctx, keys...)
+	if err != nil {
+		return err
+	}
+	for i, b := range metas {
+		m := &Meta{}
+		if b != nil {
+			if err := json.Unmarshal(b, m); err != nil {
+				return fmt.Errorf("cdc state: dataset %s meta: %w", ids[i], err)
+			}
+		}
+		s.metas[ids[i]] = m
+	}
+	return nil
+}
+
+// Reset drops pending writes and caches and reloads them from storage. The
+// processor calls it after a failed Flush so memory matches storage again.
+func (s *Store) Reset(ctx context.Context) error { return s.load(ctx) }
+
+// Get reads keys in one storage Batch; a missing key gives nil. Pending
+// writes are visible.
+func (s *Store) Get(ctx context.Context, keys ...string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	ops := make([]*storage.Operation, 0, len(keys))
+	idx := make([]int, 0, len(keys))
+	for i, k := range keys {
+		if v, ok := s.pend[k]; ok {
+			out[i] = v
+			continue
+		}
+		ops = append(ops, storage.GetOperation(k))
+		idx = append(idx, i)
+	}
+	if len(ops) == 0 {
+		return out, nil
+	}
+	start := time.Now()
+	err := s.client.Batch(ctx, ops...)
+	s.observe("read", time.Since(start))
+	if err != nil {
+		return nil, fmt.Errorf("cdc state read: %w", err)
+	}
+	for j, op := range ops {
+		out[idx[j]] = op.Value
+	}
+	return out, nil
+}
+
+// Put buffers a write.
+func (s *Store) Put(key string, v []byte) {
+	if v == nil {
+		v = []byte{}
+	}
+	s.buffer(key, v)
+}
+
+// Delete buffers a delete.
+func (s *Store) Delete(key string) { s.buffer(key, nil) }
+
+func (s *Store) buffer(key string, v []byte) {
+	if _, ok := s.pend[key]; !ok {
+		s.order = append(s.order, key)
+	}
+	s.pend[key] = v
+}
+
+// Pending is the number of buffered writes.
+func (s *Store) Pending() int { return len(s.order) }
+
+// Flush applies the buffered writes in one storage Batch.
+func (s *Store) Flush(ctx context.Context) error {
+	if len(s.order) == 0 {
+		return nil
+	}
+	ops := make([]*storage.Operation, len(s.order))
+	for i, k := range s.order {
+		if v := s.pend[k]; v == nil {
+			ops[i] = storage.DeleteOperation(k)
+		} else {
+			ops[i] = storage.SetOperation(k, v)
+		}
+	}
+	start := time.Now()
+	err := s.client.Batch(ctx, ops...)
+	s.observe("write", time.Since(start))
+	if err != nil {
+		return fmt.Errorf("cdc state write: %w", err)
+	}
+	clear(s.pend)
+	s.order = s.order[:0]
+	return nil
+}
+
+// Meta returns the meta of dataset ds, registering the dataset when new.
+func (s *Store) Meta(ds, role, namespace, name string) *Meta {
+	if m, ok := s.metas[ds]; ok {
+		return m
+	}
+	m := &Meta{Role: role, Namespace: namespace, Name: name}
+	s.metas[ds] = m
+	s.SaveMeta(ds)
+	s.saveRegistry()
+	return m
+}
+
+// Known returns the meta of a dataset seen before, or nil.
+func (s *Store) Known(ds string) *Meta { return s.metas[ds] }
+
+// SaveMeta buffers the write of dataset ds's meta.
+func (s *Store) SaveMeta(ds string) {
+	b, _ := json.Marshal(s.metas[ds])
+	s.Put(metaKey(ds), b)
+}
+
+func (s *Store) saveRegistry() {
+	ids := make([]string, 0, len(s.metas))
+	for id := range s.metas {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	b, _ := json.Marshal(ids)
+	s.Put(registryKey, b)
+}
+
+// Keys returns the number of live and deleted-but-kept keys over all datasets.
+func (s *Store) Keys() (live, tombs uint64) {
+	for _, m := range s.metas {
+		live += m.Live
+		tombs += m.Tombs
+	}
+	return live, tombs
+}
+
+// AppendKey adds k to the end of dataset ds's key index and returns its slot.
+func (s *Store) AppendKey(ctx context.Context, ds string, k KeyHash) (uint64, error) {
+	m := s.metas[ds]
+	slot := m.Slots
+	chunk := slot / ChunkSize
+	tail, ok := s.tails[ds]
+	if !ok || slot%ChunkSize == 0 {
+		// The tail buffer has a full chunk's capacity so appends happen in
+		// place (storage clients copy values on Set).
+		buf := make([]byte, 0, ChunkSize*keyHashLen)
+		if slot%ChunkSize != 0 {
+			vals, err := s.Get(ctx, chunkKey(ds, chunk))
+			if err != nil {
+				return 0, err
+			}
+			buf = append(buf, vals[0]...)
+		}
+		tail = buf
+	}
+	off := int(slot%ChunkSize) * keyHashLen
+	if len(tail) < off {
+		// Positions without a key hash are stale entries to the scan.
+		tail = append(tail, make([]byte, off-len(tail))...)
+	}
+	tail = append(tail[:off], k[:]...)
+	s.tails[ds] = tail
+	s.Put(chunkKey(ds, chunk), tail)
+	m.Slots++
+	s.SaveMeta(ds)
+	return slot, nil
+}
+
+// Chunks returns the number of index chunks of dataset ds.
+func (s *Store) Chunks(ds string) uint64 {
+	m := s.metas[ds]
+	if m == nil {
+		return 0
+	}
+	return (m.Slots + ChunkSize - 1) / ChunkSize
+}
+
+// ReadChunk returns the key hashes stored in index chunk n of dataset ds.
+func (s *Store) ReadChunk(ctx context.Context, ds string, n uint64) ([]KeyHash, error) {
+	vals, err := s.Get(ctx, chunkKey(ds, n))
+	if err != nil {
+		return nil, err
+	}
+	b := vals[0]
+	out := make([]KeyHash, 0, len(b)/keyHashLen)
+	for i := 0; i+keyHashLen <= len(b); i += keyHashLen {
+		var k KeyHash
+		copy(k[:], b[i:i+keyHashLen])
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// WriteChunk buffers index chunk n of dataset ds (used by compaction).
+func (s *Store) WriteChunk(ds string, n uint64, keys []KeyHash) {
+	b := make([]byte, 0, len(keys)*keyHashLen)
+	for _, k := range keys {
+		b = append(b, k[:]...)
+	}
+	s.Put(chunkKey(ds, n), b)
+}
+
+// DeleteChunk buffers the removal of index chunk n of dataset ds.
+func (s *Store) DeleteChunk(ds string, n uint64) { s.Delete(chunkKey(ds, n)) }
+
+// SetSlots sets the index length of dataset ds after compaction.
+func (s *Store) SetSlots(ds string, slots uint64) {
+	s.metas[ds].Slots = slots
+	delete(s.tails, ds)
+	s.SaveMeta(ds)
+}
+
+// Run returns the state of run id, creating it when new.
+func (s *Store) Run(ctx context.Context, id uint64, batchID string) (*Run, error) {
+	if r, ok := s.runs[id]; ok {
+		return r, nil
+	}
+	vals, err := s.Get(ctx, runKey(id))
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{BatchID: batchID}
+	if vals[0] != nil {
+		if err := json.Unmarshal(vals[0], r); err != nil {
+			return nil, fmt.Errorf("cdc state: run %s: %w", batchID, err)
+		}
+	}
+	r.ID = id
+	s.runs[id] = r
+	return r, nil
+}
+
+// SaveRun buffers the write of run r.
+func (s *Store) SaveRun(r *Run, now time.Time) {
+	r.Updated = now.UTC()
+	b, _ := json.Marshal(r)
+	s.Put(runKey(r.ID), b)
+	if _, ok := s.seen[r.ID]; !ok || s.seen[r.ID] != now.Unix() {
+		s.seen[r.ID] = now.Unix()
+		s.saveRuns()
+	}
+}
+
+func (s *Store) saveRuns() {
+	m := make(map[string]int64, len(s.seen))
+	for id, t := range s.seen {
+		m[strconv.FormatUint(id, 16)] = t
+	}
+	b, _ := json.Marshal(m)
+	s.Put(runsKey, b)
+}
+
+// ExpireRuns forgets runs not updated since before cutoff (their batch end
+// never came, or came long ago) and returns how many it removed.
+func (s *Store) ExpireRuns(cutoff time.Time) int {
+	n := 0
+	for id, t := range s.seen {
+		if t < cutoff.Unix() {
+			delete(s.seen, id)
+			delete(s.runs, id)
+			s.Delete(runKey(id))
+			n++
+		}
+	}
+	if n > 0 {
+		s.saveRuns()
+	}
+	return n
+}
+
+// Runs returns the number of runs kept.
+func (s *Store) Runs() int { return len(s.seen) }

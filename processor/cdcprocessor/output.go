@@ -1,0 +1,94 @@
+package cdcprocessor
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/state"
+)
+
+// write puts the classification results on the log records. Only the
+// attributes the processor owns are touched; everything else the job sent is
+// left as it was.
+func (p *cdcProcessor) write(ctx context.Context, items []*item) {
+	for _, it := range items {
+		attrs := it.lr.Attributes()
+		switch it.kind {
+		case kindEnd:
+			if c := it.counts; c != nil {
+				attrs.PutInt(auditevent.AttrRecordsInserted, c.Inserted)
+				attrs.PutInt(auditevent.AttrRecordsUpdated, c.Updated)
+				attrs.PutInt(auditevent.AttrRecordsDeleted, c.Deleted)
+				attrs.PutInt(auditevent.AttrRecordsUnchanged, c.Unchanged)
+			}
+			continue
+		case kindDelete:
+			attrs.PutStr(auditevent.AttrChangeType, auditevent.ChangeDelete)
+			putHash(attrs, auditevent.AttrPreviousHash, it.prev)
+			continue
+		}
+		if it.change == state.ChangeNone {
+			continue
+		}
+		attrs.PutStr(auditevent.AttrChangeType, changeNames[it.change])
+		putHash(attrs, auditevent.AttrPreviousHash, it.prev)
+		if !it.jobHash && it.recHash != nil {
+			attrs.PutStr(auditevent.AttrRecordHash, decodeHash(it.recHash))
+			if _, ok := attrs.Get(auditevent.AttrHashAlgorithm); !ok {
+				attrs.PutStr(auditevent.AttrHashAlgorithm, "sha256")
+			}
+		}
+		attrs.Remove(auditevent.AttrChangedFields)
+		if len(it.changed) > 0 {
+			s := attrs.PutEmptySlice(auditevent.AttrChangedFields)
+			s.EnsureCapacity(len(it.changed))
+			for _, f := range it.changed {
+				s.AppendEmpty().SetStr(f)
+			}
+		}
+		attrs.Remove(auditevent.AttrOldValue)
+		attrs.Remove(auditevent.AttrNewValue)
+		if it.change == state.ChangeUpdate && it.ds.cfg.KeepOldValues && it.changed != nil {
+			putMap(attrs, auditevent.AttrOldValue, it.oldVals)
+			putMap(attrs, auditevent.AttrNewValue, pick(it.ds.redact(it.ds.project(it.ev.RecordData)), it.changed))
+		}
+		p.writeRecordData(attrs, it)
+		if it.change == state.ChangeNoChange && p.cfg.NoChange != NoChangeKeep {
+			it.drop = true
+			p.tel.ProcessorCdcNoChangeSuppressed.Add(ctx, 1)
+		}
+	}
+}
+
+// writeRecordData applies record_data: the exported record data is either
+// removed or carries the dataset's redaction.
+func (p *cdcProcessor) writeRecordData(attrs pcommon.Map, it *item) {
+	if it.ev.RecordData == nil {
+		return
+	}
+	if p.cfg.RecordData == RecordDataDrop {
+		attrs.Remove(auditevent.AttrRecordData)
+		return
+	}
+	if it.ds.redacts {
+		putMap(attrs, auditevent.AttrRecordData, it.ds.redact(it.ev.RecordData))
+	}
+}
+
+func putHash(attrs pcommon.Map, key string, h []byte) {
+	if h == nil {
+		attrs.Remove(key)
+		return
+	}
+	attrs.PutStr(key, decodeHash(h))
+}
+
+func putMap(attrs pcommon.Map, key string, m map[string]any) {
+	if m == nil {
+		attrs.Remove(key)
+		return
+	}
+	_ = attrs.PutEmptyMap(key).FromRaw(m)
+}

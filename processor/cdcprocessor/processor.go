@@ -1,0 +1,257 @@
+package cdcprocessor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/metadata"
+	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/state"
+)
+
+// derivedBy marks events this processor creates (batchaudit.derived_by).
+const derivedBy = "cdcprocessor"
+
+type cdcProcessor struct {
+	cfg     *Config
+	set     processor.Settings
+	next    consumer.Logs
+	tel     *metadata.TelemetryBuilder
+	match   *matcher
+	sources bool // some dataset has role source
+	now     func() time.Time
+
+	hashers sync.Pool // *canonical.FieldHasher, one per concurrent prepare
+
+	mu     sync.Mutex // serializes state access: classification is read-modify-write
+	client storage.Client
+	st     *state.Store
+}
+
+var _ processor.Logs = (*cdcProcessor)(nil)
+
+func newProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*cdcProcessor, error) {
+	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	p := &cdcProcessor{cfg: cfg, set: set, next: next, tel: tel, match: newMatcher(cfg), now: time.Now}
+	p.sources = p.match.hasRole(RoleSource)
+	key := []byte(cfg.FieldHashKey)
+	if len(key) == 0 {
+		key = nil
+	}
+	p.hashers.New = func() any { return canonical.NewFieldHasher(key) }
+	return p, nil
+}
+
+func (p *cdcProcessor) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: true}
+}
+
+func (p *cdcProcessor) Start(ctx context.Context, host component.Host) error {
+	var client storage.Client
+	if p.cfg.Storage == nil {
+		p.set.Logger.Warn("cdc: no storage extension configured; the change state is kept in memory and lost on restart, " +
+			"so the first run after a restart classifies every record as insert. Set storage: file_storage/<name> for durable state.")
+		client = state.NewMemoryClient()
+	} else {
+		ext, ok := host.GetExtensions()[*p.cfg.Storage]
+		if !ok {
+			return fmt.Errorf("cdc: storage extension %q not found (add it under extensions and service.extensions)", p.cfg.Storage)
+		}
+		se, ok := ext.(storage.Extension)
+		if !ok {
+			return fmt.Errorf("cdc: extension %q is not a storage extension", p.cfg.Storage)
+		}
+		var err error
+		if client, err = se.GetClient(ctx, component.KindProcessor, p.set.ID, ""); err != nil {
+			return fmt.Errorf("cdc: storage client: %w", err)
+		}
+	}
+	st, err := state.Open(ctx, client, p.observeLatency)
+	if err != nil {
+		_ = client.Close(ctx)
+		return err
+	}
+	p.mu.Lock()
+	p.client, p.st = client, st
+	p.st.ExpireRuns(p.now().Add(-p.cfg.RunTTL))
+	err = p.st.Flush(ctx)
+	p.mu.Unlock()
+	if err != nil {
+		_ = client.Close(ctx)
+		return err
+	}
+	if p.cfg.NoChange != NoChangeKeep {
+		p.set.Logger.Info("cdc: no_change events are not exported; they are counted on the batch end event",
+			zap.String("no_change", p.cfg.NoChange))
+	}
+	return p.tel.RegisterProcessorCdcStateKeysCallback(func(_ context.Context, o metric.Int64Observer) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.st == nil {
+			return nil
+		}
+		live, tombs := p.st.Keys()
+		o.Observe(int64(live), metric.WithAttributes(attribute.String("state", "live")))
+		o.Observe(int64(tombs), metric.WithAttributes(attribute.String("state", "deleted")))
+		return nil
+	})
+}
+
+func (p *cdcProcessor) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var err error
+	if p.client != nil {
+		// Every ConsumeLogs commits before it returns, so nothing is pending.
+		err = p.client.Close(ctx)
+		p.client, p.st = nil, nil
+	}
+	p.tel.Shutdown()
+	return err
+}
+
+func (p *cdcProcessor) observeLatency(op string, d time.Duration) {
+	p.tel.ProcessorCdcStateLatency.Record(context.Background(), d.Seconds(),
+		metric.WithAttributes(attribute.String("op", op)))
+}
+
+var errNotStarted = errors.New("cdc: processor not started")
+
+func (p *cdcProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	items := p.collect(ctx, ld)
+	if len(items) == 0 {
+		return p.next.ConsumeLogs(ctx, ld)
+	}
+	p.mu.Lock()
+	if p.st == nil {
+		p.mu.Unlock()
+		return errNotStarted
+	}
+	deletes, err := p.apply(ctx, items)
+	p.mu.Unlock()
+	if err != nil {
+		// Nothing was forwarded for this batch (except full chunks of derived
+		// deletes, which are idempotent), so a retry is safe.
+		return err
+	}
+	p.write(ctx, items)
+	removeDropped(ld, items)
+	if deletes.LogRecordCount() > 0 {
+		deletes.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
+	}
+	return p.next.ConsumeLogs(ctx, ld)
+}
+
+// collect finds the events the processor acts on and prepares them.
+func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
+	var items []*item
+	fh := p.hashers.Get().(*canonical.FieldHasher)
+	defer p.hashers.Put(fh)
+	var buf []byte
+	rls := ld.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		rl := rls.At(i)
+		sls := rl.ScopeLogs()
+		for j := 0; j < sls.Len(); j++ {
+			lrs := sls.At(j).LogRecords()
+			for k := 0; k < lrs.Len(); k++ {
+				lr := lrs.At(k)
+				var kind itemKind
+				role := RoleTarget
+				switch lr.EventName() {
+				case auditevent.RecordWrite:
+					kind = kindWrite
+				case auditevent.RecordDelete:
+					kind = kindDelete
+				case auditevent.RecordRead:
+					if !p.sources {
+						continue
+					}
+					kind, role = kindWrite, RoleSource
+				case auditevent.BatchEnd:
+					kind = kindEnd
+				default:
+					continue
+				}
+				it := &item{lr: lr, rl: rl, kind: kind, pos: [3]int{i, j, k}, ev: auditevent.FromLogRecord(lr, rl.Resource())}
+				if kind == kindEnd {
+					if it.ev.BatchID == "" {
+						p.unclassified(ctx, reasonNoBatch, &it.ev)
+						continue
+					}
+					it.run = state.RunID(it.ev.BatchID)
+					items = append(items, it)
+					continue
+				}
+				d := it.ev.Target
+				if role == RoleSource {
+					d = it.ev.Source
+				}
+				it.namespace, it.name = d.Namespace, d.Name
+				if it.ds, it.dsID = p.match.lookup(role, d.Namespace, d.Name); it.ds == nil {
+					continue
+				}
+				var err error
+				if buf, err = p.prepare(it, fh, buf); err != nil {
+					p.unclassified(ctx, reasonOf(err), &it.ev)
+					// Unclassified or not, the dataset's redaction applies.
+					p.writeRecordData(lr.Attributes(), it)
+					continue
+				}
+				items = append(items, it)
+			}
+		}
+	}
+	return items
+}
+
+func (p *cdcProcessor) unclassified(ctx context.Context, reason string, e *auditevent.Event) {
+	p.tel.ProcessorCdcUnclassified.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	p.set.Logger.Warn("cdc: event passed through unclassified", zap.String("reason", reason),
+		zap.String("event_id", e.ID), zap.String("event_name", e.Name), zap.String("record_id", e.RecordID))
+}
+
+// removeDropped removes the no_change events marked for suppression; items
+// know their position, so no marker has to be put on the records.
+func removeDropped(ld plog.Logs, items []*item) {
+	drop := map[[3]int]bool{}
+	for _, it := range items {
+		if it.drop {
+			drop[it.pos] = true
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	i := -1
+	ld.ResourceLogs().RemoveIf(func(rl plog.ResourceLogs) bool {
+		i++
+		j := -1
+		rl.ScopeLogs().RemoveIf(func(sl plog.ScopeLogs) bool {
+			j++
+			k := -1
+			sl.LogRecords().RemoveIf(func(plog.LogRecord) bool {
+				k++
+				return drop[[3]int{i, j, k}]
+			})
+			return sl.LogRecords().Len() == 0
+		})
+		return rl.ScopeLogs().Len() == 0
+	})
+}

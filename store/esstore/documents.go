@@ -1,0 +1,465 @@
+package esstore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/store"
+)
+
+// The event document is ECS-shaped for search and dashboards; the exact
+// event lives in batchaudit.canonical: the canonical JSON that event.hash
+// covers, verbatim as a string (sha256 of it is event.hash), not indexed.
+// Reads rebuild the Event from it alone, so what comes back hashes exactly
+// as what went in. Field names follow the attribute keys
+// (docs/conventions.md) under batchaudit.*; see templates.go for the types.
+//
+// The document is written by hand (docWriter) rather than with
+// encoding/json: it is the hot path of every Write.
+
+// timeLayout writes nanoseconds, what date_nanos keeps and ordering needs.
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// date_nanos covers 1970 to 2262; an event time outside it is kept in the
+// canonical content but not in @timestamp (else the whole event would be
+// rejected). Such events sort first on reads.
+var (
+	minNanosTime = time.Unix(0, 0)
+	maxNanosTime = time.Unix(0, 1<<63-1)
+)
+
+func formatTime(t time.Time) string {
+	if t.Before(minNanosTime) || t.After(maxNanosTime) {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+// docWriter appends a JSON object; keys are constants (no escaping
+// needed), values go through the canonical encoder. Empty values are left
+// out. The event's canonical encoding already succeeded, so its strings
+// are valid UTF-8 and its numbers representable: errors here are bugs.
+type docWriter struct {
+	b     []byte
+	comma bool
+	err   error
+}
+
+func (w *docWriter) key(k string) {
+	if w.comma {
+		w.b = append(w.b, ',')
+	}
+	w.b = append(w.b, '"')
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '"', ':')
+	w.comma = true
+}
+
+func (w *docWriter) value(v any) {
+	var err error
+	if w.b, err = canonical.AppendJSON(w.b, v); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *docWriter) str(k, v string) {
+	if v != "" {
+		w.key(k)
+		w.string(v)
+	}
+}
+
+// string appends a JSON string; plain strings (the usual case) are copied
+// as they are, others go through the canonical encoder.
+func (w *docWriter) string(s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			w.value(s)
+			return
+		}
+	}
+	w.b = append(w.b, '"')
+	w.b = append(w.b, s...)
+	w.b = append(w.b, '"')
+}
+
+func (w *docWriter) strs(k string, v []string) {
+	if len(v) == 0 {
+		return
+	}
+	w.key(k)
+	w.b = append(w.b, '[')
+	for i, s := range v {
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.string(s)
+	}
+	w.b = append(w.b, ']')
+}
+
+func (w *docWriter) int(k string, v int64) {
+	w.key(k)
+	w.b = strconv.AppendInt(w.b, v, 10)
+}
+
+func (w *docWriter) intp(k string, v *int64) {
+	if v != nil {
+		w.int(k, *v)
+	}
+}
+
+func (w *docWriter) obj(k string, v map[string]any) {
+	if v != nil {
+		w.key(k)
+		w.value(v)
+	}
+}
+
+func (w *docWriter) begin(k string) {
+	w.key(k)
+	w.b = append(w.b, '{')
+	w.comma = false
+}
+
+func (w *docWriter) end() {
+	w.b = append(w.b, '}')
+	w.comma = true
+}
+
+// encodeEvent appends the event's document to dst. canonicalJSON is the
+// event's canonical content (what the hash covers).
+func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64, canonicalJSON []byte, ingested string) ([]byte, error) {
+	w := docWriter{b: append(dst, '{')}
+	w.str("@timestamp", formatTime(e.Time))
+	w.str("message", e.Body)
+	if e.Severity != "" {
+		w.begin("log")
+		w.str("level", e.Severity)
+		w.end()
+	}
+	w.begin("event")
+	w.str("id", e.ID)
+	w.str("action", e.Name)
+	w.str("kind", "event")
+	if c := auditevent.Category(e.Name); c != "" {
+		w.strs("category", []string{c})
+	}
+	w.strs("type", []string{eventType(e)})
+	w.str("outcome", outcome(e))
+	w.int("sequence", seq)
+	w.str("hash", hash)
+	w.str("ingested", ingested)
+	w.end()
+	if a := e.Actor; a.ID != "" || a.Name != "" || len(a.Roles) > 0 {
+		w.begin("user")
+		w.str("id", a.ID)
+		w.str("name", a.Name)
+		w.strs("roles", a.Roles)
+		w.end()
+	}
+	if e.TraceID != "" {
+		w.begin("trace")
+		w.str("id", e.TraceID)
+		w.end()
+	}
+	if e.SpanID != "" {
+		w.begin("span")
+		w.str("id", e.SpanID)
+		w.end()
+	}
+	if e.ErrorType != "" || e.ErrorMessage != "" || e.ErrorStacktrace != "" {
+		w.begin("error")
+		w.str("type", e.ErrorType)
+		w.str("message", e.ErrorMessage)
+		w.str("stack_trace", e.ErrorStacktrace)
+		w.end()
+	}
+	// Attributes outside the model, kept whole in a flattened field.
+	if len(e.Extra) > 0 {
+		w.obj("labels", e.Extra)
+	}
+	w.begin("batchaudit")
+	w.str("stream", stream)
+	w.key("canonical")
+	w.b = appendJSONString(w.b, canonicalJSON)
+	if e.BatchID != "" || e.ParentBatchID != "" || e.BatchState != "" || e.BatchResult != "" || e.Counters != nil {
+		w.begin("batch")
+		w.str("id", e.BatchID)
+		w.str("parent_id", e.ParentBatchID)
+		w.str("state", e.BatchState)
+		w.str("result", e.BatchResult)
+		if c := e.Counters; c != nil {
+			w.begin("records")
+			w.int("read", c.Read)
+			w.int("written", c.Written)
+			w.int("skipped", c.Skipped)
+			w.int("errored", c.Errored)
+			w.end()
+		}
+		w.end()
+	}
+	if e.JobName != "" || e.JobNamespace != "" {
+		w.begin("job")
+		w.str("name", e.JobName)
+		w.str("namespace", e.JobNamespace)
+		w.end()
+	}
+	if e.Actor.Type != "" {
+		w.begin("actor")
+		w.str("type", e.Actor.Type)
+		w.end()
+	}
+	w.dataset("source", e.Source)
+	w.dataset("target", e.Target)
+	if e.RecordID != "" || len(e.KeyFields) > 0 || e.RecordHash != "" || e.HashAlgorithm != "" || e.PreviousHash != "" ||
+		e.RecordData != nil || e.SkipReason != "" || e.Partition != "" {
+		w.begin("record")
+		w.str("id", e.RecordID)
+		w.strs("key_fields", e.KeyFields)
+		w.str("hash", e.RecordHash)
+		w.str("hash_algorithm", e.HashAlgorithm)
+		w.str("previous_hash", e.PreviousHash)
+		w.obj("data", e.RecordData)
+		w.str("skip_reason", e.SkipReason)
+		w.str("partition", e.Partition)
+		w.end()
+	}
+	if e.ChangeType != "" || len(e.ChangedFields) > 0 || e.OldValue != nil || e.NewValue != nil {
+		w.begin("change")
+		w.str("type", e.ChangeType)
+		w.strs("fields", e.ChangedFields)
+		w.obj("old_value", e.OldValue)
+		w.obj("new_value", e.NewValue)
+		w.end()
+	}
+	if e.LineageID != "" || len(e.InputRecordIDs) > 0 || e.InputHash != "" || e.LineageChain != nil ||
+		len(e.InputDatasets) > 0 || len(e.OutputDatasets) > 0 || e.ColumnLineage != nil || e.RecordCount != nil {
+		w.begin("lineage")
+		w.str("id", e.LineageID)
+		w.strs("input_record_ids", e.InputRecordIDs)
+		w.str("input_hash", e.InputHash)
+		w.obj("chain", e.LineageChain)
+		w.strs("inputs", e.InputDatasets)
+		w.strs("outputs", e.OutputDatasets)
+		w.obj("columns", e.ColumnLineage)
+		w.intp("record_count", e.RecordCount)
+		w.end()
+	}
+	if t := e.Transform; t.Name != "" || t.Sequence != 0 || t.Type != "" || t.Subtype != "" || t.Params != nil {
+		w.begin("transform")
+		w.str("name", t.Name)
+		if t.Sequence != 0 {
+			w.int("sequence", t.Sequence)
+		}
+		w.str("type", t.Type)
+		w.str("subtype", t.Subtype)
+		w.obj("params", t.Params)
+		w.end()
+	}
+	if e.CheckpointID != "" || e.CheckpointPosition != "" || e.CheckpointRecords != nil {
+		w.begin("checkpoint")
+		w.str("id", e.CheckpointID)
+		w.str("position", e.CheckpointPosition)
+		w.intp("records_processed", e.CheckpointRecords)
+		w.end()
+	}
+	if e.ValidationRule != "" || e.ValidationSeverity != "" || e.ValidationColumn != "" || e.ValidationExpected != nil || e.ValidationActual != nil {
+		w.begin("validation")
+		w.str("rule", e.ValidationRule)
+		w.str("severity", e.ValidationSeverity)
+		w.str("column", e.ValidationColumn)
+		// Any JSON value: indexed as its JSON text, so one mapping fits all.
+		w.str("expected", jsonText(e.ValidationExpected))
+		w.str("actual", jsonText(e.ValidationActual))
+		w.end()
+	}
+	if e.FindingType != "" || e.FindingSeverity != "" || len(e.FindingRecords) > 0 || e.FindingMessage != "" {
+		w.begin("finding")
+		w.str("type", e.FindingType)
+		w.str("severity", e.FindingSeverity)
+		w.strs("record_ids", e.FindingRecords)
+		w.str("message", e.FindingMessage)
+		w.end()
+	}
+	if len(e.Frameworks) > 0 {
+		w.begin("compliance")
+		w.strs("frameworks", e.Frameworks)
+		w.end()
+	}
+	if len(e.Classification) > 0 {
+		w.begin("data")
+		w.strs("classification", e.Classification)
+		w.end()
+	}
+	w.str("original_format", e.OriginalFormat)
+	w.str("derived_by", e.DerivedBy)
+	w.end()
+	w.b = append(w.b, '}')
+	if w.err != nil {
+		return dst, fmt.Errorf("encode event %s: %w", e.ID, w.err)
+	}
+	return w.b, nil
+}
+
+// dataset writes namespace, name and namespace/name (what
+// EventQuery.Dataset matches).
+func (w *docWriter) dataset(k string, d auditevent.Dataset) {
+	if d.IsZero() {
+		return
+	}
+	w.begin(k)
+	w.str("namespace", d.Namespace)
+	w.str("name", d.Name)
+	w.str("dataset", d.String())
+	w.end()
+}
+
+// appendJSONString appends canonical JSON as a JSON string. Canonical JSON
+// is valid UTF-8 and escapes every control character, so only quotes and
+// backslashes need escaping.
+func appendJSONString(dst, doc []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i, c := range doc {
+		if c == '"' || c == '\\' {
+			dst = append(dst, doc[start:i]...)
+			dst = append(dst, '\\', c)
+			start = i + 1
+		}
+	}
+	dst = append(dst, doc[start:]...)
+	return append(dst, '"')
+}
+
+func jsonText(v any) string {
+	if v == nil {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// eventType maps event names to an ECS event.type value, for dashboards
+// that filter on ECS categorisation.
+func eventType(e *auditevent.Event) string {
+	switch e.Name {
+	case auditevent.BatchStart:
+		return "start"
+	case auditevent.BatchEnd:
+		return "end"
+	case auditevent.RecordRead:
+		return "access"
+	case auditevent.RecordDelete:
+		return "deletion"
+	case auditevent.RecordError:
+		return "error"
+	case auditevent.Finding:
+		return "indicator"
+	case auditevent.RecordWrite, auditevent.RecordTransform:
+		switch e.ChangeType {
+		case auditevent.ChangeInsert:
+			return "creation"
+		case auditevent.ChangeDelete:
+			return "deletion"
+		}
+		return "change"
+	}
+	return "info"
+}
+
+// outcome is ECS event.outcome: failure for errors, failed validations and
+// unsuccessful runs.
+func outcome(e *auditevent.Event) string {
+	switch e.Name {
+	case auditevent.RecordError, auditevent.ValidationFail:
+		return "failure"
+	case auditevent.BatchEnd:
+		if e.BatchResult == auditevent.ResultSuccess {
+			return "success"
+		}
+		if e.BatchResult == "" {
+			return "unknown"
+		}
+		return "failure"
+	case auditevent.Finding:
+		return "unknown"
+	}
+	return "success"
+}
+
+// deadLetterDoc is one dead letter. Its _id is derived from (stream, event
+// id, document hash), so the same dead letter is kept once.
+type deadLetterDoc struct {
+	Timestamp string        `json:"@timestamp"`
+	Event     deadEventMeta `json:"event"`
+	Error     errorDoc      `json:"error"`
+	Dead      deadMeta      `json:"batchaudit"`
+}
+
+type deadEventMeta struct {
+	ID       string `json:"id"`
+	Action   string `json:"action,omitempty"`
+	Kind     string `json:"kind"`
+	Sequence int64  `json:"sequence"`
+	Hash     string `json:"hash"`
+	Ingested string `json:"ingested"`
+}
+
+type deadMeta struct {
+	Stream string `json:"stream"`
+	// Conflict marks integrity alarms (same id, different content).
+	Conflict bool   `json:"conflict"`
+	Reason   string `json:"reason"`
+	Document string `json:"document"`
+	// ExistingHash is what the events index holds for a conflict.
+	ExistingHash string `json:"existing_hash,omitempty"`
+}
+
+// deadLetterID identifies a dead letter by stream, event id and content.
+func deadLetterID(stream, eventID string, doc []byte) string {
+	h := sha256.New()
+	h.Write([]byte(stream))
+	h.Write([]byte{0})
+	h.Write([]byte(eventID))
+	h.Write([]byte{0})
+	h.Write(doc)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func encodeDeadLetter(dst []byte, it *item, stream, ingested string) ([]byte, error) {
+	ts := formatTime(it.ev.Time)
+	if ts == "" {
+		ts = ingested
+	}
+	d := deadLetterDoc{
+		Timestamp: ts,
+		Event: deadEventMeta{ID: it.ev.ID, Action: it.ev.Name, Kind: "event", Sequence: it.seq,
+			Hash: it.hash, Ingested: ingested},
+		Error: errorDoc{Type: it.errType, Message: it.reason},
+		Dead: deadMeta{Stream: stream, Conflict: it.outcome == store.Conflict, Reason: it.reason,
+			Document: string(it.doc), ExistingHash: it.existingHash},
+	}
+	out, err := json.Marshal(&d)
+	if err != nil {
+		return dst, fmt.Errorf("encode dead letter %s: %w", it.ev.ID, err)
+	}
+	return append(dst, out...), nil
+}
+
+type errorDoc struct {
+	Type    string `json:"type,omitempty"`
+	Message string `json:"message,omitempty"`
+}
