@@ -33,6 +33,11 @@ func ApplyToRun(r *Run, e *auditevent.Event) {
 	if !e.Target.IsZero() && e.Name != auditevent.LineageDataset {
 		r.Targets = addUnique(r.Targets, e.Target.String())
 	}
+	defer func() {
+		if !r.End.IsZero() && !r.Start.IsZero() {
+			r.Duration = r.End.Sub(r.Start).Seconds()
+		}
+	}()
 	final := r.Status != "running" && r.Status != ""
 	switch e.Name {
 	case auditevent.RecordRead:
@@ -60,6 +65,15 @@ func ApplyToRun(r *Run, e *auditevent.Event) {
 			r.Read, r.Written, r.Skipped, r.Errored = c.Read, c.Written, c.Skipped, c.Errored
 		}
 	}
+	if e.Name == auditevent.BatchEnd && e.Changes != nil {
+		// cdcprocessor's totals include no_change events it did not forward.
+		c := e.Changes
+		r.Inserted, r.Updated, r.Deleted, r.Unchanged = c.Inserted, c.Updated, c.Deleted, c.Unchanged
+		r.ChangesFinal = true
+	}
+	if r.ChangesFinal {
+		return
+	}
 	switch e.ChangeType {
 	case auditevent.ChangeInsert:
 		r.Inserted++
@@ -69,9 +83,6 @@ func ApplyToRun(r *Run, e *auditevent.Event) {
 		r.Deleted++
 	case auditevent.ChangeNoChange:
 		r.Unchanged++
-	}
-	if !r.End.IsZero() && !r.Start.IsZero() {
-		r.Duration = r.End.Sub(r.Start).Seconds()
 	}
 }
 

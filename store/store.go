@@ -106,10 +106,13 @@ type Run struct {
 	Updated   int64     `json:"updated"`
 	Deleted   int64     `json:"deleted"`
 	Unchanged int64     `json:"unchanged"`
-	Findings  int64     `json:"findings"`
-	Events    int64     `json:"events"`
-	Sources   []string  `json:"sources,omitempty"`
-	Targets   []string  `json:"targets,omitempty"`
+	// ChangesFinal is set once a batch end carried cdcprocessor's change
+	// totals; later change events no longer add to the counts.
+	ChangesFinal bool     `json:"changes_final,omitempty"`
+	Findings     int64    `json:"findings"`
+	Events       int64    `json:"events"`
+	Sources      []string `json:"sources,omitempty"`
+	Targets      []string `json:"targets,omitempty"`
 }
 
 // DeadLetter is an event the store could not keep as an audit event, with the
