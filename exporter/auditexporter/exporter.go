@@ -56,14 +56,24 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 	if err != nil {
 		return fmt.Errorf("audit exporter: open the %s backend: %w", e.cfg.backendName(), err)
 	}
-	last, err := s.LastSequence(ctx, e.cfg.Stream)
-	if err != nil {
-		_ = s.Close()
-		return fmt.Errorf("audit exporter: read the last sequence of stream %q: %w", e.cfg.Stream, err)
-	}
 	e.mu.Lock()
 	e.store = s
 	e.mu.Unlock()
+	// The last sequence is informational here (backends load it on the first
+	// write); a store that is down must not keep the collector from starting
+	// and queueing.
+	seqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	last, err := s.LastSequence(seqCtx, e.cfg.Stream)
+	if err != nil {
+		if consumererror.IsPermanent(err) {
+			_ = e.shutdown(ctx)
+			return fmt.Errorf("audit exporter: read the last sequence of stream %q: %w", e.cfg.Stream, err)
+		}
+		e.logger.Warn("Audit store not reachable yet; events are queued until it is", zap.String("backend", e.cfg.backendName()),
+			zap.String("stream", e.cfg.Stream), zap.Error(err))
+		return nil
+	}
 	e.logger.Info("Audit store open", zap.String("backend", e.cfg.backendName()),
 		zap.String("stream", e.cfg.Stream), zap.Int64("last_sequence", last))
 	return nil

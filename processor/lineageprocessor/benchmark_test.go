@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"go.opentelemetry.io/collector/processor/processortest"
@@ -21,27 +22,50 @@ import (
 
 // BenchmarkProcessLogs measures end-to-end throughput: one op is a whole run
 // of 1000 records (read, 2 transforms, write: 4002 events incl. batch start
-// and end) through ConsumeLogs, chains and edges emitted.
+// and end) sent as requests of 500 events through ConsumeLogs, chains and
+// edges emitted. "memory" runs without storage; "filestorage" with the real
+// filestorage extension, where the state changes of every request are made
+// durable before ConsumeLogs returns.
 func BenchmarkProcessLogs(b *testing.B) {
-	const records = 1000
-	tmpl := toLogs(runEvents("tmpl", records))
-	events := tmpl.LogRecordCount()
-	p := newProc(&testing.T{}, createDefaultConfig().(*Config), new(consumertest.LogsSink))
-	require.NoError(b, p.Start(context.Background(), testHost{}))
+	b.Run("memory", func(b *testing.B) { benchProcessLogs(b, false) })
+	b.Run("filestorage", func(b *testing.B) { benchProcessLogs(b, true) })
+}
+
+func benchProcessLogs(b *testing.B, withStorage bool) {
+	const records, request = 1000, 500
+	tmpl := runEvents("tmpl", records)
+	events := len(tmpl)
+	cfg := createDefaultConfig().(*Config)
+	host := testHost{}
+	if withStorage {
+		var ext extension.Extension
+		ext, host = startFileStorage(&testing.T{}, b.TempDir())
+		defer func() { require.NoError(b, ext.Shutdown(context.Background())) }()
+		cfg.Storage = &storageID
+	}
+	p := newProc(&testing.T{}, cfg, new(consumertest.LogsSink))
+	require.NoError(b, p.Start(context.Background(), host))
 	defer func() { require.NoError(b, p.Shutdown(context.Background())) }()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		ld := plog.NewLogs()
-		tmpl.CopyTo(ld)
 		batch := "b" + strconv.Itoa(i)
-		for _, lr := range ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().All() {
-			lr.Attributes().PutStr(auditevent.AttrBatchID, batch)
+		var reqs []plog.Logs
+		for from := 0; from < events; from += request {
+			ld := toLogs(tmpl[from:min(from+request, events)])
+			for _, lr := range ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().All() {
+				lr.Attributes().PutStr(auditevent.AttrBatchID, batch)
+				id, _ := lr.Attributes().Get(auditevent.AttrEventID)
+				lr.Attributes().PutStr(auditevent.AttrEventID, batch+"/"+id.Str())
+			}
+			reqs = append(reqs, ld)
 		}
 		b.StartTimer()
-		if err := p.ConsumeLogs(context.Background(), ld); err != nil {
-			b.Fatal(err)
+		for _, ld := range reqs {
+			if err := p.ConsumeLogs(context.Background(), ld); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")

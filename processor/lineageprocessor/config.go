@@ -11,15 +11,17 @@ import (
 // Config configures the lineage processor.
 type Config struct {
 	// Storage is the storage extension (e.g. file_storage/lineage) holding
-	// the state of active runs across restarts and the chains spilled
+	// the state of active runs across restarts (written before each request
+	// is acknowledged) and the chains spilled
 	// beyond the memory budget. Without it, state lives in memory only and
 	// chains over budget are evicted (reported as truncated).
 	Storage *component.ID `mapstructure:"storage"`
 	// RunTimeout finishes a run with no event for this long, with a
 	// run_timeout finding and the findings found so far.
 	RunTimeout time.Duration `mapstructure:"run_timeout"`
-	// CheckpointInterval is how often state is persisted and expired runs
-	// are looked for.
+	// CheckpointInterval is how often expired runs are looked for. The state
+	// changes of each request are persisted before it is acknowledged,
+	// independently of this interval.
 	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
 	// MaxActiveLineages bounds the lineage chains held in memory; older
 	// chains are spilled to storage beyond it.

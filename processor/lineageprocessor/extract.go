@@ -35,6 +35,8 @@ func extract(lr plog.LogRecord, res pcommon.Resource, in *tracker.Input) {
 		switch k {
 		case auditevent.AttrBatchID:
 			in.BatchID = str(v)
+		case auditevent.AttrEventID:
+			in.EventID = str(v)
 		case auditevent.AttrJobName:
 			in.JobName = str(v)
 		case auditevent.AttrJobNamespace:

@@ -79,6 +79,9 @@ func (p *lineageProcessor) trackerConfig(store tracker.Store) tracker.Config {
 			Late: func() {
 				p.tb.ProcessorLineageUntrackedEvents.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "late")))
 			},
+			Duplicate: func() {
+				p.tb.ProcessorLineageUntrackedEvents.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "duplicate")))
+			},
 		},
 	}
 }
@@ -186,6 +189,18 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 			}
 		}
 	}
+	defer func() {
+		clear(out)
+		p.scratch = out[:0]
+		p.recordGauges(ctx)
+	}()
+	// The state changes of this request are durable before it is
+	// forwarded and acknowledged: a crash after this point loses nothing the
+	// client will not resend. On failure the request is refused (retryable);
+	// its redelivery is deduplicated by event id and re-emits its chains.
+	if err := p.tr.Checkpoint(ctx); err != nil {
+		return ld, fmt.Errorf("lineage state could not be persisted: %w", err)
+	}
 	// Expired-run findings waiting for delivery travel with this batch.
 	if p.pending.LogRecordCount() > 0 {
 		p.takePending().ResourceLogs().MoveAndAppendTo(rls)
@@ -193,9 +208,6 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 	if len(out) > 0 {
 		appendEvents(ld, out)
 	}
-	clear(out)
-	p.scratch = out[:0]
-	p.recordGauges(ctx)
 	return ld, nil
 }
 

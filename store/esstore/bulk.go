@@ -205,7 +205,9 @@ func (w *writer) chunks(todo []*item) ([][]*item, error) {
 	size := 0
 	for _, it := range todo {
 		if it.line == nil {
-			line, err := w.encode(nil, it)
+			// The line holds the canonical JSON (escaped) and the indexed
+			// fields, which repeat most of it: size once instead of growing.
+			line, err := w.encode(make([]byte, 0, 2*len(it.doc)+512), it)
 			if err != nil {
 				return nil, err
 			}

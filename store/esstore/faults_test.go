@@ -326,3 +326,26 @@ func TestSequencesGaplessAcrossRetriedWrite(t *testing.T) {
 	require.Len(t, runs, 2)
 	assert.Equal(t, int64(6), runs[0].Events)
 }
+
+// The collector must start while Elasticsearch is down (its queue then holds
+// the events): New succeeds, writes fail retryably until the node answers,
+// and the templates are installed on the first write that reaches it.
+func TestNewWhileNodeDown(t *testing.T) {
+	cfg := testConfig(testPrefix(t))
+	real := cfg.Endpoints
+	cfg.Endpoints = []string{"http://127.0.0.1:1"} // nothing listens there
+	s, err := New(ctx(t), cfg, nil)
+	require.NoError(t, err)
+	_, err = s.Write(ctx(t), "main", simpleEvents("b-late", 2))
+	require.Error(t, err)
+	assert.False(t, consumererror.IsPermanent(err), "%v", err)
+	require.NoError(t, s.Close())
+
+	cfg.Endpoints = real
+	s2, err := New(ctx(t), cfg, nil)
+	require.NoError(t, err)
+	defer s2.Close()
+	res, err := s2.Write(ctx(t), "main", simpleEvents("b-late", 2))
+	require.NoError(t, err)
+	assert.Equal(t, store.Stored, res[0].Outcome)
+}

@@ -28,6 +28,9 @@ type streamState struct {
 }
 
 func (s *Store) lockStream(ctx context.Context, stream string) (*streamState, error) {
+	if err := s.ensureReady(ctx); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

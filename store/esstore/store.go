@@ -38,6 +38,9 @@ type Store struct {
 	mu      sync.Mutex
 	streams map[string]*streamState
 	closed  bool
+
+	readyMu sync.Mutex
+	ready   bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -76,24 +79,44 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 		return nil, consumererror.NewPermanent(fmt.Errorf("esstore: client: %w", err))
 	}
 	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now, streams: map[string]*streamState{}}
+	if err := s.ensureReady(ctx); err != nil {
+		if consumererror.IsPermanent(err) {
+			s.close()
+			return nil, err
+		}
+		// The collector must start (and queue durably) while Elasticsearch
+		// is down; the check and the templates are retried on first use.
+		logger.Warn("Elasticsearch is not reachable yet; will retry on first write", zap.Error(err))
+		return s, nil
+	}
+	logger.Info("Elasticsearch audit store ready", zap.String("endpoints", cfg.endpointsForLog()),
+		zap.String("index_prefix", cfg.IndexPrefix), zap.Bool("templates_installed", cfg.InstallTemplates))
+	return s, nil
+}
+
+// ensureReady checks the cluster and installs the templates once; until it
+// succeeds every Write and read tries again.
+func (s *Store) ensureReady(ctx context.Context) error {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if s.ready {
+		return nil
+	}
 	// GET / is not used: some nodes (and the test node) have no handler.
 	status, body, err := s.once(ctx, "check cluster", esapi.ClusterHealthRequest{})
 	if err == nil && status != http.StatusOK {
 		err = statusError("check cluster", status, body)
 	}
 	if err != nil {
-		s.close()
-		return nil, err
+		return err
 	}
-	if cfg.InstallTemplates {
+	if s.cfg.InstallTemplates {
 		if err := s.installTemplates(ctx); err != nil {
-			s.close()
-			return nil, err
+			return err
 		}
 	}
-	logger.Info("Elasticsearch audit store ready", zap.String("endpoints", cfg.endpointsForLog()),
-		zap.String("index_prefix", cfg.IndexPrefix), zap.Bool("templates_installed", cfg.InstallTemplates))
-	return s, nil
+	s.ready = true
+	return nil
 }
 
 // Close implements store.Store. Writes in flight finish; calling it twice is

@@ -99,7 +99,7 @@ func (w *writer) prepare(events []store.StoredEvent) []*item {
 		se := &events[i]
 		it.ev, it.res.EventID, it.hash = se, se.ID, se.Hash
 		it.kind, it.id, it.key = eventItem, se.ID, "e:"+se.ID
-		doc, err := canonical.Marshal(se.Event.Canonical())
+		doc, err := se.Event.AppendCanonical(make([]byte, 0, 1024))
 		if err != nil {
 			// Not representable as canonical JSON (NaN, an integer beyond
 			// 2^53): keep a readable form so nothing is lost.

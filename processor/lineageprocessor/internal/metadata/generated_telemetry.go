@@ -123,7 +123,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ProcessorLineageUntrackedEvents, err = builder.meter.Int64Counter(
 		"otelcol_processor_lineage_untracked_events",
-		metric.WithDescription("Record and batch events passed through without lineage tracking, by reason (no_batch_id, late). [Development]"),
+		metric.WithDescription("Record and batch events passed through without lineage tracking, by reason (no_batch_id, late, duplicate = event id already handled in the run, e.g. a redelivered request). [Development]"),
 		metric.WithUnit("{event}"),
 	)
 	errs = errors.Join(errs, err)

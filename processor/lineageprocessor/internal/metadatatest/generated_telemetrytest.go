@@ -162,7 +162,7 @@ func AssertEqualProcessorLineageStorageErrors(t *testing.T, tt *componenttest.Te
 func AssertEqualProcessorLineageUntrackedEvents(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_lineage_untracked_events",
-		Description: "Record and batch events passed through without lineage tracking, by reason (no_batch_id, late). [Development]",
+		Description: "Record and batch events passed through without lineage tracking, by reason (no_batch_id, late, duplicate = event id already handled in the run, e.g. a redelivered request). [Development]",
 		Unit:        "{event}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

@@ -13,7 +13,7 @@ import (
 // same target through l; via names the lineage that carried them there).
 func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop, in *Input, via string, out []auditevent.Event) []auditevent.Event {
 	t.load(ctx, l)
-	l.seg.dirty = true
+	t.touch(l.seg)
 	b := l.body
 	steps := sortedSteps(b.steps)
 	t.verify(r, l, steps, in)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+
 	"github.com/batchaudit/batchaudit/auditevent"
 )
 
@@ -15,6 +17,13 @@ import (
 //	index           {"active": [batch ids], "closed": [batch ids]}
 //	run/<batch>     run summary (JSON): counters, edges, finding ids, datasets, segment count
 //	seg/<batch>/<n> lineages n*SegmentSize.. of the run (binary, see codec.go)
+//	seen/<batch>/<n> a chunk of the run's recent event ids (binary), for dedupe
+//
+// Changes are not written one by one: they are collected (spilled segments
+// in pending, the rest by dirty flags) and written by Checkpoint in one
+// storage Batch, which filestorage commits as one bbolt transaction. The
+// stored state therefore always corresponds to a whole number of processed
+// requests, so a crash never leaves a segment ahead of its run summary.
 const indexKey = "index"
 
 type indexDoc struct {
@@ -37,6 +46,34 @@ type runMeta struct {
 	Inputs       []string             `json:"inputs,omitempty"`
 	Outputs      []string             `json:"outputs,omitempty"`
 	Columns      map[string]any       `json:"columns,omitempty"`
+	SeenChunks   int                  `json:"seen_chunks,omitempty"`
+}
+
+// put queues a write for the next Checkpoint.
+func (t *Tracker) put(key string, value []byte) {
+	if t.pending == nil {
+		t.pending = map[string][]byte{}
+	}
+	t.pending[key] = value
+}
+
+// del queues a delete for the next Checkpoint (a nil pending value).
+func (t *Tracker) del(key string) { t.put(key, nil) }
+
+// get reads key, seeing writes queued but not yet checkpointed.
+func (t *Tracker) get(ctx context.Context, key string) ([]byte, error) {
+	if v, ok := t.pending[key]; ok {
+		return v, nil
+	}
+	return t.cfg.Store.Get(ctx, key)
+}
+
+// touch marks seg changed, so the next Checkpoint writes it.
+func (t *Tracker) touch(seg *segment) {
+	if !seg.dirty {
+		seg.dirty = true
+		t.dirtySegs = append(t.dirtySegs, seg)
+	}
 }
 
 func (t *Tracker) storageError(op string, err error) {
@@ -55,7 +92,7 @@ func (t *Tracker) load(ctx context.Context, l *lineage) {
 	seg := l.seg
 	var loaded []*lineage
 	if seg.stored && t.cfg.Store != nil {
-		data, err := t.cfg.Store.Get(ctx, seg.key())
+		data, err := t.get(ctx, seg.key())
 		switch {
 		case err != nil:
 			t.storageError("get", err)
@@ -112,16 +149,15 @@ func (t *Tracker) enforceBudget(ctx context.Context) {
 	}
 }
 
-// spill writes seg to the store and drops its bodies from memory; without a
+// spill queues seg for the store and drops its bodies from memory; without a
 // store the bodies are evicted (lost, and later chains marked truncated).
 func (t *Tracker) spill(ctx context.Context, seg *segment) bool {
 	n := int64(len(seg.lineages))
 	if t.cfg.Store != nil {
 		if seg.dirty || !seg.stored {
-			if err := t.cfg.Store.Set(ctx, seg.key(), encodeSegment(seg)); err != nil {
-				t.storageError("set", err)
-				return false
-			}
+			// Written with the rest of the request's changes; read back
+			// from pending if touched again before that.
+			t.put(seg.key(), encodeSegment(seg))
 			seg.stored, seg.dirty = true, false
 		}
 		if t.cfg.Hooks.Spilled != nil {
@@ -141,7 +177,7 @@ func (t *Tracker) spill(ctx context.Context, seg *segment) bool {
 }
 
 // drop forgets a finished run, in memory and in the store.
-func (t *Tracker) drop(ctx context.Context, r *run) {
+func (t *Tracker) drop(_ context.Context, r *run) {
 	delete(t.runs, r.batchID)
 	t.indexDirty = true
 	for _, seg := range r.segments {
@@ -156,45 +192,52 @@ func (t *Tracker) drop(ctx context.Context, r *run) {
 			}
 		}
 		if seg.stored && t.cfg.Store != nil {
-			if err := t.cfg.Store.Delete(ctx, seg.key()); err != nil {
-				t.storageError("delete", err)
-			}
+			t.del(seg.key())
 		}
+		seg.dirty = false
 	}
-	if t.cfg.Store != nil {
-		if err := t.cfg.Store.Delete(ctx, runKey(r.batchID)); err != nil {
-			t.storageError("delete", err)
+	if t.cfg.Store != nil && r.stored {
+		t.del(runKey(r.batchID))
+		for c := max(0, r.seenN-seenChunks); c < r.seenN; c++ {
+			t.del(seenKey(r.batchID, c))
 		}
 	}
 }
 
-// Checkpoint writes every change since the last checkpoint, so a restart
-// continues the chains.
+// Checkpoint writes every change since the last checkpoint (the segments,
+// run summaries and dedupe chunks that changed, spills and deletes) in one
+// storage Batch, so a restart continues the chains. The processor calls it
+// before a request is acknowledged. On failure the changes stay queued and
+// are retried by the next Checkpoint.
 func (t *Tracker) Checkpoint(ctx context.Context) error {
 	if t.cfg.Store == nil {
 		return nil
 	}
+	for _, seg := range t.dirtySegs {
+		if seg.dirty && seg.resident && t.runs[seg.run.batchID] == seg.run {
+			t.put(seg.key(), encodeSegment(seg))
+			seg.stored = true
+		}
+		seg.dirty = false
+	}
+	clear(t.dirtySegs)
+	t.dirtySegs = t.dirtySegs[:0]
 	var errs []error
 	for _, r := range t.runs {
-		for _, seg := range r.segments {
-			if seg.resident && (seg.dirty || !seg.stored) {
-				if err := t.cfg.Store.Set(ctx, seg.key(), encodeSegment(seg)); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				seg.stored, seg.dirty = true, false
+		for _, c := range r.seenDirty {
+			if c >= r.seenN-seenChunks {
+				t.put(seenKey(r.batchID, c), encodeIDs(r.seenRing[c%seenChunks]))
 			}
 		}
+		r.seenDirty = r.seenDirty[:0]
 		if r.dirtyMeta {
 			data, err := json.Marshal(r.meta())
-			if err == nil {
-				err = t.cfg.Store.Set(ctx, runKey(r.batchID), data)
-			}
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			r.dirtyMeta = false
+			t.put(runKey(r.batchID), data)
+			r.dirtyMeta, r.stored = false, true
 		}
 	}
 	if t.indexDirty {
@@ -203,10 +246,22 @@ func (t *Tracker) Checkpoint(ctx context.Context) error {
 			doc.Active = append(doc.Active, id)
 		}
 		data, _ := json.Marshal(doc)
-		if err := t.cfg.Store.Set(ctx, indexKey, data); err != nil {
+		t.put(indexKey, data)
+		t.indexDirty = false
+	}
+	if len(t.pending) > 0 {
+		ops := make([]*storage.Operation, 0, len(t.pending))
+		for k, v := range t.pending {
+			if v == nil {
+				ops = append(ops, storage.DeleteOperation(k))
+			} else {
+				ops = append(ops, storage.SetOperation(k, v))
+			}
+		}
+		if err := t.cfg.Store.Batch(ctx, ops...); err != nil {
 			errs = append(errs, err)
 		} else {
-			t.indexDirty = false
+			clear(t.pending)
 		}
 	}
 	err := errors.Join(errs...)
@@ -221,6 +276,7 @@ func (r *run) meta() runMeta {
 		BatchID: r.batchID, JobName: r.jobName, JobNamespace: r.jobNamespace,
 		LastSeen: r.lastSeen, LastTime: r.lastTime, Datasets: r.datasets, Segments: len(r.segments),
 		Observed: r.observed, NoRead: r.noRead, Breaks: r.breaks, Inputs: r.inputs, Outputs: r.outputs, Columns: r.columns,
+		SeenChunks: r.seenN,
 	}
 	for k, n := range r.edges {
 		m.Edges = append(m.Edges, [3]int64{int64(k.src), int64(k.dst), n})
@@ -273,9 +329,12 @@ func (t *Tracker) loadRun(ctx context.Context, batchID string) error {
 	for _, e := range m.Edges {
 		r.edges[edgeKey{int32(e[0]), int32(e[1])}] = e[2]
 	}
-	r.dirtyMeta = false
+	r.dirtyMeta, r.stored = false, true
 	t.runs[batchID] = r
 	var errs []error
+	if err := t.loadSeen(ctx, r, m.SeenChunks); err != nil {
+		errs = append(errs, err)
+	}
 	for n := 0; n < m.Segments; n++ {
 		seg := &segment{run: r, n: n, stored: true}
 		r.segments = append(r.segments, seg)

@@ -65,6 +65,13 @@ type run struct {
 	outputs   []string
 	columns   map[string]any
 	dirtyMeta bool
+	stored    bool // the run summary is in the store (or queued for it)
+
+	// recent event ids, see dedupe.go
+	seen      map[string]struct{}
+	seenRing  [seenChunks][]string
+	seenN     int   // chunks started so far; chunk c lives in slot c%seenChunks
+	seenDirty []int // chunks changed since the last checkpoint
 }
 
 func newRun(batchID string) *run {

@@ -26,6 +26,9 @@ type Tracker struct {
 	closed      map[string][]auditevent.Event // derived events of recently finished runs
 	closedOrder []string
 	indexDirty  bool
+
+	pending   map[string][]byte // store writes (nil: delete) for the next Checkpoint
+	dirtySegs []*segment        // segments touched since the last Checkpoint
 }
 
 // New returns an empty tracker; call Load to restore persisted state.
@@ -80,6 +83,18 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 		t.runs[in.BatchID] = r
 		t.indexDirty = true
 	}
+	if r.seenBefore(in.EventID) {
+		if t.cfg.Hooks.Duplicate != nil {
+			t.cfg.Hooks.Duplicate()
+		}
+		if in.Name == auditevent.RecordWrite {
+			// Its lineage record may not have reached the exporter the
+			// first time: emit it again (same id), counting nothing.
+			out = t.write(ctx, r, in, true, out)
+			t.enforceBudget(ctx)
+		}
+		return out
+	}
 	r.note(in, t.cfg.Now().UnixNano())
 	r.dirtyMeta = true
 	switch in.Name {
@@ -88,7 +103,7 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 	case auditevent.RecordTransform:
 		t.transform(ctx, r, in)
 	case auditevent.RecordWrite:
-		out = t.write(ctx, r, in, out)
+		out = t.write(ctx, r, in, false, out)
 	case auditevent.RecordSkip:
 		r.observed.Skipped++
 		t.terminate(ctx, r, in, stateSkipped)
@@ -159,7 +174,7 @@ func (t *Tracker) newLineage(r *run, key, recordID string) *lineage {
 	}
 	l := &lineage{key: key, recordID: recordID, src: -1, seg: seg, body: &body{}}
 	seg.lineages = append(seg.lineages, l)
-	seg.dirty = true
+	t.touch(seg)
 	r.lineages[key] = l
 	t.open++
 	t.residentCount++
@@ -168,7 +183,7 @@ func (t *Tracker) newLineage(r *run, key, recordID string) *lineage {
 
 // account adds delta bytes of l's body to the memory budget.
 func (t *Tracker) account(l *lineage, delta int64) {
-	l.seg.dirty = true
+	t.touch(l.seg)
 	if l.body == nil || !l.seg.resident {
 		return
 	}
@@ -206,7 +221,7 @@ func (t *Tracker) setState(ctx context.Context, l *lineage, s uint8) {
 		t.open--
 	}
 	l.state = s
-	l.seg.dirty = true
+	t.touch(l.seg)
 }
 
 func (t *Tracker) transform(ctx context.Context, r *run, in *Input) {
@@ -345,8 +360,12 @@ func (t *Tracker) terminate(ctx context.Context, r *run, in *Input, s uint8) {
 	}
 }
 
-func (t *Tracker) write(ctx context.Context, r *run, in *Input, out []auditevent.Event) []auditevent.Event {
-	r.observed.Written++
+// write completes a lineage. A replay (a redelivered write) emits the chain
+// again without counting anything.
+func (t *Tracker) write(ctx context.Context, r *run, in *Input, replay bool, out []auditevent.Event) []auditevent.Event {
+	if !replay {
+		r.observed.Written++
+	}
 	var l *lineage
 	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
 		l = t.merge(ctx, r, in)
@@ -354,12 +373,14 @@ func (t *Tracker) write(ctx context.Context, r *run, in *Input, out []auditevent
 		l = t.find(r, in)
 	}
 	if l == nil {
-		r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
-		r.dirtyMeta = true
+		if !replay {
+			r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
+			r.dirtyMeta = true
+		}
 		return out
 	}
 	t.load(ctx, l)
-	if l.flags&flagRead == 0 && len(l.body.parents) == 0 && l.flags&flagEmitted == 0 {
+	if !replay && l.flags&flagRead == 0 && len(l.body.parents) == 0 && l.flags&flagEmitted == 0 {
 		r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
 		r.dirtyMeta = true
 	}
@@ -367,6 +388,9 @@ func (t *Tracker) write(ctx context.Context, r *run, in *Input, out []auditevent
 	out = t.emitChain(ctx, r, l, target, in, "", out)
 	if l.state != stateWritten {
 		t.setState(ctx, l, stateWritten)
+	}
+	if replay {
+		return out
 	}
 	if l.flags&flagCounted == 0 {
 		l.flags |= flagCounted

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
@@ -17,9 +18,10 @@ import (
 // memStore is an in-memory fake of the storage client, for unit tests only
 // (the processor tests use the real filestorage extension).
 type memStore struct {
-	mu   sync.Mutex
-	m    map[string][]byte
-	fail bool
+	mu      sync.Mutex
+	m       map[string][]byte
+	fail    bool
+	batches int
 }
 
 func newMemStore() *memStore { return &memStore{m: map[string][]byte{}} }
@@ -44,6 +46,27 @@ func (s *memStore) Delete(_ context.Context, k string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, k)
+	return nil
+}
+
+// Batch applies ops all or nothing, like filestorage's bbolt transaction.
+func (s *memStore) Batch(_ context.Context, ops ...*storage.Operation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches++
+	if s.fail {
+		return fmt.Errorf("disk full")
+	}
+	for _, op := range ops {
+		switch op.Type {
+		case storage.Set:
+			s.m[op.Key] = append([]byte(nil), op.Value...)
+		case storage.Delete:
+			delete(s.m, op.Key)
+		case storage.Get:
+			op.Value = s.m[op.Key]
+		}
+	}
 	return nil
 }
 
@@ -490,10 +513,92 @@ func TestStorageFailureKeepsStateInMemory(t *testing.T) {
 	tr := New(Config{Store: store, Now: nowFun, SegmentSize: 2, MaxResidentLineages: 2,
 		Hooks: Hooks{StorageError: func(string, error) { errs++ }}})
 	store.fail = true
-	out := feed(tr, cleanRun("b", 5).evs)
+	evs := cleanRun("b", 5).evs
+	half := len(evs) / 2
+	out := feed(tr, evs[:half])
+	require.Error(t, tr.Checkpoint(ctx), "the processor refuses the request")
+	assert.Positive(t, errs)
+	assert.Empty(t, store.m)
+	// Spilled segments wait in memory; once the store recovers, everything
+	// queued is written in one batch.
+	store.fail = false
+	out = append(out, feed(tr, evs[half:half+4])...)
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.NotEmpty(t, store.m)
+	out = append(out, feed(tr, evs[half+4:])...)
 	assert.Len(t, byName(out, auditevent.LineageRecord), 5)
 	assert.Empty(t, findingTypes(out))
-	assert.Positive(t, errs)
+}
+
+// TestCheckpointIsOneIncrementalBatch: one Checkpoint is one store Batch,
+// and writes only what changed since the previous one.
+func TestCheckpointIsOneIncrementalBatch(t *testing.T) {
+	store := newMemStore()
+	tr := New(Config{Store: store, Now: nowFun, SegmentSize: 4, RunTimeout: time.Hour})
+	b := &builder{batch: "inc"}
+	for i := 0; i < 12; i++ {
+		id := fmt.Sprint(i)
+		b.read(src, id, h(id))
+	}
+	feed(tr, b.evs)
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.Equal(t, 1, store.batches)
+	for _, k := range []string{indexKey, runKey("inc"), segKey("inc", 0), segKey("inc", 1), segKey("inc", 2)} {
+		assert.Contains(t, store.m, k)
+	}
+	// Touch only the last segment: the others are not rewritten.
+	old0 := string(store.m[segKey("inc", 0)])
+	store.m[segKey("inc", 0)] = []byte("sentinel")
+	feed(tr, (&builder{batch: "inc"}).step("11", "s", 1, h("11"), h("11x")).evs)
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.Equal(t, 2, store.batches)
+	assert.Equal(t, "sentinel", string(store.m[segKey("inc", 0)]), "unchanged segment not rewritten")
+	store.m[segKey("inc", 0)] = []byte(old0)
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.Equal(t, 2, store.batches, "nothing changed, nothing written")
+}
+
+// TestRedeliveryIsIdempotent: events seen again (same ids) count once, and a
+// redelivered write emits its lineage record again with the same id.
+func TestRedeliveryIsIdempotent(t *testing.T) {
+	store := newMemStore()
+	evs := cleanRun("dup", 10).evs
+	for i, in := range evs {
+		in.EventID = fmt.Sprintf("e-%d", i)
+	}
+	var dups int
+	cfg := Config{Store: store, Now: nowFun, SegmentSize: 4, RunTimeout: time.Hour, Hooks: Hooks{Duplicate: func() { dups++ }}}
+	tr := New(cfg)
+	half := len(evs) / 2
+	first := feed(tr, evs[:half])
+	require.NoError(t, tr.Checkpoint(ctx))
+	again := feed(tr, evs[:half]) // a retry whose ack was lost
+	assert.Equal(t, half, dups)
+	assert.Equal(t, byName(first, auditevent.LineageRecord), byName(again, auditevent.LineageRecord), "same records, same ids")
+	require.NoError(t, tr.Checkpoint(ctx))
+
+	// After a restart the window is restored from the store.
+	tr2 := New(cfg)
+	require.NoError(t, tr2.Load(ctx))
+	feed(tr2, evs[half-3:half])
+	assert.Equal(t, half+3, dups)
+	out := feed(tr2, evs[half:])
+	assert.Empty(t, findingTypes(out), "no double counts")
+	ref := feed(newTracker(nil), evs)
+	assert.Equal(t, len(byName(ref, auditevent.LineageDataset)), len(byName(out, auditevent.LineageDataset)))
+	assert.Equal(t, *byName(ref, auditevent.LineageDataset)[0].RecordCount, *byName(out, auditevent.LineageDataset)[0].RecordCount)
+}
+
+func TestDedupeWindowIsBounded(t *testing.T) {
+	r := newRun("w")
+	for i := 0; i < SeenWindow+seenChunkSize; i++ {
+		require.False(t, r.seenBefore(fmt.Sprint(i)))
+	}
+	assert.LessOrEqual(t, len(r.seen), SeenWindow)
+	assert.True(t, r.seenBefore(fmt.Sprint(SeenWindow+seenChunkSize-1)), "recent ids are remembered")
+	assert.False(t, r.seenBefore("0"), "the oldest chunk is forgotten")
+	assert.False(t, r.seenBefore(""), "no id, no dedupe")
+	assert.False(t, r.seenBefore(""))
 }
 
 func TestCorruptSegment(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"time"
 
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+
 	"github.com/batchaudit/batchaudit/auditevent"
 )
 
@@ -19,6 +21,7 @@ const DerivedBy = "lineageprocessor"
 // Input is the part of one audit event the tracker needs.
 type Input struct {
 	Name         string
+	EventID      string // log.record.uid: deduplicates redelivered events
 	Time         time.Time
 	BatchID      string
 	JobName      string
@@ -49,6 +52,7 @@ type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Set(ctx context.Context, key string, value []byte) error
 	Delete(ctx context.Context, key string) error
+	Batch(ctx context.Context, ops ...*storage.Operation) error
 }
 
 // Hooks receive telemetry; any may be nil.
@@ -60,6 +64,8 @@ type Hooks struct {
 	Reloaded     func(lineages int64)
 	StorageError func(op string, err error)
 	Late         func()
+	// Duplicate counts events already handled (same id in the run).
+	Duplicate func()
 }
 
 // Config bounds the tracker.
