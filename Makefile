@@ -10,13 +10,14 @@ DATA_DIR     ?= $(CURDIR)/batchaudit-data
 FUZZTIME     ?= 5s
 GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
 
-.PHONY: all build run test test-unit test-e2e test-fuzz bench lint generate clean es-up es-down es-status help
+.PHONY: all build run test test-unit test-e2e test-fuzz bench lint generate clean es-up es-down es-status help pyenv
 
 all: build
 
 help:
 	@echo "make run      build the collector, start it, run the example job, show the audit trail"
-	@echo "make test     run every test (unit, Elasticsearch integration, end-to-end, short fuzzing)"
+	@echo "make test     run every test (unit, Elasticsearch integration, end-to-end, short fuzzing);"
+	@echo "              starts a local Elasticsearch node and installs the Python test clients first"
 	@echo "make build    build _build/otelcol-batchaudit, _build/batchaudit (CLI) and _build/ordersjob"
 	@echo "make es-up / es-down / es-status   local Elasticsearch node for tests and runs"
 	@echo "make bench    run the benchmarks;  make lint;  make generate;  make clean"
@@ -38,15 +39,25 @@ $(ORDERSJOB): $(GO_SOURCES)
 run: build
 	@bash scripts/run-demo.sh
 
-test: build test-unit test-fuzz test-e2e
+# `make test` brings up what the tests need: a local Elasticsearch node (left running; `make es-down`
+# stops it) and the Python clients of the end-to-end tests in testbed/.venv.
+test: build es-up pyenv test-unit test-fuzz test-e2e
+
+PYENV := $(CURDIR)/testbed/.venv
+pyenv: $(PYENV)/.installed
+$(PYENV)/.installed: testbed/python/requirements.txt
+	python3 -m venv $(PYENV)
+	$(PYENV)/bin/pip install -q --disable-pip-version-check -r testbed/python/requirements.txt
+	@touch $@
 
 test-unit:
 	BATCHAUDIT_COLLECTOR=$(COLLECTOR) $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /testbed)
 
-test-e2e: build
-	BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_CLI=$(CLI) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) \
-		$(GO) test -count=1 -timeout 30m -v ./testbed/... 2>&1 | tee $(BUILD_DIR)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; \
-		exit $${PIPESTATUS[0]}
+test-e2e: build pyenv
+	@BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_CLI=$(CLI) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) BATCHAUDIT_PYTHON=$(PYENV)/bin/python \
+		$(GO) test -count=1 -timeout 30m -v ./testbed/... > $(BUILD_DIR)/e2e.log 2>&1; rc=$$?; \
+		grep -E '^(--- |PASS|FAIL|ok )' $(BUILD_DIR)/e2e.log; \
+		if [ $$rc -ne 0 ]; then echo "---- end-to-end log tail ($(BUILD_DIR)/e2e.log) ----"; tail -150 $(BUILD_DIR)/e2e.log; fi; exit $$rc
 
 # Every Fuzz target runs briefly; a crash fails the build.
 test-fuzz:
@@ -79,4 +90,4 @@ es-status:
 	@bash scripts/es.sh status
 
 clean:
-	rm -rf $(BUILD_DIR) $(DATA_DIR)
+	rm -rf $(BUILD_DIR) $(DATA_DIR) $(PYENV)
