@@ -10,7 +10,7 @@ DATA_DIR     ?= $(CURDIR)/batchaudit-data
 FUZZTIME     ?= 5s
 GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
 
-.PHONY: all build run test test-unit test-e2e test-fuzz bench lint generate clean es-up es-down es-status help pyenv
+.PHONY: all build run test test-unit test-e2e test-fuzz bench lint generate clean es-up es-down es-status help pyenv bench-e2e
 
 all: build
 
@@ -71,6 +71,11 @@ test-fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $$($(GO) list ./... | grep -v /testbed)
+
+# End-to-end load through the built collector into SQLite and Elasticsearch: events/s and collector CPU.
+bench-e2e: build es-up
+	BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) \
+		$(GO) test -run '^$$' -bench EndToEnd -benchtime 1x -timeout 30m ./testbed/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

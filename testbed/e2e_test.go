@@ -97,7 +97,7 @@ func runOrdersJob(t *testing.T, c *harness.Collector, in, out, batchID string) {
 		job, "-in", in, "-out", out, "-batch-id", batchID)
 }
 
-func openSQLite(t *testing.T, dir string) *sqlitestore.Store {
+func openSQLite(t testing.TB, dir string) *sqlitestore.Store {
 	t.Helper()
 	s, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "audit.db"))
 	require.NoError(t, err)

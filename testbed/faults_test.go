@@ -24,7 +24,7 @@ import (
 
 // writeOrders writes n valid orders, so the example job emits an exactly
 // known number of events (see expectedEvents).
-func writeOrders(t *testing.T, path string, n int) {
+func writeOrders(t testing.TB, path string, n int) {
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)

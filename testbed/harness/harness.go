@@ -284,3 +284,21 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// CPUSeconds returns the user+system CPU time the collector process used so
+// far (Linux /proc), to report the collector's CPU share in load tests.
+func (c *Collector) CPUSeconds() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may contain spaces) start after ')'.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc stat format")
+	}
+	var utime, stime float64
+	fmt.Sscan(fields[11], &utime)
+	fmt.Sscan(fields[12], &stime)
+	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
