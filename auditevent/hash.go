@@ -2,8 +2,6 @@ package auditevent
 
 import (
 	"time"
-
-	"github.com/batchaudit/batchaudit/canonical"
 )
 
 // Canonical returns the event content that event.hash covers (see
@@ -24,5 +22,6 @@ func (e *Event) Canonical() map[string]any {
 	return m
 }
 
-// Hash returns the SHA-256 (hex) of the canonical JSON of Canonical().
-func (e *Event) Hash() (string, error) { return canonical.Hash(e.Canonical()) }
+// Hash returns the SHA-256 (hex) of the canonical JSON of Canonical(),
+// written by AppendCanonical.
+func (e *Event) Hash() (string, error) { return e.hashCanonical() }

@@ -205,8 +205,9 @@ func (e *Event) Attributes() map[string]any {
 }
 
 // walk calls fn for every attribute that is set, with a string, []string,
-// map[string]any, int64 or (for Extra and any-typed fields) raw value. It is
-// the single definition behind Attributes, ToLogRecord and Validate.
+// map[string]any, int64 or (for Extra and any-typed fields) raw value. It
+// defines Attributes; the hot paths putAttributes, has and AppendCanonical
+// follow the same tables without boxing (see their equivalence tests).
 func (e *Event) walk(fn func(k string, v any)) {
 	for k, v := range e.Extra {
 		fn(k, v)
@@ -282,18 +283,71 @@ func FromLogRecord(lr plog.LogRecord, res pcommon.Resource) Event {
 			e.Name = v.AsString()
 			continue
 		}
-		e.Set(k, v.AsRaw())
+		e.setValue(k, v)
 	}
-	ra := res.Attributes()
-	for _, k := range resourceFallback {
-		if _, ok := lr.Attributes().Get(k); ok {
-			continue
-		}
-		if v, ok := ra.Get(k); ok {
-			e.Set(k, v.AsRaw())
+	if ra := res.Attributes(); ra.Len() > 0 {
+		for _, k := range resourceFallback {
+			v, ok := ra.Get(k)
+			if !ok {
+				continue
+			}
+			if _, ok := lr.Attributes().Get(k); !ok {
+				e.setValue(k, v)
+			}
 		}
 	}
 	return e
+}
+
+// strPtrs and listPtrs give setValue direct access to string and list
+// fields, so the common attribute values need no boxing through AsRaw.
+var (
+	strPtrs = func() map[string]func(*Event) *string {
+		m := make(map[string]func(*Event) *string, len(strFields))
+		for _, f := range strFields {
+			m[f.key] = f.ptr
+		}
+		return m
+	}()
+	listPtrs = func() map[string]func(*Event) *[]string {
+		m := make(map[string]func(*Event) *[]string, len(listFields))
+		for _, f := range listFields {
+			m[f.key] = f.ptr
+		}
+		return m
+	}()
+)
+
+// setValue is Set(k, v.AsRaw()) with fast paths for string values of string
+// fields and string slices of list fields.
+func (e *Event) setValue(k string, v pcommon.Value) {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		if p, ok := strPtrs[k]; ok {
+			*p(e) = v.Str()
+			return
+		}
+	case pcommon.ValueTypeSlice:
+		// An empty slice takes the generic path, which keeps it non-nil.
+		if p, ok := listPtrs[k]; ok && v.Slice().Len() > 0 {
+			sl := v.Slice()
+			l := make([]string, sl.Len())
+			allStr := true
+			for i := range sl.Len() {
+				if sv := sl.At(i); sv.Type() == pcommon.ValueTypeStr {
+					l[i] = sv.Str()
+				} else {
+					allStr = false
+					break
+				}
+			}
+			if allStr {
+				*p(e) = l
+				return
+			}
+		}
+	}
+	e.Set(k, v.AsRaw())
 }
 
 // ToLogRecord writes e into lr, replacing lr's attributes.
@@ -324,33 +378,78 @@ func (e *Event) ToLogRecord(lr plog.LogRecord) {
 }
 
 // putAttributes writes the attributes straight into m, without building the
-// intermediate map Attributes() returns: this is on every component's hot path.
+// intermediate map Attributes() returns: this is on every component's hot
+// path. It visits attributes in walk's order but with typed values, so
+// strings and lists are not boxed into interfaces on the way.
 func (e *Event) putAttributes(m pcommon.Map) {
 	m.Clear()
 	m.EnsureCapacity(16 + len(e.Extra))
-	e.walk(func(k string, v any) {
+	for k, v := range e.Extra {
 		switch t := v.(type) {
 		case string:
 			m.PutStr(k, t)
-		case int64:
-			m.PutInt(k, t)
 		case []string:
-			sl := m.PutEmptySlice(k)
-			sl.EnsureCapacity(len(t))
-			for _, s := range t {
-				sl.AppendEmpty().SetStr(s)
-			}
+			putStrings(m, k, t)
 		default:
 			_ = m.PutEmpty(k).FromRaw(v)
 		}
-	})
+	}
+	for _, f := range strFields {
+		if s := *f.ptr(e); s != "" {
+			m.PutStr(f.key, s)
+		}
+	}
+	for _, f := range listFields {
+		if l := *f.ptr(e); len(l) > 0 {
+			putStrings(m, f.key, l)
+		}
+	}
+	for _, f := range mapFields {
+		if mv := *f.ptr(e); mv != nil {
+			_ = m.PutEmptyMap(f.key).FromRaw(mv)
+		}
+	}
+	for _, f := range intFields {
+		if p := *f.ptr(e); p != nil {
+			m.PutInt(f.key, *p)
+		}
+	}
+	for _, f := range anyFields {
+		if v := *f.ptr(e); v != nil {
+			_ = m.PutEmpty(f.key).FromRaw(v)
+		}
+	}
+	if e.Counters != nil {
+		for i, k := range counterKeys {
+			m.PutInt(k, *counterPtr(e.Counters, i))
+		}
+	}
+	if e.Changes != nil {
+		for i, k := range changeKeys {
+			m.PutInt(k, *changePtr(e.Changes, i))
+		}
+	}
+	if e.Transform.Sequence != 0 {
+		m.PutInt(AttrTransformSequence, e.Transform.Sequence)
+	}
 }
 
-// has reports whether the attribute key is set.
+func putStrings(m pcommon.Map, k string, l []string) {
+	sl := m.PutEmptySlice(k)
+	sl.EnsureCapacity(len(l))
+	for _, s := range l {
+		sl.AppendEmpty().SetStr(s)
+	}
+}
+
+// has reports whether the attribute key is set (as a field, or in Extra),
+// with the rules of walk but without walking every field.
 func (e *Event) has(key string) bool {
-	found := false
-	e.walk(func(k string, _ any) { found = found || k == key })
-	return found
+	if s, ok := slotIndex[key]; ok && e.isSet(s) {
+		return true
+	}
+	_, ok := e.Extra[key]
+	return ok
 }
 
 // DefaultSeverity follows the conventions: errors are ERROR, skips and failed

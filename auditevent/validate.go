@@ -53,6 +53,17 @@ var required = map[string][]string{
 	OpenLineageDataset: {AttrTargetName},
 }
 
+// requiredAlts is required with the alternatives split once.
+var requiredAlts = func() map[string][][]string {
+	m := make(map[string][][]string, len(required))
+	for name, reqs := range required {
+		for _, r := range reqs {
+			m[name] = append(m[name], strings.Split(r, "|"))
+		}
+	}
+	return m
+}()
+
 // Required returns the attributes an event name requires besides the common
 // ones; alternatives are written "a|b".
 func Required(name string) []string { return required[name] }
@@ -84,11 +95,12 @@ func (e *Event) Validate() error {
 	if known && info.needsBatch && e.BatchID == "" {
 		add(AttrBatchID, "is required for %s", e.Name)
 	}
-	for _, req := range required[e.Name] {
+	for i, req := range required[e.Name] {
 		present := false
-		for _, alt := range strings.Split(req, "|") {
+		for _, alt := range requiredAlts[e.Name][i] {
 			if e.has(alt) {
 				present = true
+				break
 			}
 		}
 		if !present {
@@ -108,7 +120,7 @@ func (e *Event) Validate() error {
 	if e.FindingSeverity != "" && !severities[e.FindingSeverity] {
 		add(AttrFindingSeverity, "%q is not one of critical, high, medium, low", e.FindingSeverity)
 	}
-	for _, h := range []struct{ key, val string }{{AttrRecordHash, e.RecordHash}, {AttrPreviousHash, e.PreviousHash}, {AttrInputHash, e.InputHash}} {
+	for _, h := range [...]struct{ key, val string }{{AttrRecordHash, e.RecordHash}, {AttrPreviousHash, e.PreviousHash}, {AttrInputHash, e.InputHash}} {
 		if h.val != "" && (e.HashAlgorithm == "" || e.HashAlgorithm == "sha256") && !isSHA256Hex(h.val) {
 			add(h.key, "must be 64 lowercase hex characters (SHA-256 of the record's canonical JSON)")
 		}

@@ -5,6 +5,7 @@
 package canonical
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -65,21 +67,21 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 		}
 		return appendNumber(dst, f)
 	case map[string]any:
-		return appendObject(dst, len(t), func(yield func(string, any) bool) {
-			for k, v := range t {
-				if !yield(k, v) {
-					return
-				}
-			}
-		})
+		ms := getMembers(len(t))
+		for k, v := range t {
+			ms.m = append(ms.m, member{k, v})
+		}
+		dst, err := appendMembers(dst, ms.m)
+		putMembers(ms)
+		return dst, err
 	case map[string]string:
-		return appendObject(dst, len(t), func(yield func(string, any) bool) {
-			for k, v := range t {
-				if !yield(k, v) {
-					return
-				}
-			}
-		})
+		ms := getMembers(len(t))
+		for k, v := range t {
+			ms.m = append(ms.m, member{k, v})
+		}
+		dst, err := appendMembers(dst, ms.m)
+		putMembers(ms)
+		return dst, err
 	case []any:
 		dst = append(dst, '[')
 		for i, e := range t {
@@ -128,16 +130,35 @@ type member struct {
 	val any
 }
 
-func appendObject(dst []byte, n int, each func(func(string, any) bool)) ([]byte, error) {
-	members := make([]member, 0, n)
-	each(func(k string, v any) bool {
-		members = append(members, member{k, v})
-		return true
-	})
+// members is a reusable scratch slice for sorting one object's members;
+// pooled because objects nest and are built on every hash.
+type members struct{ m []member }
+
+var membersPool = sync.Pool{New: func() any { return &members{m: make([]member, 0, 16)} }}
+
+func getMembers(n int) *members {
+	ms := membersPool.Get().(*members)
+	if cap(ms.m) < n {
+		ms.m = make([]member, 0, n)
+	}
+	return ms
+}
+
+func putMembers(ms *members) {
+	if cap(ms.m) > 1024 {
+		return // do not keep huge objects' scratch alive
+	}
+	clear(ms.m) // drop references to values
+	ms.m = ms.m[:0]
+	membersPool.Put(ms)
+}
+
+// appendMembers sorts ms by key and writes them as an object.
+func appendMembers(dst []byte, ms []member) ([]byte, error) {
 	// RFC 8785 §3.2.3: sort by the UTF-16 code units of the keys.
-	slices.SortFunc(members, func(a, b member) int { return compareUTF16(a.key, b.key) })
+	slices.SortFunc(ms, func(a, b member) int { return compareUTF16(a.key, b.key) })
 	dst = append(dst, '{')
-	for i, m := range members {
+	for i, m := range ms {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
@@ -153,11 +174,20 @@ func appendObject(dst []byte, n int, each func(func(string, any) bool)) ([]byte,
 	return append(dst, '}'), nil
 }
 
+// CompareKeys orders object member names the way RFC 8785 sorts them (by
+// UTF-16 code units). Callers that write objects member by member (such as
+// auditevent's canonical encoder) use it to merge pre-sorted key lists.
+func CompareKeys(a, b string) int { return compareUTF16(a, b) }
+
+// AppendString appends s as a canonical JSON string; it fails on invalid UTF-8.
+func AppendString(dst []byte, s string) ([]byte, error) { return appendString(dst, s) }
+
 // compareUTF16 orders strings by UTF-16 code units. For strings without
 // characters above U+FFFF this equals byte order of their UTF-8 form, which is
 // the fast path.
 func compareUTF16(a, b string) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
+	i := 0
+	for ; i < len(a) && i < len(b); i++ {
 		if a[i] != b[i] {
 			if a[i] < utf8.RuneSelf && b[i] < utf8.RuneSelf {
 				return int(a[i]) - int(b[i])
@@ -165,6 +195,13 @@ func compareUTF16(a, b string) int {
 			break
 		}
 	}
+	if i == len(a) || i == len(b) {
+		// One is a prefix of the other: the shorter sorts first.
+		return len(a) - len(b)
+	}
+	// The first difference involves a non-ASCII byte. Byte order equals UTF-16
+	// order unless a supplementary character (4-byte UTF-8, surrogate pair in
+	// UTF-16) meets a character in U+E000..U+FFFF.
 	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
 	return slices.Compare(ua, ub)
 }
@@ -229,11 +266,25 @@ func appendNumber(dst []byte, f float64) ([]byte, error) {
 		f = -f
 	}
 	// 'e' with precision -1 gives the shortest digits: d.ddddde±XX.
-	var buf [32]byte
+	// Integers up to 2^53 are exact and print as themselves (the common case).
+	if f < 1<<53 && f == math.Trunc(f) {
+		return strconv.AppendInt(dst, int64(f), 10), nil
+	}
+	var buf, dbuf [32]byte
 	e := strconv.AppendFloat(buf[:0], f, 'e', -1, 64)
-	mant, expPart, _ := strings.Cut(string(e), "e")
-	digits := strings.Replace(mant, ".", "", 1)
-	exp, _ := strconv.Atoi(expPart)
+	ei := bytes.IndexByte(e, 'e')
+	digits := append(dbuf[:0], e[0])
+	if ei > 1 {
+		digits = append(digits, e[2:ei]...) // skip the '.'
+	}
+	exp := 0
+	neg := e[ei+1] == '-'
+	for _, c := range e[ei+2:] {
+		exp = exp*10 + int(c-'0')
+	}
+	if neg {
+		exp = -exp
+	}
 	k := len(digits)
 	n := exp + 1 // position of the decimal point relative to the digits
 	switch {

@@ -180,7 +180,7 @@ func convert(ld plog.Logs) []store.StoredEvent {
 
 func newStoredEvent(ev auditevent.Event) store.StoredEvent {
 	se := store.StoredEvent{Event: ev}
-	doc, err := canonical.Marshal(ev.Canonical())
+	doc, err := ev.AppendCanonical(nil)
 	if err == nil {
 		se.Document, se.Hash = doc, canonical.HashBytes(doc)
 	}

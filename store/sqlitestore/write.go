@@ -154,7 +154,7 @@ func (w *writeTx) write(se *store.StoredEvent) (store.Result, error) {
 	res := store.Result{EventID: e.ID}
 	doc, err := se.Document, error(nil)
 	if len(doc) == 0 {
-		doc, err = canonical.Marshal(e.Canonical())
+		doc, err = e.AppendCanonical(nil)
 	}
 	if err != nil {
 		// Not representable as canonical JSON (e.g. NaN, or an integer

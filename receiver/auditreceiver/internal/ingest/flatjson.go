@@ -17,13 +17,22 @@ func JSONEvents(body []byte, opt Options) (*Result, error) {
 	}
 	sink := newEventSink(FormatJSON, opt.ScopeName)
 	sink.res.Items = len(items)
+	// Sized once: growing the intern tables costs more than they save.
+	size := min(8*len(items), maxInterned)
+	keys, vals := make(map[string]string, min(size, 128)), make(map[string]any, size)
+	var members []kv
 	for i, raw := range items {
-		m, err := parseObject(raw)
+		members, err = parseMembers(raw, keys, vals, members)
 		if err != nil {
 			sink.reject(i, "item", "malformed JSON: "+err.Error())
 			continue
 		}
-		ev, probs := EventFromFlat(m)
+		var f flatBuilder
+		for _, m := range members {
+			f.member(m.k, m.v)
+		}
+		clear(members) // drop references to this item's values
+		ev, probs := f.done()
 		sink.add(i, &ev, "", probs)
 	}
 	return sink.res, nil
@@ -89,124 +98,141 @@ var flatAliases = map[string]string{
 // returns are the ones only the flat shape can detect (bad timestamps, unknown
 // event types); Validate reports the rest.
 func EventFromFlat(m map[string]any) (auditevent.Event, []auditevent.FieldError) {
-	var ev auditevent.Event
-	var probs []auditevent.FieldError
-	bad := func(field, format string, args ...any) {
-		probs = append(probs, auditevent.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
-	}
-	var impliedResult, impliedChange string
+	var f flatBuilder
 	for k, v := range m {
-		switch k {
-		case "event_name", "event_type", "type":
-			s, ok := v.(string)
-			if !ok {
-				bad(k, "must be a string, got %s", jsonKind(v))
-				continue
-			}
-			name, res, change, known := eventName(s)
-			if !known {
-				bad(k, "unknown event type %q (use a batchaudit.* event name or its short form, e.g. record_write, batch_start, validation_pass)", s)
-			}
-			ev.Name, impliedResult, impliedChange = name, res, change
-		case "timestamp", "time", "event_time", "@timestamp":
-			t, err := parseTime(v)
-			if err != nil {
-				bad(k, "%s", err.Error())
-				continue
-			}
-			ev.Time = t
-		case "trace_id":
-			ev.TraceID = hexID(v, 16, k, bad)
-		case "span_id":
-			ev.SpanID = hexID(v, 8, k, bad)
-		case "severity", "level":
-			if s, ok := v.(string); ok {
-				ev.Severity = s
-			} else {
-				bad(k, "must be a string, got %s", jsonKind(v))
-			}
-		case "body", "message":
-			if s, ok := v.(string); ok {
-				ev.Body = s
-			} else {
-				bad(k, "must be a string, got %s", jsonKind(v))
-			}
-		case "source", "target":
-			d, ok := toDataset(v)
-			if !ok {
-				bad(k, `must be "namespace/name" text or an object {"namespace": ..., "name": ...}, got %s`, jsonKind(v))
-				continue
-			}
-			if k == "source" {
-				ev.Source = d
-			} else {
-				ev.Target = d
-			}
-		case "actor", "user":
-			switch a := v.(type) {
-			case string:
-				ev.Actor.ID = a
-			case map[string]any:
-				for ak, av := range a {
-					if key, ok := actorKeys[ak]; ok {
-						ev.Set(key, av)
-					} else {
-						bad(k+"."+ak, "unknown actor field (use id, name, type, roles)")
-					}
-				}
-			default:
-				bad(k, "must be a string (the user id) or an object {id, name, type, roles}, got %s", jsonKind(v))
-			}
-		case "change_type", "operation", "op":
-			s, ok := v.(string)
-			if !ok {
-				bad(k, "must be a string, got %s", jsonKind(v))
-				continue
-			}
-			ev.ChangeType = changeType(s)
-		case "result", "status":
-			s, ok := v.(string)
-			if !ok {
-				bad(k, "must be a string, got %s", jsonKind(v))
-				continue
-			}
-			ev.BatchResult = batchResult(s)
-		case "counters":
-			c, ok := v.(map[string]any)
-			if !ok {
-				bad(k, "must be an object {read, written, skipped, errored}, got %s", jsonKind(v))
-				continue
-			}
-			for ck, cv := range c {
-				if key, ok := counterKeys[ck]; ok {
-					ev.Set(key, cv)
+		f.member(k, v)
+	}
+	return f.done()
+}
+
+// flatBuilder maps the members of a flat JSON object one by one, so
+// JSONEvents can feed it straight from the reader without building the
+// top-level map.
+type flatBuilder struct {
+	ev                           auditevent.Event
+	probs                        []auditevent.FieldError
+	impliedResult, impliedChange string
+}
+
+func (f *flatBuilder) bad(field, format string, args ...any) {
+	f.probs = append(f.probs, auditevent.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+// member maps one top-level member.
+func (f *flatBuilder) member(k string, v any) {
+	switch k {
+	case "event_name", "event_type", "type":
+		s, ok := v.(string)
+		if !ok {
+			f.bad(k, "must be a string, got %s", jsonKind(v))
+			return
+		}
+		name, res, change, known := eventName(s)
+		if !known {
+			f.bad(k, "unknown event type %q (use a batchaudit.* event name or its short form, e.g. record_write, batch_start, validation_pass)", s)
+		}
+		f.ev.Name, f.impliedResult, f.impliedChange = name, res, change
+	case "timestamp", "time", "event_time", "@timestamp":
+		t, err := parseTime(v)
+		if err != nil {
+			f.bad(k, "%s", err.Error())
+			return
+		}
+		f.ev.Time = t
+	case "trace_id":
+		f.ev.TraceID = hexID(v, 16, k, f.bad)
+	case "span_id":
+		f.ev.SpanID = hexID(v, 8, k, f.bad)
+	case "severity", "level":
+		if s, ok := v.(string); ok {
+			f.ev.Severity = s
+		} else {
+			f.bad(k, "must be a string, got %s", jsonKind(v))
+		}
+	case "body", "message":
+		if s, ok := v.(string); ok {
+			f.ev.Body = s
+		} else {
+			f.bad(k, "must be a string, got %s", jsonKind(v))
+		}
+	case "source", "target":
+		d, ok := toDataset(v)
+		if !ok {
+			f.bad(k, `must be "namespace/name" text or an object {"namespace": ..., "name": ...}, got %s`, jsonKind(v))
+			return
+		}
+		if k == "source" {
+			f.ev.Source = d
+		} else {
+			f.ev.Target = d
+		}
+	case "actor", "user":
+		switch a := v.(type) {
+		case string:
+			f.ev.Actor.ID = a
+		case map[string]any:
+			for ak, av := range a {
+				if key, ok := actorKeys[ak]; ok {
+					f.ev.Set(key, av)
 				} else {
-					bad(k+"."+ck, "unknown counter (use read, written, skipped, errored)")
+					f.bad(k+"."+ak, "unknown actor field (use id, name, type, roles)")
 				}
-			}
-		case "attributes", "metadata", "labels":
-			attrs, ok := v.(map[string]any)
-			if !ok {
-				bad(k, "must be an object, got %s", jsonKind(v))
-				continue
-			}
-			for ak, av := range attrs {
-				ev.Set(ak, av)
 			}
 		default:
-			if canon, ok := flatAliases[k]; ok {
-				k = canon
-			}
-			ev.Set(k, v)
+			f.bad(k, "must be a string (the user id) or an object {id, name, type, roles}, got %s", jsonKind(v))
 		}
+	case "change_type", "operation", "op":
+		s, ok := v.(string)
+		if !ok {
+			f.bad(k, "must be a string, got %s", jsonKind(v))
+			return
+		}
+		f.ev.ChangeType = changeType(s)
+	case "result", "status":
+		s, ok := v.(string)
+		if !ok {
+			f.bad(k, "must be a string, got %s", jsonKind(v))
+			return
+		}
+		f.ev.BatchResult = batchResult(s)
+	case "counters":
+		c, ok := v.(map[string]any)
+		if !ok {
+			f.bad(k, "must be an object {read, written, skipped, errored}, got %s", jsonKind(v))
+			return
+		}
+		for ck, cv := range c {
+			if key, ok := counterKeys[ck]; ok {
+				f.ev.Set(key, cv)
+			} else {
+				f.bad(k+"."+ck, "unknown counter (use read, written, skipped, errored)")
+			}
+		}
+	case "attributes", "metadata", "labels":
+		attrs, ok := v.(map[string]any)
+		if !ok {
+			f.bad(k, "must be an object, got %s", jsonKind(v))
+			return
+		}
+		for ak, av := range attrs {
+			f.ev.Set(ak, av)
+		}
+	default:
+		if canon, ok := flatAliases[k]; ok {
+			k = canon
+		}
+		f.ev.Set(k, v)
 	}
-	if ev.BatchResult == "" && impliedResult != "" {
-		ev.BatchResult = impliedResult
+}
+
+func (f *flatBuilder) done() (auditevent.Event, []auditevent.FieldError) {
+	if f.ev.BatchResult == "" && f.impliedResult != "" {
+		f.ev.BatchResult = f.impliedResult
 	}
-	if ev.ChangeType == "" && impliedChange != "" {
-		ev.ChangeType = impliedChange
+	if f.ev.ChangeType == "" && f.impliedChange != "" {
+		f.ev.ChangeType = f.impliedChange
 	}
-	return ev, probs
+	return f.ev, f.probs
 }
 
 var actorKeys = map[string]string{

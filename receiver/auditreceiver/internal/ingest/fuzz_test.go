@@ -114,8 +114,28 @@ func FuzzJSONReader(f *testing.F) {
 	seedJSON(f)
 	f.Add([]byte(`{"s":"\u00e9\ud83d\ude00\ud800x\n","n":-1.5e3,"i":9223372036854775807,"big":1e400,"a":[true,false,null,{}]}`))
 	f.Add([]byte("{\"bad\":\"\xff\xfe\"}"))
+	f.Add([]byte(`{"a":1,"b":{"a":3},"a":2}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, err := parseObject(body)
+		// The member form JSONEvents uses agrees with the map form.
+		// Interned keys and values (filled on the first pass, hit on the
+		// second) change nothing.
+		keys, vals := map[string]string{}, map[string]any{}
+		for range 2 {
+			ms, merr := parseMembers(body, keys, vals, nil)
+			if (err == nil) != (merr == nil) || err != nil && err.Error() != merr.Error() {
+				t.Fatalf("parseMembers error %v, parseObject error %v: %q", merr, err, body)
+			}
+			if err == nil {
+				mm := make(map[string]any, len(ms))
+				for _, m := range ms {
+					mm[m.k] = m.v
+				}
+				if len(mm) != len(ms) || !reflect.DeepEqual(mm, got) {
+					t.Fatalf("parseMembers differs:\n %#v\n %#v", ms, got)
+				}
+			}
+		}
 		var want any
 		stdErr := json.Unmarshal(body, &want)
 		if stdErr != nil && json.Valid(body) {

@@ -26,6 +26,76 @@ type reader struct {
 	b     []byte
 	i     int
 	depth int
+	// keys interns object keys across the items of one request: the same
+	// few dozen keys repeat in every event, and a map lookup with a
+	// converted []byte does not allocate. Nil disables interning.
+	keys map[string]string
+	// vals interns short string values, boxed: job names, batch ids, event
+	// types and targets repeat across a request's events, and a hit saves
+	// both the string and the interface allocation. Nil disables it.
+	vals map[string]any
+}
+
+// maxInternedLen is the longest string value interned; longer ones (hashes,
+// messages) are rarely repeated.
+const maxInternedLen = 48
+
+// strValue reads a string value, interned when possible.
+func (r *reader) strValue() (any, error) {
+	if r.vals == nil {
+		return r.str()
+	}
+	start := r.i + 1
+	for j := start; j < len(r.b) && j-start <= maxInternedLen; j++ {
+		c := r.b[j]
+		if c == '"' {
+			if v, ok := r.vals[string(r.b[start:j])]; ok {
+				r.i = j + 1
+				return v, nil
+			}
+			s, err := r.str()
+			if err == nil && len(r.vals) < maxInterned {
+				var v any = s
+				r.vals[s] = v
+				return v, nil
+			}
+			return s, err
+		}
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			break
+		}
+	}
+	return r.str()
+}
+
+// maxInterned bounds keys, so a request with unique keys costs no more than
+// one without interning.
+const maxInterned = 1024
+
+// key reads an object key, interned when possible.
+func (r *reader) key() (string, error) {
+	if r.keys == nil {
+		return r.str()
+	}
+	start := r.i + 1
+	for j := start; j < len(r.b); j++ {
+		c := r.b[j]
+		if c == '"' {
+			if k, ok := r.keys[string(r.b[start:j])]; ok {
+				r.i = j + 1
+				return k, nil
+			}
+			break
+		}
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			break // escapes, control and non-ASCII characters: the full path
+		}
+	}
+	k, err := r.str()
+	if err == nil && len(r.keys) < maxInterned {
+		r.keys[k] = k
+	}
+	return k, err
 }
 
 func (r *reader) fail(format string, args ...any) error {
@@ -58,7 +128,7 @@ func (r *reader) value(skip bool) (any, error) {
 		if skip {
 			return nil, r.skipString()
 		}
-		return r.str()
+		return r.strValue()
 	case c == 't':
 		return true, r.lit("true")
 	case c == 'f':
@@ -110,7 +180,7 @@ func (r *reader) object(skip bool) (any, error) {
 		if skip {
 			err = r.skipString()
 		} else {
-			key, err = r.str()
+			key, err = r.key()
 		}
 		if err != nil {
 			return nil, err
@@ -386,6 +456,82 @@ func parseObject(b []byte) (map[string]any, error) {
 		return nil, r.fail("invalid character %q after top-level value", b[r.i])
 	}
 	return v.(map[string]any), nil
+}
+
+// kv is one member of a top-level object.
+type kv struct {
+	k string
+	v any
+}
+
+// parseMembers is parseObject that returns the members in a reused slice
+// instead of a map (JSONEvents maps them onto the event right away), with
+// keys and values interned in the request's tables (see reader). A repeated
+// key keeps its last value, as in a map.
+func parseMembers(b []byte, keys map[string]string, vals map[string]any, dst []kv) ([]kv, error) {
+	dst = dst[:0]
+	r := reader{b: b, keys: keys, vals: vals}
+	r.ws()
+	if r.i >= len(b) || b[r.i] != '{' {
+		v, err := r.value(false)
+		if err != nil {
+			return dst, err
+		}
+		return dst, fmt.Errorf("item must be a JSON object, got %s", jsonKind(v))
+	}
+	r.depth = 1
+	r.i++ // {
+	r.ws()
+	if r.i < len(b) && b[r.i] == '}' {
+		r.i++
+	} else {
+		for {
+			r.ws()
+			if r.i >= len(b) || b[r.i] != '"' {
+				return dst, r.fail("expected object key string")
+			}
+			key, err := r.key()
+			if err != nil {
+				return dst, err
+			}
+			r.ws()
+			if r.i >= len(b) || b[r.i] != ':' {
+				return dst, r.fail("expected ':' after object key")
+			}
+			r.i++
+			v, err := r.value(false)
+			if err != nil {
+				return dst, err
+			}
+			dup := false
+			for j := range dst {
+				if dst[j].k == key {
+					dst[j].v, dup = v, true
+					break
+				}
+			}
+			if !dup {
+				dst = append(dst, kv{key, v})
+			}
+			r.ws()
+			if r.i >= len(b) {
+				return dst, r.fail("unexpected end of JSON input in object")
+			}
+			if b[r.i] == '}' {
+				r.i++
+				break
+			}
+			if b[r.i] != ',' {
+				return dst, r.fail("expected ',' or '}' in object")
+			}
+			r.i++
+		}
+	}
+	r.ws()
+	if r.i != len(b) {
+		return dst, r.fail("invalid character %q after top-level value", b[r.i])
+	}
+	return dst, nil
 }
 
 // splitArray returns the raw elements of the JSON array b.

@@ -101,14 +101,14 @@ func OpenLineage(body []byte, opt Options) (*Result, error) {
 	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
 	sink.res.Items = len(items)
 	for i, raw := range items {
-		ev, probs, err := EventFromOpenLineage(raw)
+		ev, probs, orig, err := eventFromOpenLineage(raw)
 		if err != nil {
 			sink.reject(i, "item", err.Error())
 			continue
 		}
 		// The compacted original is the item's canonical content; hashing it
 		// is much cheaper than canonicalizing an event that embeds it.
-		sum := sha256.Sum256([]byte(ev.Original))
+		sum := sha256.Sum256(orig)
 		sink.add(i, &ev, hex.EncodeToString(sum[:]), probs)
 	}
 	return sink.res, nil
@@ -118,14 +118,21 @@ func OpenLineage(body []byte, opt Options) (*Result, error) {
 // error is set when raw is not an OpenLineage event object at all; problems
 // list spec violations (missing required fields) found on the way.
 func EventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError, error) {
+	ev, probs, _, err := eventFromOpenLineage(raw)
+	return ev, probs, err
+}
+
+// eventFromOpenLineage is EventFromOpenLineage that also returns the bytes
+// of ev.Original, so the caller can hash them without copying the string.
+func eventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError, []byte, error) {
 	var ev auditevent.Event
 	var ol olEvent
 	if err := json.Unmarshal(raw, &ol); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return ev, nil, fmt.Errorf("OpenLineage field %q must be %s, got JSON %s", te.Field, te.Type, te.Value)
+			return ev, nil, nil, fmt.Errorf("OpenLineage field %q must be %s, got JSON %s", te.Field, te.Type, te.Value)
 		}
-		return ev, nil, errors.New(jsonErr(err))
+		return ev, nil, nil, errors.New(jsonErr(err))
 	}
 	var probs []auditevent.FieldError
 	bad := func(field, format string, args ...any) {
@@ -168,14 +175,43 @@ func EventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError
 		bad("run|job|dataset", "not an OpenLineage event: a RunEvent needs run and job, a JobEvent job, a DatasetEvent dataset")
 	}
 
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, raw); err == nil {
-		ev.Original = compact.String()
-	} else {
-		ev.Original = string(raw)
+	orig := raw // what json.Compact returns for compact input, without its second scan
+	if !isCompact(raw) {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err == nil {
+			orig = compact.Bytes()
+		}
 	}
+	ev.Original = string(orig)
 	ev.OriginalFormat = FormatOpenLineage
-	return ev, probs, nil
+	return ev, probs, orig, nil
+}
+
+// isCompact reports whether the valid JSON raw has no whitespace outside
+// strings, i.e. json.Compact would leave it unchanged. Producers and
+// splitItems usually hand over compact items.
+func isCompact(raw []byte) bool {
+	// Fast path: no whitespace byte anywhere (IndexByte is vectorized).
+	if bytes.IndexByte(raw, ' ') < 0 && bytes.IndexByte(raw, '\n') < 0 &&
+		bytes.IndexByte(raw, '\t') < 0 && bytes.IndexByte(raw, '\r') < 0 {
+		return true
+	}
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case inString:
+			if c == '\\' {
+				i++ // the escaped character cannot end the string
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		}
+	}
+	return true
 }
 
 func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...any)) {

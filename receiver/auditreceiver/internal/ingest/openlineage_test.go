@@ -141,3 +141,14 @@ func compact(t *testing.T, b []byte) []byte {
 	require.NoError(t, json.Compact(&buf, b))
 	return buf.Bytes()
 }
+
+func TestIsCompactMatchesCompact(t *testing.T) {
+	for _, raw := range []string{
+		`{}`, `{"a":1}`, `{ "a":1}`, `{"a":"x y"}`, `{"a":"\" "}`, `{"a":"\\"}`, `{"a":"\\", "b":1}`,
+		"{\"a\":[1,\n2]}", "{\"a\":\"\\u0020\"}\t", `{"a":"\\\" x"}`, `[{"a":{"b":" "}} ]`,
+	} {
+		var buf bytes.Buffer
+		require.NoError(t, json.Compact(&buf, []byte(raw)), raw)
+		assert.Equal(t, buf.String() == raw, isCompact([]byte(raw)), raw)
+	}
+}
