@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/attribute"
@@ -15,19 +16,52 @@ import (
 // batchState is the state of one incoming batch while it is classified:
 // records loaded or changed, and runs touched.
 type batchState struct {
-	recs   map[string]*state.Record // state key → record (nil: no state)
-	dirty  map[string]bool
+	recs   map[string]int32 // state key → index in ents
+	ents   []recEntry
+	dirty  []int32 // ents changed since the last commit
 	runs   map[uint64]*state.Run
 	out    plog.Logs // derived deletes not yet forwarded
 	outFor *item     // batch end whose deletes b.outSL collects
 	outSL  plog.ScopeLogs
+	names  []string                        // slab for changed field lists
+	counts [state.ChangeNoChange + 1]int64 // classifications per change type, added to the metric once per batch
+}
+
+// recEntry is one record state of the batch.
+type recEntry struct {
+	key   string
+	rec   *state.Record // nil: no state
+	dirty bool
+}
+
+// entry returns the index of skey's entry, adding it with rec if new.
+func (b *batchState) entry(skey string, rec *state.Record) (int32, bool) {
+	if i, ok := b.recs[skey]; ok {
+		return i, false
+	}
+	i := int32(len(b.ents))
+	b.ents = append(b.ents, recEntry{key: skey, rec: rec})
+	b.recs[skey] = i
+	return i, true
+}
+
+// set replaces the record of entry i and marks it for the next commit.
+func (b *batchState) set(i int32, rec *state.Record) {
+	e := &b.ents[i]
+	e.rec = rec
+	if !e.dirty {
+		e.dirty = true
+		b.dirty = append(b.dirty, i)
+	}
 }
 
 // apply classifies items against the state and commits the state changes.
 // It returns the derived delete events to append to the batch.
 func (p *cdcProcessor) apply(ctx context.Context, items []*item) (plog.Logs, error) {
-	b := &batchState{recs: map[string]*state.Record{}, dirty: map[string]bool{}, runs: map[uint64]*state.Run{}, out: plog.NewLogs()}
+	b := &batchState{recs: make(map[string]int32, len(items)), ents: make([]recEntry, 0, len(items)),
+		runs: map[uint64]*state.Run{}, out: plog.NewLogs()}
 	err := p.applyItems(ctx, b, items)
+	p.addCounts(ctx, b)
 	if err == nil {
 		err = p.commit(ctx, b)
 	}
@@ -56,9 +90,10 @@ func (p *cdcProcessor) applyItems(ctx context.Context, b *batchState, items []*i
 				return err
 			}
 			clear(b.recs)
+			b.ents = b.ents[:0]
 			continue
 		}
-		rec, err := p.record(ctx, b, it.skey)
+		ent, err := p.record(ctx, b, it)
 		if err != nil {
 			return err
 		}
@@ -66,7 +101,7 @@ func (p *cdcProcessor) applyItems(ctx context.Context, b *batchState, items []*i
 		if err != nil {
 			return err
 		}
-		if err := p.classify(ctx, b, it, rec, run); err != nil {
+		if err := p.classify(ctx, b, it, ent, run); err != nil {
 			return err
 		}
 	}
@@ -80,10 +115,11 @@ func (p *cdcProcessor) load(ctx context.Context, b *batchState, items []*item) e
 		if it.kind == kindEnd {
 			break // records after a batch end are read after its scan
 		}
-		if _, ok := b.recs[it.skey]; !ok {
-			b.recs[it.skey] = nil
+		i, added := b.entry(it.skey, nil)
+		if added {
 			keys = append(keys, it.skey)
 		}
+		it.ent = i + 1
 	}
 	if len(keys) == 0 {
 		return nil
@@ -92,36 +128,42 @@ func (p *cdcProcessor) load(ctx context.Context, b *batchState, items []*item) e
 	if err != nil {
 		return err
 	}
+	recs := make([]state.Record, len(keys)) // one allocation for the batch's records
 	for i, v := range vals {
 		if v == nil {
 			continue
 		}
-		r := &state.Record{}
-		if err := r.Unmarshal(v); err != nil {
+		r := &recs[i]
+		if err := r.UnmarshalShared(v, &p.names); err != nil {
 			return err
 		}
-		b.recs[keys[i]] = r
+		b.ents[i].rec = r // entries were added in the order of keys
 	}
 	return nil
 }
 
-func (p *cdcProcessor) record(ctx context.Context, b *batchState, skey string) (*state.Record, error) {
-	if r, ok := b.recs[skey]; ok {
-		return r, nil
+// record returns the entry of it's record, reading its state if load did
+// not (records after a batch end).
+func (p *cdcProcessor) record(ctx context.Context, b *batchState, it *item) (int32, error) {
+	if it.ent > 0 {
+		return it.ent - 1, nil
 	}
-	vals, err := p.st.Get(ctx, skey)
+	if i, ok := b.recs[it.skey]; ok {
+		return i, nil
+	}
+	vals, err := p.st.Get(ctx, it.skey)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	var r *state.Record
 	if vals[0] != nil {
 		r = &state.Record{}
-		if err := r.Unmarshal(vals[0]); err != nil {
-			return nil, err
+		if err := r.UnmarshalShared(vals[0], &p.names); err != nil {
+			return 0, err
 		}
 	}
-	b.recs[skey] = r
-	return r, nil
+	i, _ := b.entry(it.skey, r)
+	return i, nil
 }
 
 func (p *cdcProcessor) run(ctx context.Context, b *batchState, id uint64, batchID string) (*state.Run, error) {
@@ -138,14 +180,15 @@ func (p *cdcProcessor) run(ctx context.Context, b *batchState, id uint64, batchI
 
 // classify decides the change type of one record event and updates its
 // state in b.
-func (p *cdcProcessor) classify(ctx context.Context, b *batchState, it *item, rec *state.Record, run *state.Run) error {
+func (p *cdcProcessor) classify(ctx context.Context, b *batchState, it *item, ent int32, run *state.Run) error {
+	rec := b.ents[ent].rec
 	if it.hasID && rec != nil {
 		if m, ok := rec.FindMemo(it.evh); ok {
 			it.replay = true
 			it.change, it.prev, it.changed = m.Change, m.PrevHash, m.Fields
 			it.oldVals = decodeValues(m.Old)
 			p.tel.ProcessorCdcRedelivered.Add(ctx, 1)
-			p.count(ctx, it)
+			b.counts[it.change]++
 			return nil
 		}
 	}
@@ -157,12 +200,13 @@ func (p *cdcProcessor) classify(ctx context.Context, b *batchState, it *item, re
 			// Unknown or already deleted: nothing to compare and nothing to
 			// change; the answer is the same on every delivery.
 			it.change = state.ChangeDelete
-			p.count(ctx, it)
+			b.counts[it.change]++
 			p.countRun(run, it.change)
 			return nil
 		}
+		// rec was decoded for this batch and is replaced by next: it is
+		// updated in place.
 		it.change, it.prev = state.ChangeDelete, rec.RecHash
-		next = cloneRecord(rec)
 		next.Tombstone, next.DeletedRun = true, it.run
 		meta.Live--
 		meta.Tombs++
@@ -194,11 +238,13 @@ func (p *cdcProcessor) classify(ctx context.Context, b *batchState, it *item, re
 			it.change = changeOf(bytes.Equal(it.recHash, rec.RecHash))
 		}
 		if it.change == state.ChangeUpdate || it.change == state.ChangeNoChange {
-			it.prev = rec.RecHash
-			next = cloneRecord(rec)
+			it.prev = rec.RecHash // next is rec, updated in place
+		}
+		if it.fields != nil {
+			p.sumFields(it, rec)
 		}
 		if it.change == state.ChangeUpdate && it.fields != nil && rec.FieldsOK {
-			it.changed = diffFields(rec.Fields, it.fields)
+			it.changed = diffFields(&b.names, rec.Fields, it.fields)
 			if it.ds.cfg.KeepOldValues {
 				old := decodeValues(rec.Old)
 				it.oldVals = pick(old, it.changed)
@@ -234,11 +280,27 @@ func (p *cdcProcessor) classify(ctx context.Context, b *batchState, it *item, re
 	if it.hasID {
 		next.PushMemo(memo, p.cfg.MemoDepth)
 	}
-	b.recs[it.skey] = next
-	b.dirty[it.skey] = true
-	p.count(ctx, it)
+	b.set(ent, next)
+	b.counts[it.change]++
 	p.countRun(run, it.change)
 	return nil
+}
+
+// sumFields fills in the per-field hashes of it. A record whose compared
+// fields did not change has the stored hashes (same names and values): one
+// is recomputed to make sure they were made with the current
+// field_hash_key, and all are reused.
+func (p *cdcProcessor) sumFields(it *item, rec *state.Record) {
+	if it.change == state.ChangeNoChange && rec != nil && rec.FieldsOK && len(it.fields) > 0 &&
+		sameNames(rec.Fields, it.fields) && p.fieldHash.sum(it.pairs, it.ends, 0) == rec.Fields[0].Sum {
+		it.fields = rec.Fields
+		return
+	}
+	p.fieldHash.sumAll(it.fields, it.pairs, it.ends)
+}
+
+func sameNames(a, b []state.FieldSum) bool {
+	return slices.EqualFunc(a, b, func(x, y state.FieldSum) bool { return x.Name == y.Name })
 }
 
 func changeOf(equal bool) state.Change {
@@ -248,16 +310,28 @@ func changeOf(equal bool) state.Change {
 	return state.ChangeUpdate
 }
 
-func cloneRecord(r *state.Record) *state.Record {
-	c := *r
-	c.Memo = append([]state.Memo(nil), r.Memo...)
-	return &c
-}
-
 // diffFields returns the names of fields added, removed or changed; both
 // lists are sorted by name.
-func diffFields(old, cur []state.FieldSum) []string {
-	var out []string
+func diffFields(slab *[]string, old, cur []state.FieldSum) []string {
+	n := 0
+	for i, j := 0, 0; i < len(old) || j < len(cur); n++ {
+		switch {
+		case j == len(cur) || (i < len(old) && old[i].Name < cur[j].Name):
+			i++
+		case i == len(old) || cur[j].Name < old[i].Name:
+			j++
+		default:
+			if old[i].Sum == cur[j].Sum {
+				n--
+			}
+			i++
+			j++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := state.Take(slab, n)[:0]
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
@@ -313,7 +387,8 @@ func encodeValues(m map[string]any) []byte {
 	return b
 }
 
-var changeNames = map[state.Change]string{
+// changeNames are the exported change types, indexed by state.Change.
+var changeNames = [...]string{
 	state.ChangeInsert: "insert", state.ChangeUpdate: "update", state.ChangeDelete: "delete", state.ChangeNoChange: "no_change",
 }
 
@@ -322,13 +397,22 @@ var changeNames = map[state.Change]string{
 var changeAttrs = func() map[state.Change]metric.AddOption {
 	m := map[state.Change]metric.AddOption{}
 	for c, n := range changeNames {
-		m[c] = metric.WithAttributeSet(attribute.NewSet(attribute.String("change_type", n)))
+		if n == "" {
+			continue // ChangeNone
+		}
+		m[state.Change(c)] = metric.WithAttributeSet(attribute.NewSet(attribute.String("change_type", n)))
 	}
 	return m
 }()
 
-func (p *cdcProcessor) count(ctx context.Context, it *item) {
-	p.tel.ProcessorCdcRecordsClassified.Add(ctx, 1, changeAttrs[it.change])
+// addCounts adds a batch's classifications to the metric (once per change
+// type: adding per event allocated).
+func (p *cdcProcessor) addCounts(ctx context.Context, b *batchState) {
+	for c, n := range b.counts {
+		if n > 0 {
+			p.tel.ProcessorCdcRecordsClassified.Add(ctx, n, changeAttrs[state.Change(c)])
+		}
+	}
 }
 
 func (p *cdcProcessor) countRun(run *state.Run, c state.Change) {
@@ -346,12 +430,17 @@ func (p *cdcProcessor) countRun(run *state.Run, c state.Change) {
 
 // commit writes the changed records, metas and runs in one storage call.
 func (p *cdcProcessor) commit(ctx context.Context, b *batchState) error {
-	var buf []byte
-	for k := range b.dirty {
-		buf = b.recs[k].Marshal(buf[:0])
-		p.st.Put(k, append([]byte(nil), buf...))
+	// All records are encoded into one buffer, each value a capped slice of
+	// it; when the buffer grows, earlier values stay in the old array.
+	buf := make([]byte, 0, 256*len(b.dirty))
+	for _, i := range b.dirty {
+		e := &b.ents[i]
+		start := len(buf)
+		buf = e.rec.Marshal(buf)
+		p.st.Put(e.key, buf[start:len(buf):len(buf)])
+		e.dirty = false
 	}
-	clear(b.dirty)
+	b.dirty = b.dirty[:0]
 	now := p.now()
 	for _, r := range b.runs {
 		p.st.SaveRun(r, now)

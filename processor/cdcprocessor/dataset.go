@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"path"
+	"slices"
 	"sync"
 
 	"github.com/batchaudit/batchaudit/canonical"
@@ -151,4 +152,13 @@ func (m *matcher) hasRole(r string) bool {
 		}
 	}
 	return false
+}
+
+// compares reports whether field k is part of the compared record (see
+// canonical.Project).
+func (d *dataset) compares(k string) bool {
+	if len(d.cfg.IncludeFields) > 0 && !slices.Contains(d.cfg.IncludeFields, k) {
+		return false
+	}
+	return !slices.Contains(d.cfg.IgnoreFields, k)
 }

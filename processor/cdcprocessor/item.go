@@ -2,12 +2,10 @@ package cdcprocessor
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"slices"
-	"strings"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -27,11 +25,16 @@ const (
 // needs no state (hashes, key, redaction), so the state lock is held only
 // for lookups and updates.
 type item struct {
-	lr   plog.LogRecord
-	rl   plog.ResourceLogs
-	ev   auditevent.Event
-	kind itemKind
-	pos  [3]int // resource, scope, record index in the incoming batch
+	lr      plog.LogRecord
+	rl      plog.ResourceLogs
+	ev      eventInfo
+	full    *auditevent.Event // batch end: the whole event (derived deletes copy from it)
+	data    pcommon.Map       // batchaudit.record.data, if hasData
+	hasData bool
+	raw     map[string]any // data as Go values, built only when needed (redaction, old values)
+	kind    itemKind
+	ent     int32  // 1 + index of the record's batchState entry, set by load (0: none)
+	pos     [3]int // resource, scope, record index in the incoming batch
 
 	ds        *dataset
 	dsID      string
@@ -44,12 +47,15 @@ type item struct {
 	hasID     bool
 	run       uint64
 
-	recHash []byte // exported record hash (stored form, see encodeHash)
-	jobHash bool   // the job sent batchaudit.record.hash
-	cmpHash []byte // 32-byte hash over the configured fields; nil without record data
-	fields  []state.FieldSum
-	newVals map[string]any // redacted projected record (keep_old_values)
-	oldJSON []byte         // canonical JSON of newVals, stored for the next update
+	hashes  [2 * sha256.Size]byte // backing of cmpHash and recHash (items are allocated together)
+	recHash []byte                // exported record hash (stored form, see encodeHash)
+	jobHash bool                  // the job sent batchaudit.record.hash
+	cmpHash []byte                // 32-byte hash over the configured fields; nil without record data
+	fields  []state.FieldSum      // compared fields; sums filled in by classify (sumFields)
+	pairs   []byte                // the compared fields' canonical members, back to back
+	ends    []int32               // end of each field's member in pairs
+	newVals map[string]any        // redacted projected record (keep_old_values)
+	oldJSON []byte                // canonical JSON of newVals, stored for the next update
 
 	// results
 	change  state.Change
@@ -89,106 +95,110 @@ func reasonOf(err error) string {
 }
 
 // prepare computes the stateless part of a record item: key, hashes,
-// per-field hashes and redacted values.
-func (p *cdcProcessor) prepare(it *item, fh *canonical.FieldHasher, buf []byte) ([]byte, error) {
+// per-field hashes and redacted values. The record data is serialized once
+// (recordEnc) for all of them.
+func (p *cdcProcessor) prepare(it *item, enc *recordEnc, slab *prepSlab, runs *runCache) error {
 	e := &it.ev
 	if e.BatchID == "" {
-		return buf, errNoBatch
+		return errNoBatch
 	}
-	it.run = state.RunID(e.BatchID)
+	it.run = runs.id(e.BatchID)
 	if e.ID != "" {
 		it.evh, it.hasID = state.EventHash(e.ID), true
 	}
-	key, err := recordKey(it.ds, e)
+	if it.hasData {
+		enc.encode(it.data, it.ds)
+	}
+	key, err := recordKey(it.ds, e, it.hasData, enc)
 	if err != nil {
-		return buf, err
+		return err
 	}
 	it.key = key
 	it.kh = state.HashKey(key)
 	it.skey = state.RecordKey(it.dsID, it.kh)
 	if it.kind == kindDelete {
-		return buf, nil
+		return nil
 	}
 	if e.RecordHash != "" {
-		it.recHash, it.jobHash = encodeHash(e.RecordHash), true
-	}
-	if e.RecordData == nil {
-		if !it.jobHash {
-			return buf, errNoHash
+		it.jobHash = true
+		if it.recHash = it.hashes[32:64:64]; !decodeHexHash(it.recHash, e.RecordHash) {
+			it.recHash = encodeHash(e.RecordHash)
 		}
-		return buf, nil
 	}
-	proj := it.ds.project(e.RecordData)
-	if buf, err = canonical.AppendJSON(buf[:0], proj); err != nil {
-		return buf, errors.Join(errUnhashable, err)
+	if !it.hasData {
+		if !it.jobHash {
+			return errNoHash
+		}
+		return nil
 	}
-	sum := sha256.Sum256(buf)
-	it.cmpHash = sum[:]
+	cmp, ok := enc.hash(false)
+	if !ok {
+		return errUnhashable
+	}
+	it.cmpHash = it.hashes[0:32:32]
+	copy(it.cmpHash, cmp[:])
 	if !it.jobHash {
 		if it.ds.projects() {
-			full, err := canonical.Marshal(e.RecordData)
-			if err != nil {
-				return buf, errors.Join(errUnhashable, err)
+			full, ok := enc.hash(true)
+			if !ok {
+				return errUnhashable
 			}
-			s := sha256.Sum256(full)
-			it.recHash = s[:]
+			it.recHash = it.hashes[32:64:64]
+			copy(it.recHash, full[:])
 		} else {
 			it.recHash = it.cmpHash
 		}
 	}
-	it.fields = make([]state.FieldSum, 0, len(proj))
-	var sbuf [sha256.Size]byte
-	for name, v := range proj {
-		s, err := fh.Sum(sbuf[:0], name, v)
-		if err != nil {
-			return buf, errors.Join(errUnhashable, err)
-		}
-		it.fields = append(it.fields, state.FieldSum{Name: name, Sum: binary.LittleEndian.Uint64(s)})
+	if it.fields, it.pairs, it.ends, ok = enc.compared(slab); !ok {
+		return errUnhashable
 	}
-	slices.SortFunc(it.fields, func(a, b state.FieldSum) int { return strings.Compare(a.Name, b.Name) })
 	if it.ds.cfg.KeepOldValues {
-		it.newVals = it.ds.redact(proj)
+		it.newVals = it.ds.redact(it.ds.project(it.rawData()))
 		if it.oldJSON, err = canonical.Marshal(it.newVals); err != nil {
-			return buf, errors.Join(errUnhashable, err)
+			return errors.Join(errUnhashable, err)
 		}
 	}
-	return buf, nil
+	return nil
+}
+
+// rawData is the record data as Go values (as auditevent.FromLogRecord
+// gives it), converted once and only when needed.
+func (it *item) rawData() map[string]any {
+	if it.raw == nil && it.hasData {
+		it.raw = it.data.AsRaw()
+	}
+	return it.raw
+}
+
+// runCache remembers the last batch id's run id: an incoming batch usually
+// holds the events of one run.
+type runCache struct {
+	batch string
+	run   uint64
+}
+
+func (c *runCache) id(batchID string) uint64 {
+	if batchID != c.batch || c.batch == "" {
+		c.batch, c.run = batchID, state.RunID(batchID)
+	}
+	return c.run
 }
 
 // recordKey is the key of the record within its dataset: the key fields'
 // values (one field: its value as text; several: the canonical JSON array of
 // the values), else the record id.
-func recordKey(d *dataset, e *auditevent.Event) (string, error) {
+func recordKey(d *dataset, e *eventInfo, hasData bool, enc *recordEnc) (string, error) {
 	fields := d.cfg.KeyFields
 	if len(fields) == 0 {
 		fields = e.KeyFields
 	}
-	if len(fields) > 0 && e.RecordData != nil {
-		vals := make([]any, 0, len(fields))
-		for _, f := range fields {
-			v, ok := e.RecordData[f]
-			if !ok {
-				vals = nil
-				break
-			}
-			vals = append(vals, v)
+	if len(fields) > 0 && hasData {
+		key, ok, err := enc.key(fields)
+		if err != nil {
+			return "", err
 		}
-		switch {
-		case len(vals) == 1:
-			if s, ok := vals[0].(string); ok {
-				return s, nil
-			}
-			b, err := canonical.Marshal(vals[0])
-			if err != nil {
-				return "", errors.Join(errUnhashable, err)
-			}
-			return string(b), nil
-		case len(vals) > 1:
-			b, err := canonical.Marshal(vals)
-			if err != nil {
-				return "", errors.Join(errUnhashable, err)
-			}
-			return string(b), nil
+		if ok {
+			return key, nil
 		}
 	}
 	if e.RecordID != "" {
@@ -202,13 +212,41 @@ func recordKey(d *dataset, e *auditevent.Event) (string, error) {
 const textHash = 0xff
 
 func encodeHash(h string) []byte {
-	if len(h) == 64 {
-		if b, err := hex.DecodeString(h); err == nil && hex.EncodeToString(b) == h {
-			return b
-		}
+	if b := make([]byte, 32); decodeHexHash(b, h) {
+		return b
 	}
 	return append([]byte{textHash}, h...)
 }
+
+// decodeHexHash decodes h into the 32 bytes of dst if h is lowercase
+// SHA-256 hex (so encoding dst again gives h back).
+func decodeHexHash(dst []byte, h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	bad := byte(0)
+	for i := range dst[:32] {
+		hi, lo := hexValue[h[2*i]], hexValue[h[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+	}
+	return bad&0xf0 == 0
+}
+
+// hexValue maps lowercase hex digits to their value and everything else to
+// 0xff.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
 
 func decodeHash(b []byte) string {
 	if len(b) == 32 {

@@ -40,19 +40,20 @@ func (p *cdcProcessor) write(ctx context.Context, items []*item) {
 				attrs.PutStr(auditevent.AttrHashAlgorithm, "sha256")
 			}
 		}
-		attrs.Remove(auditevent.AttrChangedFields)
 		if len(it.changed) > 0 {
-			s := attrs.PutEmptySlice(auditevent.AttrChangedFields)
+			s := attrs.PutEmptySlice(auditevent.AttrChangedFields) // replaces a value the job sent
 			s.EnsureCapacity(len(it.changed))
 			for _, f := range it.changed {
 				s.AppendEmpty().SetStr(f)
 			}
+		} else {
+			attrs.Remove(auditevent.AttrChangedFields)
 		}
 		attrs.Remove(auditevent.AttrOldValue)
 		attrs.Remove(auditevent.AttrNewValue)
 		if it.change == state.ChangeUpdate && it.ds.cfg.KeepOldValues && it.changed != nil {
 			putMap(attrs, auditevent.AttrOldValue, it.oldVals)
-			putMap(attrs, auditevent.AttrNewValue, pick(it.ds.redact(it.ds.project(it.ev.RecordData)), it.changed))
+			putMap(attrs, auditevent.AttrNewValue, pick(it.ds.redact(it.ds.project(it.rawData())), it.changed))
 		}
 		p.writeRecordData(attrs, it)
 		if it.change == state.ChangeNoChange && p.cfg.NoChange != NoChangeKeep {
@@ -65,7 +66,7 @@ func (p *cdcProcessor) write(ctx context.Context, items []*item) {
 // writeRecordData applies record_data: the exported record data is either
 // removed or carries the dataset's redaction.
 func (p *cdcProcessor) writeRecordData(attrs pcommon.Map, it *item) {
-	if it.ev.RecordData == nil {
+	if !it.hasData {
 		return
 	}
 	if p.cfg.RecordData == RecordDataDrop {
@@ -73,7 +74,7 @@ func (p *cdcProcessor) writeRecordData(attrs pcommon.Map, it *item) {
 		return
 	}
 	if it.ds.redacts {
-		putMap(attrs, auditevent.AttrRecordData, it.ds.redact(it.ev.RecordData))
+		putMap(attrs, auditevent.AttrRecordData, it.ds.redact(it.rawData()))
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/auditevent"
-	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/metadata"
 	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/state"
 )
@@ -34,11 +33,13 @@ type cdcProcessor struct {
 	sources bool // some dataset has role source
 	now     func() time.Time
 
-	hashers sync.Pool // *canonical.FieldHasher, one per concurrent prepare
+	encoders sync.Pool // *recordEnc, one per concurrent collect
 
-	mu     sync.Mutex // serializes state access: classification is read-modify-write
-	client storage.Client
-	st     *state.Store
+	mu        sync.Mutex // serializes state access: classification is read-modify-write
+	client    storage.Client
+	st        *state.Store
+	names     state.Interner // field names and partitions of decoded records
+	fieldHash *fieldHasher   // per-field hashes (classify)
 }
 
 var _ processor.Logs = (*cdcProcessor)(nil)
@@ -54,7 +55,8 @@ func newProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*cdc
 	if len(key) == 0 {
 		key = nil
 	}
-	p.hashers.New = func() any { return canonical.NewFieldHasher(key) }
+	p.encoders.New = func() any { return &recordEnc{} }
+	p.fieldHash = newFieldHasher(key)
 	return p, nil
 }
 
@@ -160,10 +162,17 @@ func (p *cdcProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 
 // collect finds the events the processor acts on and prepares them.
 func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
-	var items []*item
-	fh := p.hashers.Get().(*canonical.FieldHasher)
-	defer p.hashers.Put(fh)
-	var buf []byte
+	var (
+		items []*item
+		arena []item // items of this batch, allocated together
+		runs  runCache
+		slab  prepSlab
+	)
+	enc := p.encoders.Get().(*recordEnc)
+	defer func() {
+		enc.release()
+		p.encoders.Put(enc)
+	}()
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
@@ -189,27 +198,38 @@ func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
 				default:
 					continue
 				}
-				it := &item{lr: lr, rl: rl, kind: kind, pos: [3]int{i, j, k}, ev: auditevent.FromLogRecord(lr, rl.Resource())}
+				if len(arena) == cap(arena) {
+					arena = make([]item, 0, max(ld.LogRecordCount()-len(items), 1))
+				}
+				arena = arena[:len(arena)+1]
+				it := &arena[len(arena)-1]
+				// Slots are zero: fresh, or cleared when given back below.
+				it.lr, it.rl, it.kind, it.pos = lr, rl, kind, [3]int{i, j, k}
 				if kind == kindEnd {
-					if it.ev.BatchID == "" {
-						p.unclassified(ctx, reasonNoBatch, &it.ev)
+					full := auditevent.FromLogRecord(lr, rl.Resource())
+					if full.BatchID == "" {
+						p.unclassified(ctx, reasonNoBatch, full.ID, full.Name, full.RecordID)
+						*it, arena = item{}, arena[:len(arena)-1]
 						continue
 					}
-					it.run = state.RunID(it.ev.BatchID)
+					it.full = &full
+					it.ev.BatchID = full.BatchID
+					it.run = state.RunID(full.BatchID)
 					items = append(items, it)
 					continue
 				}
+				readEvent(it, lr, rl.Resource())
 				d := it.ev.Target
 				if role == RoleSource {
 					d = it.ev.Source
 				}
 				it.namespace, it.name = d.Namespace, d.Name
 				if it.ds, it.dsID = p.match.lookup(role, d.Namespace, d.Name); it.ds == nil {
+					*it, arena = item{}, arena[:len(arena)-1]
 					continue
 				}
-				var err error
-				if buf, err = p.prepare(it, fh, buf); err != nil {
-					p.unclassified(ctx, reasonOf(err), &it.ev)
+				if err := p.prepare(it, enc, &slab, &runs); err != nil {
+					p.unclassified(ctx, reasonOf(err), it.ev.ID, it.ev.Name, it.ev.RecordID)
 					// Unclassified or not, the dataset's redaction applies.
 					p.writeRecordData(lr.Attributes(), it)
 					continue
@@ -221,10 +241,10 @@ func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
 	return items
 }
 
-func (p *cdcProcessor) unclassified(ctx context.Context, reason string, e *auditevent.Event) {
+func (p *cdcProcessor) unclassified(ctx context.Context, reason, id, name, recordID string) {
 	p.tel.ProcessorCdcUnclassified.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 	p.set.Logger.Warn("cdc: event passed through unclassified", zap.String("reason", reason),
-		zap.String("event_id", e.ID), zap.String("event_name", e.Name), zap.String("record_id", e.RecordID))
+		zap.String("event_id", id), zap.String("event_name", name), zap.String("record_id", recordID))
 }
 
 // removeDropped removes the no_change events marked for suppression; items

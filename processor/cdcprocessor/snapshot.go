@@ -18,14 +18,14 @@ import (
 // is idempotent: a redelivered batch end re-emits the same deletes (same
 // ids) and the same counts.
 func (p *cdcProcessor) endRun(ctx context.Context, b *batchState, it *item) error {
-	run, err := p.st.Run(ctx, it.run, it.ev.BatchID)
+	run, err := p.st.Run(ctx, it.run, it.full.BatchID)
 	if err != nil {
 		return err
 	}
 	dsets := slices.Clone(run.Datasets)
 	// A batch end may name a dataset the run did not write to at all (an
 	// empty snapshot): include it.
-	if t := it.ev.Target; t.Name != "" {
+	if t := it.full.Target; t.Name != "" {
 		if d := p.match.match(RoleTarget, t.Namespace, t.Name); d != nil {
 			id := state.DatasetID(RoleTarget, t.Namespace, t.Name)
 			p.st.Meta(id, RoleTarget, t.Namespace, t.Name)
@@ -33,15 +33,15 @@ func (p *cdcProcessor) endRun(ctx context.Context, b *batchState, it *item) erro
 			for i := range dsets {
 				if dsets[i].ID == id {
 					found = true
-					dsets[i].Partitions = append(slices.Clone(dsets[i].Partitions), it.ev.Partition)
+					dsets[i].Partitions = append(slices.Clone(dsets[i].Partitions), it.full.Partition)
 				}
 			}
 			if !found {
-				dsets = append(dsets, state.RunDataset{ID: id, Partitions: []string{it.ev.Partition}})
+				dsets = append(dsets, state.RunDataset{ID: id, Partitions: []string{it.full.Partition}})
 			}
 		}
 	}
-	success := it.ev.BatchResult == auditevent.ResultSuccess
+	success := it.full.BatchResult == auditevent.ResultSuccess
 	for _, rd := range dsets {
 		meta := p.st.Known(rd.ID)
 		if meta == nil {
@@ -67,8 +67,8 @@ func (p *cdcProcessor) endRun(ctx context.Context, b *batchState, it *item) erro
 		}
 	}
 	if !success && len(dsets) > 0 {
-		p.set.Logger.Debug("cdc: run did not succeed; no deletes derived", zap.String("batch_id", it.ev.BatchID),
-			zap.String("result", it.ev.BatchResult))
+		p.set.Logger.Debug("cdc: run did not succeed; no deletes derived", zap.String("batch_id", it.full.BatchID),
+			zap.String("result", it.full.BatchResult))
 	}
 	run.Ended = true
 	p.st.SaveRun(run, p.now())
@@ -124,7 +124,7 @@ func (p *cdcProcessor) scan(ctx context.Context, b *batchState, end *item, run *
 				continue // stale: the key was purged
 			}
 			var rec state.Record
-			if err := rec.Unmarshal(v); err != nil {
+			if err := rec.UnmarshalShared(v, &p.names); err != nil {
 				return err
 			}
 			if rec.Slot != pos {
@@ -206,15 +206,15 @@ func (p *cdcProcessor) flushScan(ctx context.Context, b *batchState, ds string, 
 // the same ids and the store deduplicates them.
 func (p *cdcProcessor) emitDelete(ctx context.Context, b *batchState, end *item, meta *state.Meta, rec *state.Record) {
 	e := auditevent.Event{
-		ID:           auditevent.DeterministicID(derivedBy, auditevent.RecordDelete, end.ev.BatchID, meta.Role, meta.Namespace, meta.Name, rec.RecordID),
+		ID:           auditevent.DeterministicID(derivedBy, auditevent.RecordDelete, end.full.BatchID, meta.Role, meta.Namespace, meta.Name, rec.RecordID),
 		Name:         auditevent.RecordDelete,
-		Time:         end.ev.Time,
-		TraceID:      end.ev.TraceID,
-		SpanID:       end.ev.SpanID,
-		BatchID:      end.ev.BatchID,
-		JobName:      end.ev.JobName,
-		JobNamespace: end.ev.JobNamespace,
-		Actor:        end.ev.Actor,
+		Time:         end.full.Time,
+		TraceID:      end.full.TraceID,
+		SpanID:       end.full.SpanID,
+		BatchID:      end.full.BatchID,
+		JobName:      end.full.JobName,
+		JobNamespace: end.full.JobNamespace,
+		Actor:        end.full.Actor,
 		Target:       auditevent.Dataset{Namespace: meta.Namespace, Name: meta.Name},
 		RecordID:     rec.RecordID,
 		Partition:    rec.Partition,

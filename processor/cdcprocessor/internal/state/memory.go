@@ -25,7 +25,9 @@ var _ storage.Client = (*MemoryClient)(nil)
 
 var errClosed = errors.New("memory storage client is closed")
 
-// Get returns a copy of the value of key, or nil.
+// Get returns the value of key, or nil. The value is shared with the
+// client: callers must not modify it (Store never does; Set stores copies,
+// so a stored value never changes).
 func (c *MemoryClient) Get(ctx context.Context, key string) ([]byte, error) {
 	op := storage.GetOperation(key)
 	err := c.Batch(ctx, op)
@@ -53,7 +55,7 @@ func (c *MemoryClient) Batch(_ context.Context, ops ...*storage.Operation) error
 		switch op.Type {
 		case storage.Get:
 			if v, ok := c.data[op.Key]; ok {
-				op.Value = append([]byte(nil), v...)
+				op.Value = v[:len(v):len(v)]
 			} else {
 				op.Value = nil
 			}

@@ -111,8 +111,17 @@ func (r *Record) Marshal(dst []byte) []byte {
 var errCorrupt = errors.New("cdc state: corrupt record state")
 
 // Unmarshal decodes a record state written by Marshal.
-func (r *Record) Unmarshal(b []byte) error {
-	d := decoder{b: b}
+func (r *Record) Unmarshal(b []byte) error { return r.UnmarshalShared(b, nil) }
+
+// UnmarshalShared is Unmarshal without copies: the hashes and old values of
+// r share b's memory (the caller owns b, as storage clients return copies,
+// and never modifies it), and names (field names, partitions) come from in
+// when given, so steady-state decoding allocates little.
+func (r *Record) UnmarshalShared(b []byte, in *Interner) error {
+	d := decoder{b: b, shared: true}
+	if in == nil {
+		d.shared = false
+	}
 	if d.byte() != recordVersion {
 		return errCorrupt
 	}
@@ -122,22 +131,22 @@ func (r *Record) Unmarshal(b []byte) error {
 	r.LastRun = d.uint64()
 	r.DeletedRun = d.uint64()
 	r.RecordID = string(d.bytes())
-	r.Partition = string(d.bytes())
+	r.Partition = in.string(d.bytes())
 	r.RecHash = d.copyBytes()
 	if flags&flagCmp != 0 {
 		r.CmpHash = d.copyN(32)
 	}
 	if n := d.count(); n > 0 {
-		r.Fields = make([]FieldSum, n)
+		r.Fields = Take(in.fieldSlab(), n)
 		for i := range r.Fields {
-			r.Fields[i] = FieldSum{Name: string(d.bytes()), Sum: d.uint64()}
+			r.Fields[i] = FieldSum{Name: in.string(d.bytes()), Sum: d.uint64()}
 		}
 	}
 	if flags&flagOld != 0 {
 		r.Old = d.copyBytes()
 	}
 	if n := d.count(); n > 0 {
-		r.Memo = make([]Memo, n)
+		r.Memo = Take(in.memoSlab(), n)
 		for i := range r.Memo {
 			m := &r.Memo[i]
 			copy(m.Event[:], d.n(16))
@@ -145,9 +154,9 @@ func (r *Record) Unmarshal(b []byte) error {
 			m.Change = Change(d.byte())
 			m.PrevHash = d.copyBytes()
 			if k := d.count(); k > 0 {
-				m.Fields = make([]string, k)
+				m.Fields = Take(in.nameSlab(), k)
 				for j := range m.Fields {
-					m.Fields[j] = string(d.bytes())
+					m.Fields[j] = in.string(d.bytes())
 				}
 			}
 			m.Old = d.copyBytes()
@@ -172,18 +181,27 @@ func (r *Record) FindMemo(ev [16]byte) (Memo, bool) {
 // PushMemo records m as the newest memo and keeps at most depth entries, all
 // of m's run: once a later run writes the key, redeliveries of older runs'
 // events are no longer expected (so steady state keeps one memo per key).
+// It reuses r.Memo's array (a decoded record owns it).
 func (r *Record) PushMemo(m Memo, depth int) {
-	out := make([]Memo, 1, depth)
-	out[0] = m
+	keep := r.Memo[:0]
 	for _, o := range r.Memo {
-		if len(out) >= depth {
+		if len(keep) >= depth-1 {
 			break
 		}
 		if o.Run == m.Run {
-			out = append(out, o)
+			keep = append(keep, o)
 		}
 	}
-	r.Memo = out
+	if len(keep) < cap(keep) {
+		keep = keep[:len(keep)+1]
+		copy(keep[1:], keep[:len(keep)-1])
+		keep[0] = m
+		r.Memo = keep
+		return
+	}
+	out := make([]Memo, 1, depth)
+	out[0] = m
+	r.Memo = append(out, keep...)
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -193,8 +211,9 @@ func appendBytes(dst, b []byte) []byte {
 
 // decoder reads the binary form; any overrun sets err instead of panicking.
 type decoder struct {
-	b   []byte
-	err bool
+	b      []byte
+	err    bool
+	shared bool // byte slices may share b
 }
 
 func (d *decoder) n(k int) []byte {
@@ -251,7 +270,82 @@ func (d *decoder) copyN(k int) []byte {
 	if b == nil {
 		return nil
 	}
+	if d.shared {
+		return b[:len(b):len(b)]
+	}
 	return append([]byte(nil), b...)
+}
+
+// Interner hands out one string per distinct name, so decoding the same
+// field names for every record does not allocate them again, and it hands
+// out the slices of decoded records from shared arrays (one allocation for
+// many records). It is not safe for concurrent use.
+type Interner struct {
+	m    map[string]string
+	slab slabs
+}
+
+type slabs struct {
+	fields []FieldSum
+	memos  []Memo
+	names  []string
+}
+
+// The slab getters return nil without an Interner (allocate per record).
+func (in *Interner) fieldSlab() *[]FieldSum {
+	if in == nil {
+		return nil
+	}
+	return &in.slab.fields
+}
+
+func (in *Interner) memoSlab() *[]Memo {
+	if in == nil {
+		return nil
+	}
+	return &in.slab.memos
+}
+
+func (in *Interner) nameSlab() *[]string {
+	if in == nil {
+		return nil
+	}
+	return &in.slab.names
+}
+
+const slabLen = 4096
+
+// Take returns a zeroed slice of n elements from *slab (capped, so appends
+// never reach a neighbour), or a new one when slab is nil. Elements are
+// handed out once; a full slab is replaced, not reused.
+func Take[T any](slab *[]T, n int) []T {
+	if slab == nil || n > slabLen/4 {
+		return make([]T, n)
+	}
+	if len(*slab)+n > cap(*slab) {
+		*slab = make([]T, 0, slabLen)
+	}
+	s := *slab
+	out := s[len(s) : len(s)+n : len(s)+n]
+	*slab = s[:len(s)+n]
+	return out
+}
+
+const internMax = 4096 // names are few; the bound only guards against unusual data
+
+func (in *Interner) string(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	if in.m == nil || len(in.m) >= internMax {
+		in.m = make(map[string]string)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
 }
 
 func (d *decoder) copyBytes() []byte {

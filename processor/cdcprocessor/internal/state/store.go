@@ -81,8 +81,9 @@ type Store struct {
 	tails map[string][]byte // dataset → content of its last index chunk
 	runs  map[uint64]*Run   // runs touched since start
 	seen  map[uint64]int64  // run → last update (unix seconds), persisted under runsKey
-	pend  map[string][]byte // pending writes; nil value = delete
+	pend  map[string]int    // pending writes: key → index in order and vals
 	order []string          // pending keys in first-write order
+	vals  [][]byte          // their values; nil = delete
 }
 
 // Open loads the dataset registry and run registry from client. observe,
@@ -100,7 +101,7 @@ func Open(ctx context.Context, client storage.Client, observe func(op string, d 
 
 func (s *Store) load(ctx context.Context) error {
 	s.metas, s.tails, s.runs, s.seen = map[string]*Meta{}, map[string][]byte{}, map[uint64]*Run{}, map[uint64]int64{}
-	s.pend, s.order = map[string][]byte{}, nil
+	s.pend, s.order, s.vals = map[string]int{}, nil, nil
 	vals, err := s.Get(ctx, registryKey, runsKey)
 	if err != nil {
 		return err
@@ -154,13 +155,18 @@ func (s *Store) Reset(ctx context.Context) error { return s.load(ctx) }
 func (s *Store) Get(ctx context.Context, keys ...string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
 	ops := make([]*storage.Operation, 0, len(keys))
+	opv := make([]storage.Operation, len(keys)) // one allocation for all operations
 	idx := make([]int, 0, len(keys))
 	for i, k := range keys {
-		if v, ok := s.pend[k]; ok {
-			out[i] = v
-			continue
+		if len(s.pend) > 0 {
+			if j, ok := s.pend[k]; ok {
+				out[i] = s.vals[j]
+				continue
+			}
 		}
-		ops = append(ops, storage.GetOperation(k))
+		op := &opv[len(ops)]
+		op.Key, op.Type = k, storage.Get
+		ops = append(ops, op)
 		idx = append(idx, i)
 	}
 	if len(ops) == 0 {
@@ -172,8 +178,8 @@ func (s *Store) Get(ctx context.Context, keys ...string) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cdc state read: %w", err)
 	}
-	for j, op := range ops {
-		out[idx[j]] = op.Value
+	for j := range ops {
+		out[idx[j]] = opv[j].Value
 	}
 	return out, nil
 }
@@ -190,10 +196,13 @@ func (s *Store) Put(key string, v []byte) {
 func (s *Store) Delete(key string) { s.buffer(key, nil) }
 
 func (s *Store) buffer(key string, v []byte) {
-	if _, ok := s.pend[key]; !ok {
-		s.order = append(s.order, key)
+	if j, ok := s.pend[key]; ok {
+		s.vals[j] = v
+		return
 	}
-	s.pend[key] = v
+	s.pend[key] = len(s.order)
+	s.order = append(s.order, key)
+	s.vals = append(s.vals, v)
 }
 
 // Pending is the number of buffered writes.
@@ -205,12 +214,16 @@ func (s *Store) Flush(ctx context.Context) error {
 		return nil
 	}
 	ops := make([]*storage.Operation, len(s.order))
+	opv := make([]storage.Operation, len(s.order)) // one allocation for all operations
 	for i, k := range s.order {
-		if v := s.pend[k]; v == nil {
-			ops[i] = storage.DeleteOperation(k)
+		op := &opv[i]
+		op.Key = k
+		if v := s.vals[i]; v == nil {
+			op.Type = storage.Delete
 		} else {
-			ops[i] = storage.SetOperation(k, v)
+			op.Type, op.Value = storage.Set, v
 		}
+		ops[i] = op
 	}
 	start := time.Now()
 	err := s.client.Batch(ctx, ops...)
@@ -219,7 +232,8 @@ func (s *Store) Flush(ctx context.Context) error {
 		return fmt.Errorf("cdc state write: %w", err)
 	}
 	clear(s.pend)
-	s.order = s.order[:0]
+	clear(s.vals) // let the written values go
+	s.order, s.vals = s.order[:0], s.vals[:0]
 	return nil
 }
 
