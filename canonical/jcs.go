@@ -67,45 +67,13 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 		}
 		return appendNumber(dst, f)
 	case map[string]any:
-		ms := getMembers(len(t))
-		for k, v := range t {
-			ms.m = append(ms.m, member{k, v})
-		}
-		dst, err := appendMembers(dst, ms.m)
-		putMembers(ms)
-		return dst, err
+		return appendMap(dst, t)
 	case map[string]string:
-		ms := getMembers(len(t))
-		for k, v := range t {
-			ms.m = append(ms.m, member{k, v})
-		}
-		dst, err := appendMembers(dst, ms.m)
-		putMembers(ms)
-		return dst, err
+		return appendMap(dst, t)
 	case []any:
-		dst = append(dst, '[')
-		for i, e := range t {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var err error
-			if dst, err = AppendJSON(dst, e); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendArray(dst, t, AppendJSON)
 	case []string:
-		dst = append(dst, '[')
-		for i, e := range t {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var err error
-			if dst, err = appendString(dst, e); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendArray(dst, t, appendString)
 	}
 	// Anything else (structs, typed maps): normalize through encoding/json.
 	rv := reflect.ValueOf(v)
@@ -332,4 +300,28 @@ func Hash(v any) (string, error) {
 func HashBytes(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+func appendMap[V any](dst []byte, m map[string]V) ([]byte, error) {
+	ms := getMembers(len(m))
+	for k, v := range m {
+		ms.m = append(ms.m, member{k, v})
+	}
+	dst, err := appendMembers(dst, ms.m)
+	putMembers(ms)
+	return dst, err
+}
+
+func appendArray[E any](dst []byte, l []E, appendElem func([]byte, E) ([]byte, error)) ([]byte, error) {
+	dst = append(dst, '[')
+	for i, e := range l {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = appendElem(dst, e); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, ']'), nil
 }
