@@ -255,6 +255,10 @@ func (r *reader) array(skip bool) (any, error) {
 func (r *reader) skipString() error {
 	r.i++ // opening quote
 	for r.i < len(r.b) {
+		r.i = stringStop(r.b, r.i)
+		if r.i >= len(r.b) {
+			break
+		}
 		switch c := r.b[r.i]; {
 		case c == '"':
 			r.i++

@@ -94,6 +94,16 @@ type (
 // OpenLineage parses OpenLineage RunEvents, JobEvents and DatasetEvents: one
 // event, a JSON array of events, or NDJSON.
 func OpenLineage(body []byte, opt Options) (*Result, error) {
+	if !opt.NDJSON {
+		if res, ok := openLineageArray(body, opt); ok {
+			return res, nil
+		}
+	}
+	return openLineageItems(body, opt)
+}
+
+// openLineageItems is OpenLineage for any body shape: items delimited first.
+func openLineageItems(body []byte, opt Options) (*Result, error) {
 	items, err := splitItems(body, opt)
 	if err != nil {
 		return nil, err
@@ -101,17 +111,80 @@ func OpenLineage(body []byte, opt Options) (*Result, error) {
 	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
 	sink.res.Items = len(items)
 	for i, raw := range items {
-		ev, probs, orig, err := eventFromOpenLineage(raw)
-		if err != nil {
-			sink.reject(i, "item", err.Error())
-			continue
-		}
-		// The compacted original is the item's canonical content; hashing it
-		// is much cheaper than canonicalizing an event that embeds it.
-		sum := sha256.Sum256(orig)
-		sink.add(i, &ev, hex.EncodeToString(sum[:]), probs)
+		addOpenLineage(sink, i, raw, nil)
 	}
 	return sink.res, nil
+}
+
+// openLineageArray is the common case of OpenLineage, a well-formed JSON
+// array within limits, in one pass: each element is decoded where it is
+// found instead of being delimited first. ok is false for any other body;
+// the caller then takes the general path, which words the request errors.
+func openLineageArray(body []byte, opt Options) (*Result, bool) {
+	b := bytes.TrimSpace(body)
+	if len(b) == 0 || b[0] != '[' {
+		return nil, false
+	}
+	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
+	strs := map[string]string{}
+	r := reader{b: b, i: 1}
+	r.ws()
+	if r.i < len(b) && b[r.i] == ']' {
+		r.i++
+	} else {
+		for n := 0; ; n++ {
+			if opt.MaxEvents > 0 && n >= opt.MaxEvents {
+				return nil, false // splitItems reports the total
+			}
+			r.ws()
+			start := r.i
+			var ol olEvent
+			d := olDecoder{r: reader{b: b, i: start}, strs: strs}
+			if d.peek() == '{' && d.event(&ol) {
+				r.i = d.r.i
+				addOpenLineage(sink, n, b[start:r.i], &decoded{ol: &ol, spaced: d.spaced})
+			} else {
+				// As splitArray delimits it; the item parser words the error.
+				if _, err := r.value(true); err != nil {
+					return nil, false
+				}
+				addOpenLineage(sink, n, b[start:r.i], nil)
+			}
+			sink.res.Items++
+			r.ws()
+			if r.i >= len(b) {
+				return nil, false
+			}
+			if b[r.i] == ']' {
+				r.i++
+				break
+			}
+			if b[r.i] != ',' {
+				return nil, false
+			}
+			r.i++
+		}
+	}
+	r.ws()
+	return sink.res, r.i == len(b)
+}
+
+// decoded is an item the single-pass decoder has already read.
+type decoded struct {
+	ol     *olEvent
+	spaced bool
+}
+
+func addOpenLineage(sink *eventSink, i int, raw []byte, pre *decoded) {
+	ev, probs, orig, err := eventFromOpenLineageDecoded(raw, pre)
+	if err != nil {
+		sink.reject(i, "item", err.Error())
+		return
+	}
+	// The compacted original is the item's canonical content; hashing it
+	// is much cheaper than canonicalizing an event that embeds it.
+	sum := sha256.Sum256(orig)
+	sink.add(i, &ev, hex.EncodeToString(sum[:]), probs)
 }
 
 // EventFromOpenLineage maps one OpenLineage event onto a canonical event. The
@@ -125,14 +198,32 @@ func EventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError
 // eventFromOpenLineage is EventFromOpenLineage that also returns the bytes
 // of ev.Original, so the caller can hash them without copying the string.
 func eventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError, []byte, error) {
+	return eventFromOpenLineageDecoded(raw, nil)
+}
+
+// eventFromOpenLineageDecoded is eventFromOpenLineage for an item pre
+// already holds the decoded form of, when not nil.
+func eventFromOpenLineageDecoded(raw []byte, pre *decoded) (auditevent.Event, []auditevent.FieldError, []byte, error) {
 	var ev auditevent.Event
 	var ol olEvent
-	if err := json.Unmarshal(raw, &ol); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return ev, nil, nil, fmt.Errorf("OpenLineage field %q must be %s, got JSON %s", te.Field, te.Type, te.Value)
+	var spaced, ok bool
+	if pre != nil {
+		ol, spaced, ok = *pre.ol, pre.spaced, true
+	} else {
+		spaced, ok = decodeOpenLineage(raw, &ol)
+	}
+	if !ok {
+		// Errors and the odd cases the single-pass decoder declines:
+		// encoding/json decides, and words the error.
+		ol = olEvent{}
+		if err := json.Unmarshal(raw, &ol); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return ev, nil, nil, fmt.Errorf("OpenLineage field %q must be %s, got JSON %s", te.Field, te.Type, te.Value)
+			}
+			return ev, nil, nil, errors.New(jsonErr(err))
 		}
-		return ev, nil, nil, errors.New(jsonErr(err))
+		spaced = !isCompact(raw)
 	}
 	var probs []auditevent.FieldError
 	bad := func(field, format string, args ...any) {
@@ -176,7 +267,7 @@ func eventFromOpenLineage(raw []byte) (auditevent.Event, []auditevent.FieldError
 	}
 
 	orig := raw // what json.Compact returns for compact input, without its second scan
-	if !isCompact(raw) {
+	if spaced {
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, raw); err == nil {
 			orig = compact.Bytes()
