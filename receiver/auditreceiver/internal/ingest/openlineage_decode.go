@@ -84,32 +84,12 @@ func (d *olDecoder) key() ([]byte, bool) {
 // opening brace is next. Keys seen twice or matching a known key only
 // case-insensitively make it decline: encoding/json merges or folds those.
 func (d *olDecoder) object(known []string, member func(int) bool) bool {
-	d.r.i++ // {
-	if d.r.depth++; d.r.depth > maxDepth {
-		return false
-	}
 	var seen uint32
-	d.ws()
-	if d.peek() == '}' {
-		d.r.i++
-		d.r.depth--
-		return true
-	}
-	for {
-		d.ws()
-		if d.peek() != '"' {
-			return false
-		}
+	return d.members(func() bool {
 		k, ok := d.key()
-		if !ok {
+		if !ok || !d.colon() {
 			return false
 		}
-		d.ws()
-		if d.peek() != ':' {
-			return false
-		}
-		d.r.i++
-		d.ws()
 		idx := -1
 		for i, name := range known {
 			if string(k) == name {
@@ -123,15 +103,32 @@ func (d *olDecoder) object(known []string, member func(int) bool) bool {
 				return false
 			}
 			seen |= 1 << idx
-			if !member(idx) {
-				return false
-			}
+			return member(idx)
 		case foldsToAny(k, known):
 			return false
 		default:
-			if !d.skip() {
-				return false
-			}
+			return d.skip()
+		}
+	})
+}
+
+// members decodes the members of an object (opening brace next); member
+// reads one key (its opening quote next) and its value.
+func (d *olDecoder) members(member func() bool) bool {
+	d.r.i++ // {
+	if d.r.depth++; d.r.depth > maxDepth {
+		return false
+	}
+	d.ws()
+	if d.peek() == '}' {
+		d.r.i++
+		d.r.depth--
+		return true
+	}
+	for {
+		d.ws()
+		if d.peek() != '"' || !member() {
+			return false
 		}
 		d.ws()
 		switch d.peek() {
@@ -145,6 +142,18 @@ func (d *olDecoder) object(known []string, member func(int) bool) bool {
 			return false
 		}
 	}
+}
+
+// colon consumes the ':' between a key and its value, and the whitespace
+// around it.
+func (d *olDecoder) colon() bool {
+	d.ws()
+	if d.peek() != ':' {
+		return false
+	}
+	d.r.i++
+	d.ws()
+	return true
 }
 
 // foldsToAny reports whether encoding/json might match k to one of the
@@ -617,48 +626,18 @@ func (d *olDecoder) columnLineage(cl *olColumnLineage) bool {
 // fieldMap decodes columnLineage.fields: a map, so a repeated key keeps its
 // last value, decoded from scratch, as in encoding/json.
 func (d *olDecoder) fieldMap(cl *olColumnLineage) bool {
-	d.r.i++ // {
-	if d.r.depth++; d.r.depth > maxDepth {
-		return false
-	}
-	d.ws()
-	if d.peek() == '}' {
-		d.r.i++
-		d.r.depth--
-		return true
-	}
-	for {
-		d.ws()
-		if d.peek() != '"' {
-			return false
-		}
+	return d.members(func() bool {
 		name, err := d.r.str()
-		if err != nil {
+		if err != nil || !d.colon() {
 			return false
 		}
-		d.ws()
-		if d.peek() != ':' {
-			return false
-		}
-		d.r.i++
-		d.ws()
 		fl := zeroElem(cl.Fields)
 		if !d.structValue(olFieldKeys, func(int) bool { return d.inputFields(&fl.InputFields) }) {
 			return false
 		}
 		cl.Fields[name] = fl
-		d.ws()
-		switch d.peek() {
-		case ',':
-			d.r.i++
-		case '}':
-			d.r.i++
-			d.r.depth--
-			return true
-		default:
-			return false
-		}
-	}
+		return true
+	})
 }
 
 func (d *olDecoder) inputFields(dst *[]olInputField) bool {
