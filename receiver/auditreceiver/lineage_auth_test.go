@@ -3,10 +3,12 @@ package auditreceiver
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"testing"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/basicauthextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/bearertokenauthextension"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/otel/attribute"
@@ -72,7 +75,7 @@ func TestOpenLineageEndpoints(t *testing.T) {
 	assert.Equal(t, 2, res.api.Accepted)
 }
 
-// authHost serves the bearer token extension to the receiver.
+// authHost serves an auth extension to the receiver.
 type authHost struct {
 	component.Host
 	ext map[component.ID]component.Component
@@ -80,11 +83,10 @@ type authHost struct {
 
 func (h authHost) GetExtensions() map[component.ID]component.Component { return h.ext }
 
-func TestBearerTokenAuth(t *testing.T) {
-	f := bearertokenauthextension.NewFactory()
-	extCfg := f.CreateDefaultConfig().(*bearertokenauthextension.Config)
-	extCfg.BearerToken = configopaque.String("s3cret")
-	id := component.MustNewID("bearertokenauth")
+// startWithAuth starts a real contrib auth extension and an HTTP-only receiver that uses it.
+func startWithAuth(t *testing.T, f extension.Factory, extCfg component.Config) *testReceiver {
+	t.Helper()
+	id := component.NewID(f.Type())
 	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), extCfg)
 	require.NoError(t, err)
 	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
@@ -94,19 +96,43 @@ func TestBearerTokenAuth(t *testing.T) {
 	cfg := testConfig()
 	cfg.Protocols.GRPC = configoptional.None[configgrpc.ServerConfig]()
 	cfg.Protocols.HTTP.Get().Auth = configoptional.Some(confighttp.AuthConfig{Config: configauth.Config{AuthenticatorID: id}})
-	tr := startReceiver(t, cfg, nil, host)
+	return startReceiver(t, cfg, nil, host)
+}
 
+// assertAuth checks that only requests carrying the valid Authorization header get through, on the
+// JSON and the OTLP route alike.
+func assertAuth(t *testing.T, tr *testReceiver, valid, invalid string) {
+	t.Helper()
 	res := tr.post(t, pathAuditEvents, "application/json", []byte(good("1")))
 	assert.Equal(t, http.StatusUnauthorized, res.status)
 	assert.NotEmpty(t, res.api.Error)
-	res = tr.post(t, pathAuditEvents, "application/json", []byte(good("1")), "Authorization", "Bearer wrong")
+	res = tr.post(t, pathAuditEvents, "application/json", []byte(good("1")), "Authorization", invalid)
 	assert.Equal(t, http.StatusUnauthorized, res.status)
-	res = tr.post(t, pathAuditEvents, "application/json", []byte(good("1")), "Authorization", "Bearer s3cret")
+	res = tr.post(t, pathAuditEvents, "application/json", []byte(good("1")), "Authorization", valid)
 	assert.Equal(t, http.StatusOK, res.status, "%s", res.body)
 	pb, _ := plogotlp.NewExportRequestFromLogs(auditLogs(1, 0)).MarshalProto()
 	res = tr.post(t, pathOTLPLogs, contentTypeProto, pb)
 	assert.Equal(t, http.StatusUnauthorized, res.status)
-	assert.Len(t, sinkEvents(t, tr.sink), 1)
+	res = tr.post(t, pathOTLPLogs, contentTypeProto, pb, "Authorization", invalid)
+	assert.Equal(t, http.StatusUnauthorized, res.status)
+	assert.Len(t, sinkEvents(t, tr.sink), 1, "only the authenticated request is delivered")
+}
+
+func TestBearerTokenAuth(t *testing.T) {
+	f := bearertokenauthextension.NewFactory()
+	extCfg := f.CreateDefaultConfig().(*bearertokenauthextension.Config)
+	extCfg.BearerToken = configopaque.String("s3cret")
+	assertAuth(t, startWithAuth(t, f, extCfg), "Bearer s3cret", "Bearer wrong")
+}
+
+func TestBasicAuth(t *testing.T) {
+	f := basicauthextension.NewFactory()
+	extCfg := f.CreateDefaultConfig().(*basicauthextension.Config)
+	extCfg.Htpasswd = &basicauthextension.HtpasswdSettings{Inline: "loader:s3cret\n"}
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	assertAuth(t, startWithAuth(t, f, extCfg), basic("loader", "s3cret"), basic("loader", "wrong"))
 }
 
 func TestTelemetry(t *testing.T) {
