@@ -2,11 +2,11 @@ package auditexporter
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/internal/cpuclock"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
@@ -24,7 +24,7 @@ func BenchmarkConvert(b *testing.B) {
 	ld := logsOf(events...)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), cpuclock.Process()
 	for range b.N {
 		if out := convert(ld); len(out) != len(events) || out[0].Hash == "" {
 			b.Fatal("conversion lost events")
@@ -32,14 +32,5 @@ func BenchmarkConvert(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(events))/time.Since(start).Seconds(), "events/s")
 	// The machine is shared: the rate per CPU-second is the one-core figure.
-	b.ReportMetric(float64(b.N*len(events))/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
-}
-
-// cpuTime is the user plus system CPU time of this process.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(b.N*len(events))/(cpuclock.Process()-cpu0).Seconds(), "events/cpu-s")
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/internal/cpuclock"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
@@ -45,7 +45,7 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), cpuclock.Process()
 	for i := range b.N {
 		res, err := s.Write(ctx, "default", batches[i])
 		if err != nil {
@@ -58,15 +58,6 @@ func BenchmarkWrite(b *testing.B) {
 	// The machine is shared, so wall-clock rates vary with load; the rate
 	// per CPU-second of this process is the single-core figure.
 	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "events/s")
-	b.ReportMetric(float64(b.N*batch)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+	b.ReportMetric(float64(b.N*batch)/(cpuclock.Process()-cpu0).Seconds(), "events/cpu-s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/event")
-}
-
-// cpuTime is the user plus system CPU time of this process.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

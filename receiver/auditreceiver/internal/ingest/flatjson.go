@@ -11,31 +11,106 @@ import (
 // JSONEvents parses a plain JSON audit request: one event object, an array of
 // them, or NDJSON. See the README for the accepted shape.
 func JSONEvents(body []byte, opt Options) (*Result, error) {
+	if res, ok := jsonArrayEvents(body, opt); ok {
+		return res, nil
+	}
+	return jsonItemEvents(body, opt)
+}
+
+// jsonItemEvents is the general path: split the body into items, then parse
+// each.
+func jsonItemEvents(body []byte, opt Options) (*Result, error) {
 	items, err := splitItems(body, opt)
 	if err != nil {
 		return nil, err
 	}
 	sink := newEventSink(FormatJSON, opt.ScopeName)
 	sink.res.Items = len(items)
-	// Sized once: growing the intern tables costs more than they save.
-	size := min(8*len(items), maxInterned)
-	keys, vals := make(map[string]string, min(size, 128)), make(map[string]any, size)
+	keys, vals := internTables(len(items))
 	var members []kv
+	f := flatBuilder{}
 	for i, raw := range items {
 		members, err = parseMembers(raw, keys, vals, members)
 		if err != nil {
 			sink.reject(i, "item", "malformed JSON: "+err.Error())
 			continue
 		}
-		var f flatBuilder
+		f.reset(sink.next())
 		for _, m := range members {
 			f.member(m.k, m.v)
 		}
 		clear(members) // drop references to this item's values
-		ev, probs := f.done()
-		sink.add(i, &ev, "", probs)
+		sink.add(i, f.ev, "", f.finish())
 	}
 	return sink.res, nil
+}
+
+// internTables sizes the request's intern tables once: growing them costs
+// more than they save.
+func internTables(items int) (map[string]string, map[string]any) {
+	size := min(8*items, maxInterned)
+	return make(map[string]string, min(size, 128)), make(map[string]any, size)
+}
+
+// jsonArrayEvents is the common case in one pass: a well-formed array of
+// objects within the limits, parsed item by item without splitting the array
+// first. It declines (ok false) at the first thing it does not expect, and
+// JSONEvents then takes the general path, which words the errors.
+func jsonArrayEvents(body []byte, opt Options) (res *Result, ok bool) {
+	if opt.NDJSON {
+		return nil, false
+	}
+	r := reader{b: body}
+	r.ws()
+	if r.i >= len(body) || body[r.i] != '[' {
+		return nil, false
+	}
+	r.i++
+	r.ws()
+	if r.i < len(body) && body[r.i] == ']' {
+		return nil, false // empty: rare, leave it to the general path
+	}
+	sink := newEventSink(FormatJSON, opt.ScopeName)
+	keys, vals := internTables(min(len(body)/64+1, maxInterned))
+	var members []kv
+	f := flatBuilder{}
+	for n := 0; ; n++ {
+		if opt.MaxEvents > 0 && n >= opt.MaxEvents {
+			return nil, false
+		}
+		var err error
+		r.ws()
+		if r.i >= len(body) || body[r.i] != '{' {
+			return nil, false
+		}
+		if members, r.i, err = parseObjectAt(body, r.i, keys, vals, members); err != nil {
+			return nil, false
+		}
+		f.reset(sink.next())
+		for _, m := range members {
+			f.member(m.k, m.v)
+		}
+		clear(members)
+		sink.add(n, f.ev, "", f.finish())
+		sink.res.Items++
+		r.ws()
+		if r.i >= len(body) {
+			return nil, false
+		}
+		if body[r.i] == ']' {
+			r.i++
+			break
+		}
+		if body[r.i] != ',' {
+			return nil, false
+		}
+		r.i++
+	}
+	r.ws()
+	if r.i != len(body) {
+		return nil, false
+	}
+	return sink.res, true
 }
 
 // flatAliases maps the field names common in hand-written audit loggers to
@@ -99,19 +174,26 @@ var flatAliases = map[string]string{
 // event types); Validate reports the rest.
 func EventFromFlat(m map[string]any) (auditevent.Event, []auditevent.FieldError) {
 	var f flatBuilder
+	f.reset(new(auditevent.Event))
 	for k, v := range m {
 		f.member(k, v)
 	}
-	return f.done()
+	probs := f.finish()
+	return *f.ev, probs
 }
 
 // flatBuilder maps the members of a flat JSON object one by one, so
 // JSONEvents can feed it straight from the reader without building the
 // top-level map.
 type flatBuilder struct {
-	ev                           auditevent.Event
+	ev                           *auditevent.Event
 	probs                        []auditevent.FieldError
 	impliedResult, impliedChange string
+}
+
+// reset starts a new object that fills ev.
+func (f *flatBuilder) reset(ev *auditevent.Event) {
+	*f = flatBuilder{ev: ev}
 }
 
 func (f *flatBuilder) bad(field, format string, args ...any) {
@@ -225,14 +307,15 @@ func (f *flatBuilder) member(k string, v any) {
 	}
 }
 
-func (f *flatBuilder) done() (auditevent.Event, []auditevent.FieldError) {
+// finish applies what the event type implied and returns the problems found.
+func (f *flatBuilder) finish() []auditevent.FieldError {
 	if f.ev.BatchResult == "" && f.impliedResult != "" {
 		f.ev.BatchResult = f.impliedResult
 	}
 	if f.ev.ChangeType == "" && f.impliedChange != "" {
 		f.ev.ChangeType = f.impliedChange
 	}
-	return f.ev, f.probs
+	return f.probs
 }
 
 var actorKeys = map[string]string{

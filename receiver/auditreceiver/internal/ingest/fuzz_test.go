@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
@@ -46,7 +49,41 @@ func FuzzJSONEvents(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := JSONEvents(body, Options{MaxEvents: 50})
 		checkResult(t, r, err)
+		// The one-pass array path must agree with the general one.
+		if fast, ok := jsonArrayEvents(body, Options{MaxEvents: 50}); ok {
+			slow, err := jsonItemEvents(body, Options{MaxEvents: 50})
+			require.NoError(t, err)
+			sameResult(t, slow, fast)
+		}
 	})
+}
+
+// sameResult compares two parse results, apart from observed timestamps.
+func sameResult(t *testing.T, want, got *Result) {
+	t.Helper()
+	require.Equal(t, want.Items, got.Items)
+	require.Equal(t, want.Accepted, got.Accepted)
+	require.Equal(t, want.IDs, got.IDs)
+	require.Equal(t, want.Rejected, got.Rejected)
+	w, g := logRecords(want.Logs), logRecords(got.Logs)
+	require.Len(t, g, len(w))
+	for i := range w {
+		require.Equal(t, w[i].EventName(), g[i].EventName())
+		require.Equal(t, w[i].Timestamp(), g[i].Timestamp())
+		require.Equal(t, w[i].Attributes().AsRaw(), g[i].Attributes().AsRaw())
+	}
+}
+
+func logRecords(ld plog.Logs) []plog.LogRecord {
+	var out []plog.LogRecord
+	for _, rl := range ld.ResourceLogs().All() {
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, lr := range sl.LogRecords().All() {
+				out = append(out, lr)
+			}
+		}
+	}
+	return out
 }
 
 func FuzzNDJSONEvents(f *testing.F) {
@@ -183,4 +220,23 @@ func asFloats(v any) any {
 		return out
 	}
 	return v
+}
+
+func TestJSONArrayFastPathAgrees(t *testing.T) {
+	for _, body := range []string{
+		string(jsonPayload(20, true)),
+		string(jsonPayload(20, false)),
+		` [ {"event_type":"record_write","batch_id":"b","record_id":"1","target":"t","timestamp":"2026-11-01T00:00:00Z","record_id":"2"} ,` +
+			`{"event_type":"nope"}, {"event_type":"batch_start","batch_id":"b","job_name":"j","timestamp":"2026-11-01T00:00:00Z"} ] `,
+	} {
+		fast, ok := jsonArrayEvents([]byte(body), Options{MaxEvents: 50})
+		require.True(t, ok, body)
+		slow, err := jsonItemEvents([]byte(body), Options{MaxEvents: 50})
+		require.NoError(t, err)
+		sameResult(t, slow, fast)
+	}
+	for _, body := range []string{`[]`, `[1]`, `[{"a":1}`, `[{"a":1}] x`, `{"a":1}`, `[{"a":1},{"a":2},{"a":3}]`} {
+		_, ok := jsonArrayEvents([]byte(body), Options{MaxEvents: 2})
+		assert.False(t, ok, "the general path words the answer for %s", body)
+	}
 }

@@ -473,8 +473,30 @@ type kv struct {
 // keys and values interned in the request's tables (see reader). A repeated
 // key keeps its last value, as in a map.
 func parseMembers(b []byte, keys map[string]string, vals map[string]any, dst []kv) ([]kv, error) {
+	dst, end, err := parseObjectAt(b, 0, keys, vals, dst)
+	if err != nil {
+		return dst, err
+	}
+	r := reader{b: b, i: end}
+	r.ws()
+	if r.i != len(b) {
+		return dst, r.fail("invalid character %q after top-level value", b[r.i])
+	}
+	return dst, nil
+}
+
+// parseObjectAt parses the object value starting at b[start:] (after
+// optional whitespace) and returns its members and the offset after it.
+func parseObjectAt(b []byte, start int, keys map[string]string, vals map[string]any, dst []kv) ([]kv, int, error) {
+	r := reader{b: b, i: start, keys: keys, vals: vals}
+	dst, err := r.members(dst)
+	return dst, r.i, err
+}
+
+// members reads one object at r.i into dst (reused).
+func (r *reader) members(dst []kv) ([]kv, error) {
 	dst = dst[:0]
-	r := reader{b: b, keys: keys, vals: vals}
+	b := r.b
 	r.ws()
 	if r.i >= len(b) || b[r.i] != '{' {
 		v, err := r.value(false)
@@ -530,10 +552,6 @@ func parseMembers(b []byte, keys map[string]string, vals map[string]any, dst []k
 			}
 			r.i++
 		}
-	}
-	r.ws()
-	if r.i != len(b) {
-		return dst, r.fail("invalid character %q after top-level value", b[r.i])
 	}
 	return dst, nil
 }

@@ -176,7 +176,11 @@ type decoded struct {
 }
 
 func addOpenLineage(sink *eventSink, i int, raw []byte, pre *decoded) {
-	ev, probs, orig, err := eventFromOpenLineageDecoded(raw, pre)
+	ev := sink.next()
+	var probs []auditevent.FieldError
+	var orig []byte
+	var err error
+	*ev, probs, orig, err = eventFromOpenLineageDecoded(raw, pre)
 	if err != nil {
 		sink.reject(i, "item", err.Error())
 		return
@@ -184,7 +188,7 @@ func addOpenLineage(sink *eventSink, i int, raw []byte, pre *decoded) {
 	// The compacted original is the item's canonical content; hashing it
 	// is much cheaper than canonicalizing an event that embeds it.
 	sum := sha256.Sum256(orig)
-	sink.add(i, &ev, hex.EncodeToString(sum[:]), probs)
+	sink.add(i, ev, hex.EncodeToString(sum[:]), probs)
 }
 
 // EventFromOpenLineage maps one OpenLineage event onto a canonical event. The

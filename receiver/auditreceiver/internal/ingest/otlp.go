@@ -23,14 +23,16 @@ func OTLPLogs(ld plog.Logs, opt Options) (*Result, error) {
 	}
 	res := &Result{Logs: ld, Items: n}
 	idx := 0
+	ev := new(auditevent.Event) // reused: ToLogRecord copies it out
+
 	for i, rl := range ld.ResourceLogs().All() {
 		resource := rl.Resource()
 		for j, sl := range rl.ScopeLogs().All() {
 			k := 0
 			sl.LogRecords().RemoveIf(func(lr plog.LogRecord) bool {
 				defer func() { idx++; k++ }()
-				ev := auditevent.FromLogRecord(lr, resource)
-				if rej := finish(&ev, FormatOTLP, "", nil); rej != nil {
+				*ev = auditevent.FromLogRecord(lr, resource)
+				if rej := finish(ev, FormatOTLP, "", nil); rej != nil {
 					rej.Index = idx
 					rej.Path = fmt.Sprintf("resource_logs[%d].scope_logs[%d].log_records[%d]", i, j, k)
 					res.Rejected = append(res.Rejected, *rej)

@@ -138,13 +138,23 @@ type eventSink struct {
 	res    *Result
 	format string
 	scope  plog.ScopeLogs
+	// ev is the one event the parsers fill, item after item: its contents
+	// are copied into pdata by add, and reusing it saves an allocation of
+	// the (large) Event per item.
+	ev *auditevent.Event
 }
 
 func newEventSink(format, scopeName string) *eventSink {
 	r := &Result{Logs: plog.NewLogs()}
 	sl := r.Logs.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(scopeName)
-	return &eventSink{res: r, format: format, scope: sl}
+	return &eventSink{res: r, format: format, scope: sl, ev: new(auditevent.Event)}
+}
+
+// next returns the sink's event, cleared for the next item.
+func (s *eventSink) next() *auditevent.Event {
+	*s.ev = auditevent.Event{}
+	return s.ev
 }
 
 // add finishes ev and either appends it or records the rejection for item idx.
