@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/internal/cpuclock"
 	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/metadata"
 	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/state"
 )
@@ -79,25 +78,18 @@ func benchWarm(b *testing.B, ext extension.Extension, keys int) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cpuclock.Process()
 	for i := 0; i < b.N; i++ {
 		if err := p.ConsumeLogs(context.Background(), batches[i]); err != nil {
 			b.Fatal(err)
 		}
 		batches[i] = plog.Logs{}
 	}
-	cpu := cpuTime() - cpu0
+	cpu := cpuclock.Process() - cpu0
 	events := float64(b.N * benchBatch)
 	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(events/cpu.Seconds(), "events/cpu-s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/events, "cpu-ns/event")
-}
-
-// cpuTime is the user+system CPU time of the process.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkClassifyWarmMemory(b *testing.B) {

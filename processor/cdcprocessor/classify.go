@@ -16,6 +16,7 @@ import (
 // batchState is the state of one incoming batch while it is classified:
 // records loaded or changed, and runs touched.
 type batchState struct {
+	bb     *batchBuf
 	recs   map[string]int32 // state key → index in ents
 	ents   []recEntry
 	dirty  []int32 // ents changed since the last commit
@@ -57,9 +58,15 @@ func (b *batchState) set(i int32, rec *state.Record) {
 
 // apply classifies items against the state and commits the state changes.
 // It returns the derived delete events to append to the batch.
-func (p *cdcProcessor) apply(ctx context.Context, items []*item) (plog.Logs, error) {
-	b := &batchState{recs: make(map[string]int32, len(items)), ents: make([]recEntry, 0, len(items)),
-		runs: map[uint64]*state.Run{}, out: plog.NewLogs()}
+func (p *cdcProcessor) apply(ctx context.Context, items []*item, bb *batchBuf) (plog.Logs, error) {
+	b := &batchState{bb: bb, recs: bb.index, ents: bb.ents[:0], runs: map[uint64]*state.Run{}, out: plog.NewLogs()}
+	// Decoded records take their slices from the batch's slabs (reset when
+	// the batch is forwarded).
+	p.names.UseSlabs(&bb.slabs)
+	defer func() {
+		p.names.UseSlabs(nil)
+		bb.ents = b.ents[:0] // keep a grown array for the next batch
+	}()
 	err := p.applyItems(ctx, b, items)
 	p.addCounts(ctx, b)
 	if err == nil {
@@ -108,9 +115,11 @@ func (p *cdcProcessor) applyItems(ctx context.Context, b *batchState, items []*i
 	return nil
 }
 
-// load reads the state of every record the batch touches in one call.
+// load reads the state of every record the batch touches, and of the runs
+// not in memory yet, in one storage call.
 func (p *cdcProcessor) load(ctx context.Context, b *batchState, items []*item) error {
-	keys := make([]string, 0, len(items))
+	keys := b.bb.keys[:0]
+	var runs []uint64 // runs to read (an incoming batch usually has one)
 	for _, it := range items {
 		if it.kind == kindEnd {
 			break // records after a batch end are read after its scan
@@ -120,7 +129,15 @@ func (p *cdcProcessor) load(ctx context.Context, b *batchState, items []*item) e
 			keys = append(keys, it.skey)
 		}
 		it.ent = i + 1
+		if !p.st.RunLoaded(it.run) && !slices.Contains(runs, it.run) {
+			runs = append(runs, it.run)
+		}
 	}
+	nrec := len(keys)
+	for _, r := range runs {
+		keys = append(keys, state.RunKey(r))
+	}
+	b.bb.keys = keys
 	if len(keys) == 0 {
 		return nil
 	}
@@ -128,8 +145,26 @@ func (p *cdcProcessor) load(ctx context.Context, b *batchState, items []*item) e
 	if err != nil {
 		return err
 	}
-	recs := make([]state.Record, len(keys)) // one allocation for the batch's records
-	for i, v := range vals {
+	for j, r := range runs {
+		for _, it := range items {
+			if it.run == r {
+				run, err := p.st.LoadRun(r, it.ev.BatchID, vals[nrec+j])
+				if err != nil {
+					return err
+				}
+				b.runs[r] = run
+				break
+			}
+		}
+	}
+	// One array for the batch's records, reused by the next batches.
+	recs := b.bb.recs
+	if cap(recs) < nrec {
+		recs = make([]state.Record, nrec)
+	}
+	recs = recs[:nrec]
+	b.bb.recs = recs
+	for i, v := range vals[:nrec] {
 		if v == nil {
 			continue
 		}
@@ -431,7 +466,9 @@ func (p *cdcProcessor) countRun(run *state.Run, c state.Change) {
 // commit writes the changed records, metas and runs in one storage call.
 func (p *cdcProcessor) commit(ctx context.Context, b *batchState) error {
 	// All records are encoded into one buffer, each value a capped slice of
-	// it; when the buffer grows, earlier values stay in the old array.
+	// it; when the buffer grows, earlier values stay in the old array. (It
+	// is not reused across batches: the storage API does not say that
+	// clients copy the values they are given.)
 	buf := make([]byte, 0, 256*len(b.dirty))
 	for _, i := range b.dirty {
 		e := &b.ents[i]

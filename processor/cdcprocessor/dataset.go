@@ -143,6 +143,25 @@ func (m *matcher) lookup(role, namespace, name string) (*dataset, string) {
 	return r.d, r.id
 }
 
+// lastMatch remembers the last lookup of a collect: the events of an
+// incoming batch usually name one dataset, and this saves the shared cache's
+// lock and hashing per event.
+type lastMatch struct {
+	ok                    bool
+	role, namespace, name string
+	d                     *dataset
+	id                    string
+}
+
+func (l *lastMatch) lookup(m *matcher, role, namespace, name string) (*dataset, string) {
+	if l.ok && name == l.name && namespace == l.namespace && role == l.role {
+		return l.d, l.id
+	}
+	d, id := m.lookup(role, namespace, name)
+	*l = lastMatch{ok: true, role: role, namespace: namespace, name: name, d: d, id: id}
+	return d, id
+}
+
 // hasRole reports whether any dataset has role r (so events of the other
 // role are skipped without parsing).
 func (m *matcher) hasRole(r string) bool {

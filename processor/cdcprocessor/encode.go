@@ -143,11 +143,8 @@ func (r *recordEnc) compared(s *prepSlab) (fields []state.FieldSum, pairs []byte
 			size += f.end - f.start
 		}
 	}
-	fields = state.Take(&s.fields, n)[:0]
-	if fields == nil {
-		fields = []state.FieldSum{} // record data without compared fields is still record data
-	}
-	ends = state.Take(&s.ends, n)[:0]
+	fields = takeFrom(&s.fields, n)[:0] // never nil: record data without compared fields is still record data
+	ends = takeFrom(&s.ends, n)[:0]
 	pairs = s.bytes(size)
 	for i := range r.fields {
 		if f := &r.fields[i]; f.proj {
@@ -182,21 +179,36 @@ func (r *recordEnc) compared(s *prepSlab) (fields []state.FieldSum, pairs []byte
 func fieldOrder(a, b state.FieldSum) int { return strings.Compare(a.Name, b.Name) }
 
 // prepSlab holds the arrays one incoming batch's items take their slices
-// from (a few allocations per batch instead of several per event).
+// from (a few allocations per batch instead of several per event). It is
+// part of the pooled batchBuf: reset clears it for the next batch, and once
+// its arrays have grown to a batch's size, a batch allocates nothing here.
 type prepSlab struct {
 	fields []state.FieldSum
 	ends   []int32
 	b      []byte
 }
 
-// bytes returns an empty slice with capacity n from the slab.
-func (s *prepSlab) bytes(n int) []byte {
-	if len(s.b)+n > cap(s.b) {
-		s.b = make([]byte, 0, max(64<<10, n))
+// takeFrom returns n zeroed elements from *slab (capped, so appends never
+// reach a neighbour). A full slab is replaced by one twice as large; slices
+// already handed out keep the old array.
+func takeFrom[T any](slab *[]T, n int) []T {
+	s := *slab
+	if len(s)+n > cap(s) {
+		s = make([]T, 0, max(2*cap(s), n, 1024))
 	}
-	out := s.b[len(s.b) : len(s.b) : len(s.b)+n]
-	s.b = s.b[:len(s.b)+n]
+	out := s[len(s) : len(s)+n : len(s)+n]
+	*slab = s[:len(s)+n]
 	return out
+}
+
+// bytes returns an empty slice with capacity n from the slab.
+func (s *prepSlab) bytes(n int) []byte { return takeFrom(&s.b, n)[:0] }
+
+// reset makes the slab's current arrays available again (zeroed, as
+// takeFrom hands them out).
+func (s *prepSlab) reset() {
+	clear(s.fields)
+	s.fields, s.ends, s.b = s.fields[:0], s.ends[:0], s.b[:0]
 }
 
 // fieldHasher computes the per-field hashes of the state: the hash of a

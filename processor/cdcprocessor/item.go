@@ -114,8 +114,7 @@ func (p *cdcProcessor) prepare(it *item, enc *recordEnc, slab *prepSlab, runs *r
 		return err
 	}
 	it.key = key
-	it.kh = state.HashKey(key)
-	it.skey = state.RecordKey(it.dsID, it.kh)
+	it.kh = state.HashKey(key) // it.skey is set by collect for the whole batch
 	if it.kind == kindDelete {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type cdcProcessor struct {
 	now     func() time.Time
 
 	encoders sync.Pool // *recordEnc, one per concurrent collect
+	bufs     sync.Pool // *batchBuf, one per concurrent ConsumeLogs
 
 	mu        sync.Mutex // serializes state access: classification is read-modify-write
 	client    storage.Client
@@ -56,6 +58,7 @@ func newProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*cdc
 		key = nil
 	}
 	p.encoders.New = func() any { return &recordEnc{} }
+	p.bufs.New = func() any { return &batchBuf{index: map[string]int32{}} }
 	p.fieldHash = newFieldHasher(key)
 	return p, nil
 }
@@ -136,38 +139,80 @@ func (p *cdcProcessor) observeLatency(op string, d time.Duration) {
 var errNotStarted = errors.New("cdc: processor not started")
 
 func (p *cdcProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
-	items := p.collect(ctx, ld)
+	bb := p.bufs.Get().(*batchBuf)
+	items := p.collect(ctx, ld, bb)
 	if len(items) == 0 {
+		p.putBuf(bb)
 		return p.next.ConsumeLogs(ctx, ld)
 	}
 	p.mu.Lock()
 	if p.st == nil {
 		p.mu.Unlock()
+		p.putBuf(bb)
 		return errNotStarted
 	}
-	deletes, err := p.apply(ctx, items)
+	deletes, err := p.apply(ctx, items, bb)
 	p.mu.Unlock()
 	if err != nil {
 		// Nothing was forwarded for this batch (except full chunks of derived
 		// deletes, which are idempotent), so a retry is safe.
+		p.putBuf(bb)
 		return err
 	}
 	p.write(ctx, items)
 	removeDropped(ld, items)
+	p.putBuf(bb)
 	if deletes.LogRecordCount() > 0 {
 		deletes.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
 	}
 	return p.next.ConsumeLogs(ctx, ld)
 }
 
+// batchBuf is the scratch memory of one incoming batch (items, their slices,
+// record states, encodings), pooled so that steady state allocates little
+// per batch. Nothing in it is referenced once ConsumeLogs forwards the batch.
+type batchBuf struct {
+	arena []item
+	items []*item
+	slab  prepSlab
+	recs  []state.Record
+	ents  []recEntry
+	index map[string]int32 // state key → index in ents
+	keys  []string
+	slabs state.Slabs // slices of decoded record states
+}
+
+// maxPooledItems bounds the batches whose scratch is kept for reuse.
+const maxPooledItems = 1 << 16
+
+func (p *cdcProcessor) putBuf(bb *batchBuf) {
+	if cap(bb.arena) > maxPooledItems {
+		return
+	}
+	// Items and records are large: only the used part is cleared (slots
+	// beyond len were zeroed when given back, or never used).
+	clear(bb.arena)
+	clear(bb.recs)
+	clear(bb.items[:cap(bb.items)])
+	clear(bb.ents[:cap(bb.ents)])
+	clear(bb.keys[:cap(bb.keys)])
+	clear(bb.index)
+	bb.slab.reset()
+	bb.slabs.Reset()
+	bb.arena, bb.items, bb.recs, bb.ents, bb.keys = bb.arena[:0], bb.items[:0], bb.recs[:0], bb.ents[:0], bb.keys[:0]
+	p.bufs.Put(bb)
+}
+
 // collect finds the events the processor acts on and prepares them.
-func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
+func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs, bb *batchBuf) []*item {
 	var (
-		items []*item
-		arena []item // items of this batch, allocated together
-		runs  runCache
-		slab  prepSlab
+		runs runCache
+		last lastMatch
 	)
+	if n := ld.LogRecordCount(); cap(bb.arena) < n {
+		bb.arena = make([]item, 0, n) // at most one item per log record: never grows below
+	}
+	arena, items, slab := bb.arena[:0], bb.items[:0], &bb.slab
 	enc := p.encoders.Get().(*recordEnc)
 	defer func() {
 		enc.release()
@@ -198,9 +243,6 @@ func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
 				default:
 					continue
 				}
-				if len(arena) == cap(arena) {
-					arena = make([]item, 0, max(ld.LogRecordCount()-len(items), 1))
-				}
 				arena = arena[:len(arena)+1]
 				it := &arena[len(arena)-1]
 				// Slots are zero: fresh, or cleared when given back below.
@@ -224,11 +266,11 @@ func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
 					d = it.ev.Source
 				}
 				it.namespace, it.name = d.Namespace, d.Name
-				if it.ds, it.dsID = p.match.lookup(role, d.Namespace, d.Name); it.ds == nil {
+				if it.ds, it.dsID = last.lookup(p.match, role, d.Namespace, d.Name); it.ds == nil {
 					*it, arena = item{}, arena[:len(arena)-1]
 					continue
 				}
-				if err := p.prepare(it, enc, &slab, &runs); err != nil {
+				if err := p.prepare(it, enc, slab, &runs); err != nil {
 					p.unclassified(ctx, reasonOf(err), it.ev.ID, it.ev.Name, it.ev.RecordID)
 					// Unclassified or not, the dataset's redaction applies.
 					p.writeRecordData(lr.Attributes(), it)
@@ -238,7 +280,37 @@ func (p *cdcProcessor) collect(ctx context.Context, ld plog.Logs) []*item {
 			}
 		}
 	}
+	bb.arena, bb.items = arena, items
+	setStateKeys(items)
 	return items
+}
+
+// setStateKeys sets the state keys of the record items, all slices of one
+// string (one allocation per batch).
+func setStateKeys(items []*item) {
+	n := 0
+	for _, it := range items {
+		if it.kind != kindEnd {
+			n++
+		}
+	}
+	// A strings.Builder grown once gives the string without copying it.
+	var sb strings.Builder
+	sb.Grow(n * state.RecordKeyLen) // exact for the usual 16-hex-digit dataset ids
+	var tmp [state.RecordKeyLen]byte
+	for _, it := range items {
+		if it.kind != kindEnd {
+			sb.Write(state.AppendRecordKey(tmp[:0], it.dsID, it.kh))
+		}
+	}
+	all, off := sb.String(), 0
+	for _, it := range items {
+		if it.kind != kindEnd {
+			k := len(state.AppendRecordKey(tmp[:0], it.dsID, it.kh)) // what was written above
+			it.skey = all[off : off+k]
+			off += k
+		}
+	}
 }
 
 func (p *cdcProcessor) unclassified(ctx context.Context, reason, id, name, recordID string) {

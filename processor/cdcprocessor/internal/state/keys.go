@@ -59,14 +59,22 @@ func EventHash(eventID string) [16]byte {
 	return e
 }
 
+// RecordKeyLen is the length of every record state key.
+const RecordKeyLen = 2 + 16 + 1 + 2*keyHashLen
+
 // RecordKey is the storage key of one record's state.
 func RecordKey(ds string, k KeyHash) string {
-	var b [2 + 16 + 1 + 2*keyHashLen]byte
-	n := copy(b[:], "r:")
-	n += copy(b[n:], ds)
-	b[n] = ':'
-	hex.Encode(b[n+1:], k[:])
-	return string(b[:])
+	var b [RecordKeyLen]byte
+	return string(AppendRecordKey(b[:0], ds, k))
+}
+
+// AppendRecordKey appends RecordKey(ds, k) to dst (RecordKeyLen bytes for
+// the 16-hex-digit dataset ids DatasetID gives).
+func AppendRecordKey(dst []byte, ds string, k KeyHash) []byte {
+	dst = append(dst, "r:"...)
+	dst = append(dst, ds...)
+	dst = append(dst, ':')
+	return hex.AppendEncode(dst, k[:])
 }
 
 func chunkKey(ds string, n uint64) string { return "x:" + ds + ":" + strconv.FormatUint(n, 10) }

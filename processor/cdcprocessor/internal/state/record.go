@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // Change is a change type in its stored (one byte) form.
@@ -113,10 +114,11 @@ var errCorrupt = errors.New("cdc state: corrupt record state")
 // Unmarshal decodes a record state written by Marshal.
 func (r *Record) Unmarshal(b []byte) error { return r.UnmarshalShared(b, nil) }
 
-// UnmarshalShared is Unmarshal without copies: the hashes and old values of
-// r share b's memory (the caller owns b, as storage clients return copies,
-// and never modifies it), and names (field names, partitions) come from in
-// when given, so steady-state decoding allocates little.
+// UnmarshalShared is Unmarshal without copies: the hashes, old values and
+// record id of r share b's memory (the caller owns b, as storage clients
+// return copies, and never modifies it), and names (field names,
+// partitions) and slices come from in when given, so steady-state decoding
+// allocates little.
 func (r *Record) UnmarshalShared(b []byte, in *Interner) error {
 	d := decoder{b: b, shared: true}
 	if in == nil {
@@ -130,23 +132,23 @@ func (r *Record) UnmarshalShared(b []byte, in *Interner) error {
 	r.Slot = d.uvarint()
 	r.LastRun = d.uint64()
 	r.DeletedRun = d.uint64()
-	r.RecordID = string(d.bytes())
+	r.RecordID = d.string()
 	r.Partition = in.string(d.bytes())
 	r.RecHash = d.copyBytes()
 	if flags&flagCmp != 0 {
 		r.CmpHash = d.copyN(32)
 	}
 	if n := d.count(); n > 0 {
-		r.Fields = Take(in.fieldSlab(), n)
+		r.Fields = takeIn(in, fieldsOf, n)
 		for i := range r.Fields {
-			r.Fields[i] = FieldSum{Name: in.string(d.bytes()), Sum: d.uint64()}
+			r.Fields[i] = FieldSum{Name: in.name(i, d.bytes()), Sum: d.uint64()}
 		}
 	}
 	if flags&flagOld != 0 {
 		r.Old = d.copyBytes()
 	}
 	if n := d.count(); n > 0 {
-		r.Memo = Take(in.memoSlab(), n)
+		r.Memo = takeIn(in, memosOf, n)
 		for i := range r.Memo {
 			m := &r.Memo[i]
 			copy(m.Event[:], d.n(16))
@@ -154,7 +156,7 @@ func (r *Record) UnmarshalShared(b []byte, in *Interner) error {
 			m.Change = Change(d.byte())
 			m.PrevHash = d.copyBytes()
 			if k := d.count(); k > 0 {
-				m.Fields = Take(in.nameSlab(), k)
+				m.Fields = takeIn(in, namesOf, k)
 				for j := range m.Fields {
 					m.Fields[j] = in.string(d.bytes())
 				}
@@ -265,6 +267,17 @@ func (d *decoder) count() int {
 
 func (d *decoder) bytes() []byte { return d.n(d.count()) }
 
+// string reads a string; shared, it shares b's memory like the byte slices
+// (b is never modified: UnmarshalShared's contract), saving an allocation
+// per record.
+func (d *decoder) string() string {
+	b := d.bytes()
+	if d.shared && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
+}
+
 func (d *decoder) copyN(k int) []byte {
 	b := d.n(k)
 	if b == nil {
@@ -281,36 +294,74 @@ func (d *decoder) copyN(k int) []byte {
 // out the slices of decoded records from shared arrays (one allocation for
 // many records). It is not safe for concurrent use.
 type Interner struct {
-	m    map[string]string
-	slab slabs
+	m      map[string]string
+	recent []string // field names of the last record decoded, by position: a cheap first guess
+	slab   Slabs
+	batch  *Slabs // UseSlabs
 }
 
-type slabs struct {
+// Slabs are the arrays decoded records take their slices from. Give a
+// Slabs to UseSlabs while decoding the records of one incoming batch, and
+// Reset it once nothing references those records any more: then steady
+// state decoding allocates nothing.
+type Slabs struct {
 	fields []FieldSum
 	memos  []Memo
 	names  []string
 }
 
-// The slab getters return nil without an Interner (allocate per record).
-func (in *Interner) fieldSlab() *[]FieldSum {
-	if in == nil {
-		return nil
-	}
-	return &in.slab.fields
+// Reset zeroes the elements handed out, making them available again.
+func (s *Slabs) Reset() {
+	clear(s.fields)
+	clear(s.memos)
+	clear(s.names)
+	s.fields, s.memos, s.names = s.fields[:0], s.memos[:0], s.names[:0]
 }
 
-func (in *Interner) memoSlab() *[]Memo {
-	if in == nil {
-		return nil
+// UseSlabs makes decoding take slices from s (nil: from the Interner's own
+// arrays, which are never reused).
+func (in *Interner) UseSlabs(s *Slabs) { in.batch = s }
+
+func fieldsOf(s *Slabs) *[]FieldSum { return &s.fields }
+func memosOf(s *Slabs) *[]Memo      { return &s.memos }
+func namesOf(s *Slabs) *[]string    { return &s.names }
+
+// takeIn returns n zeroed elements for a decoded record: new without an
+// Interner, from the batch's Slabs (grown as needed, reused after Reset),
+// or from the Interner's own arrays (Take).
+func takeIn[T any](in *Interner, of func(*Slabs) *[]T, n int) []T {
+	switch {
+	case in == nil:
+		return make([]T, n)
+	case in.batch != nil:
+		slab := of(in.batch)
+		s := *slab
+		if len(s)+n > cap(s) {
+			s = make([]T, 0, max(2*cap(s), n, slabLen))
+		}
+		out := s[len(s) : len(s)+n : len(s)+n]
+		*slab = s[:len(s)+n]
+		return out
 	}
-	return &in.slab.memos
+	return Take(of(&in.slab), n)
 }
 
-func (in *Interner) nameSlab() *[]string {
+// name interns the name of field i of a record: records of a dataset
+// usually have the same fields as the record decoded before.
+func (in *Interner) name(i int, b []byte) string {
 	if in == nil {
-		return nil
+		return string(b)
 	}
-	return &in.slab.names
+	if i < len(in.recent) && in.recent[i] == string(b) {
+		return in.recent[i]
+	}
+	s := in.string(b)
+	if i < len(in.recent) {
+		in.recent[i] = s
+	} else if i == len(in.recent) && i < 64 {
+		in.recent = append(in.recent, s)
+	}
+	return s
 }
 
 const slabLen = 4096

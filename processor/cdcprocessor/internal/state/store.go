@@ -84,6 +84,11 @@ type Store struct {
 	pend  map[string]int    // pending writes: key → index in order and vals
 	order []string          // pending keys in first-write order
 	vals  [][]byte          // their values; nil = delete
+
+	// Scratch reused by every storage call.
+	opv []storage.Operation
+	ops []*storage.Operation // pointers into opv
+	idx []int32
 }
 
 // Open loads the dataset registry and run registry from client. observe,
@@ -151,12 +156,11 @@ func (s *Store) load(ctx context.Context) error {
 func (s *Store) Reset(ctx context.Context) error { return s.load(ctx) }
 
 // Get reads keys in one storage Batch; a missing key gives nil. Pending
-// writes are visible.
+// writes are visible. (Sorting the keys was measured: it did not make bbolt
+// faster, and it costs ~0.2 µs per key.)
 func (s *Store) Get(ctx context.Context, keys ...string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
-	ops := make([]*storage.Operation, 0, len(keys))
-	opv := make([]storage.Operation, len(keys)) // one allocation for all operations
-	idx := make([]int, 0, len(keys))
+	idx := s.idx[:0]
 	for i, k := range keys {
 		if len(s.pend) > 0 {
 			if j, ok := s.pend[k]; ok {
@@ -164,25 +168,46 @@ func (s *Store) Get(ctx context.Context, keys ...string) ([][]byte, error) {
 				continue
 			}
 		}
-		op := &opv[len(ops)]
-		op.Key, op.Type = k, storage.Get
-		ops = append(ops, op)
-		idx = append(idx, i)
+		idx = append(idx, int32(i))
 	}
-	if len(ops) == 0 {
+	s.idx = idx
+	if len(idx) == 0 {
 		return out, nil
+	}
+	ops := s.operations(len(idx))
+	for j, i := range idx {
+		ops[j].Key, ops[j].Type = keys[i], storage.Get
 	}
 	start := time.Now()
 	err := s.client.Batch(ctx, ops...)
 	s.observe("read", time.Since(start))
 	if err != nil {
+		s.releaseOps(len(idx))
 		return nil, fmt.Errorf("cdc state read: %w", err)
 	}
-	for j := range ops {
-		out[idx[j]] = opv[j].Value
+	for j, i := range idx {
+		out[i] = ops[j].Value
 	}
+	s.releaseOps(len(idx))
 	return out, nil
 }
+
+// operations returns n zeroed operations for one storage call, from arrays
+// reused across calls (Store is not used concurrently).
+func (s *Store) operations(n int) []*storage.Operation {
+	if cap(s.opv) < n {
+		s.opv = make([]storage.Operation, n)
+		s.ops = make([]*storage.Operation, n)
+		for i := range s.ops {
+			s.ops[i] = &s.opv[i]
+		}
+	}
+	return s.ops[:n]
+}
+
+// releaseOps clears the first n operations so the reused arrays keep no
+// keys or values alive.
+func (s *Store) releaseOps(n int) { clear(s.opv[:n]) }
 
 // Put buffers a write.
 func (s *Store) Put(key string, v []byte) {
@@ -213,21 +238,19 @@ func (s *Store) Flush(ctx context.Context) error {
 	if len(s.order) == 0 {
 		return nil
 	}
-	ops := make([]*storage.Operation, len(s.order))
-	opv := make([]storage.Operation, len(s.order)) // one allocation for all operations
-	for i, k := range s.order {
-		op := &opv[i]
-		op.Key = k
+	ops := s.operations(len(s.order))
+	for i, op := range ops {
+		op.Key = s.order[i]
 		if v := s.vals[i]; v == nil {
 			op.Type = storage.Delete
 		} else {
 			op.Type, op.Value = storage.Set, v
 		}
-		ops[i] = op
 	}
 	start := time.Now()
 	err := s.client.Batch(ctx, ops...)
 	s.observe("write", time.Since(start))
+	s.releaseOps(len(ops))
 	if err != nil {
 		return fmt.Errorf("cdc state write: %w", err)
 	}
@@ -362,9 +385,29 @@ func (s *Store) Run(ctx context.Context, id uint64, batchID string) (*Run, error
 	if err != nil {
 		return nil, err
 	}
+	return s.LoadRun(id, batchID, vals[0])
+}
+
+// RunLoaded reports whether run id's state is in memory (Run needs no
+// storage call).
+func (s *Store) RunLoaded(id uint64) bool {
+	_, ok := s.runs[id]
+	return ok
+}
+
+// RunKey is the storage key of run id: a caller reading other keys can read
+// the run's state in the same storage call and hand it to LoadRun.
+func RunKey(id uint64) string { return runKey(id) }
+
+// LoadRun returns the state of run id from its stored value v (nil: new
+// run), unless the run is in memory already.
+func (s *Store) LoadRun(id uint64, batchID string, v []byte) (*Run, error) {
+	if r, ok := s.runs[id]; ok {
+		return r, nil
+	}
 	r := &Run{BatchID: batchID}
-	if vals[0] != nil {
-		if err := json.Unmarshal(vals[0], r); err != nil {
+	if v != nil {
+		if err := json.Unmarshal(v, r); err != nil {
 			return nil, fmt.Errorf("cdc state: run %s: %w", batchID, err)
 		}
 	}
@@ -384,12 +427,24 @@ func (s *Store) SaveRun(r *Run, now time.Time) {
 	}
 }
 
+// saveRuns buffers the run registry: the JSON object {"<run id hex>":
+// <unix seconds>} that load reads (members in map order; encoding/json
+// sorted them). It is encoded by hand: it is rewritten for almost every
+// incoming batch and holds every run of the last run_ttl, and encoding/json
+// of a map took ~0.5 µs per run (1 ms per batch with 2000 runs).
 func (s *Store) saveRuns() {
-	m := make(map[string]int64, len(s.seen))
+	b := make([]byte, 0, 2+len(s.seen)*32)
+	b = append(b, '{')
 	for id, t := range s.seen {
-		m[strconv.FormatUint(id, 16)] = t
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = strconv.AppendUint(b, id, 16)
+		b = append(b, '"', ':')
+		b = strconv.AppendInt(b, t, 10)
 	}
-	b, _ := json.Marshal(m)
+	b = append(b, '}')
 	s.Put(runsKey, b)
 }
 
