@@ -3,6 +3,8 @@ package ingest
 import (
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -175,8 +177,8 @@ var flatAliases = map[string]string{
 func EventFromFlat(m map[string]any) (auditevent.Event, []auditevent.FieldError) {
 	var f flatBuilder
 	f.reset(new(auditevent.Event))
-	for k, v := range m {
-		f.member(k, v)
+	for _, k := range sortedKeys(m) {
+		f.member(k, m[k])
 	}
 	probs := f.finish()
 	return *f.ev, probs
@@ -253,7 +255,8 @@ func (f *flatBuilder) member(k string, v any) {
 		case string:
 			f.ev.Actor.ID = a
 		case map[string]any:
-			for ak, av := range a {
+			for _, ak := range sortedKeys(a) {
+				av := a[ak]
 				if key, ok := actorKeys[ak]; ok {
 					f.ev.Set(key, av)
 				} else {
@@ -283,7 +286,8 @@ func (f *flatBuilder) member(k string, v any) {
 			f.bad(k, "must be an object {read, written, skipped, errored}, got %s", jsonKind(v))
 			return
 		}
-		for ck, cv := range c {
+		for _, ck := range sortedKeys(c) {
+			cv := c[ck]
 			if key, ok := counterKeys[ck]; ok {
 				f.ev.Set(key, cv)
 			} else {
@@ -297,7 +301,7 @@ func (f *flatBuilder) member(k string, v any) {
 			return
 		}
 		for ak, av := range attrs {
-			f.ev.Set(ak, av)
+			f.ev.Set(ak, av) // reports nothing: order does not matter
 		}
 	default:
 		if canon, ok := flatAliases[k]; ok {
@@ -316,6 +320,12 @@ func (f *flatBuilder) finish() []auditevent.FieldError {
 		f.ev.ChangeType = f.impliedChange
 	}
 	return f.probs
+}
+
+// sortedKeys gives the members of a decoded object in key order, so that the
+// problems reported for it come in the same order every time.
+func sortedKeys(m map[string]any) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 var actorKeys = map[string]string{
