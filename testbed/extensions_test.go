@@ -1,6 +1,9 @@
 package testbed
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,4 +50,21 @@ func TestBasicAuthCurl(t *testing.T) {
 
 	evs := runEvents(t, openSQLite(t, dir), "auth-run")
 	assert.Len(t, evs, 2, "the authenticated request's events are stored, the refused ones are not")
+}
+
+// TestPprofExtension: the pprof extension the distribution carries serves profiles of the running
+// collector (how the numbers in the docs were found).
+func TestPprofExtension(t *testing.T) {
+	dir := t.TempDir()
+	port := harness.FreePort(t)
+	cfg := strings.Replace(sqliteConfig(), "  health_check:\n", fmt.Sprintf("  pprof:\n    endpoint: 127.0.0.1:%d\n  health_check:\n", port), 1)
+	cfg = strings.Replace(cfg, "extensions: [health_check, file_storage]", "extensions: [pprof, health_check, file_storage]", 1)
+	harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", port))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "heap profile", "a real heap profile of the collector")
 }
