@@ -96,16 +96,17 @@ func reportPerEvent(b *testing.B, n int) {
 func benchJSON(b *testing.B, withIDs bool) {
 	const n = 500
 	body := jsonPayload(n, withIDs)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	cpuStart = cpuclock.Process()
-	for b.Loop() {
-		r, err := JSONEvents(body, Options{MaxEvents: 10000})
-		if err != nil || r.Accepted != n {
-			b.Fatal(err, r.Rejected)
+	benchBody(b, n, body, func() error { return accepted(JSONEvents(body, Options{MaxEvents: 10000}))(n) })
+}
+
+// accepted checks that a parse accepted all n events.
+func accepted(r *Result, err error) func(n int) error {
+	return func(n int) error {
+		if err == nil && r.Accepted != n {
+			err = fmt.Errorf("accepted %d of %d: %v", r.Accepted, n, r.Rejected)
 		}
+		return err
 	}
-	reportPerEvent(b, n)
 }
 
 func BenchmarkJSONEventsWithIDs(b *testing.B)    { benchJSON(b, true) }
@@ -114,13 +115,17 @@ func BenchmarkJSONEventsDerivedIDs(b *testing.B) { benchJSON(b, false) }
 func BenchmarkOpenLineage(b *testing.B) {
 	const n = 200
 	body := olPayload(b, n)
+	benchBody(b, n, body, func() error { return accepted(OpenLineage(body, Options{MaxEvents: 10000}))(n) })
+}
+
+// benchBody runs one request body of n events through do per op.
+func benchBody(b *testing.B, n int, body []byte, do func() error) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	cpuStart = cpuclock.Process()
 	for b.Loop() {
-		r, err := OpenLineage(body, Options{MaxEvents: 10000})
-		if err != nil || r.Accepted != n {
-			b.Fatal(err, r.Rejected)
+		if err := do(); err != nil {
+			b.Fatal(err)
 		}
 	}
 	reportPerEvent(b, n)
@@ -134,35 +139,23 @@ func BenchmarkOTLPLogs1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	cpuStart = cpuclock.Process()
-	for b.Loop() {
+	benchBody(b, n, body, func() error {
 		req := plogotlp.NewExportRequest()
 		if err := req.UnmarshalProto(body); err != nil {
-			b.Fatal(err)
+			return err
 		}
-		r, err := OTLPLogs(req.Logs(), Options{MaxEvents: 10000})
-		if err != nil || r.Accepted != n {
-			b.Fatal(err, r.Rejected)
-		}
-	}
-	reportPerEvent(b, n)
+		return accepted(OTLPLogs(req.Logs(), Options{MaxEvents: 10000}))(n)
+	})
 }
 
 // BenchmarkOTLPDecodeOnly is the baseline the normalization adds to.
 func BenchmarkOTLPDecodeOnly1000(b *testing.B) {
 	const n = 1000
-	body, _ := plogotlp.NewExportRequestFromLogs(sampleLogs(n)).MarshalProto()
-	b.ReportAllocs()
-	cpuStart = cpuclock.Process()
-	for b.Loop() {
-		req := plogotlp.NewExportRequest()
-		if err := req.UnmarshalProto(body); err != nil {
-			b.Fatal(err)
-		}
+	body, err := plogotlp.NewExportRequestFromLogs(sampleLogs(n)).MarshalProto()
+	if err != nil {
+		b.Fatal(err)
 	}
-	reportPerEvent(b, n)
+	benchBody(b, n, body, func() error { return plogotlp.NewExportRequest().UnmarshalProto(body) })
 }
 
 // BenchmarkOTLPJSONDecodeOnly500 is the machine's reference for JSON: the
@@ -174,14 +167,5 @@ func BenchmarkOTLPJSONDecodeOnly500(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	cpuStart = cpuclock.Process()
-	for b.Loop() {
-		req := plogotlp.NewExportRequest()
-		if err := req.UnmarshalJSON(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportPerEvent(b, n)
+	benchBody(b, n, body, func() error { return plogotlp.NewExportRequest().UnmarshalJSON(body) })
 }

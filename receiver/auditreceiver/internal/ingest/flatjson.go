@@ -62,31 +62,17 @@ func jsonArrayEvents(body []byte, opt Options) (res *Result, ok bool) {
 	if opt.NDJSON {
 		return nil, false
 	}
-	r := reader{b: body}
-	r.ws()
-	if r.i >= len(body) || body[r.i] != '[' {
-		return nil, false
-	}
-	r.i++
-	r.ws()
-	if r.i < len(body) && body[r.i] == ']' {
-		return nil, false // empty: rare, leave it to the general path
-	}
 	sink := newEventSink(FormatJSON, opt.ScopeName)
 	keys, vals := internTables(min(len(body)/64+1, maxInterned))
 	var members []kv
 	f := flatBuilder{}
-	for n := 0; ; n++ {
-		if opt.MaxEvents > 0 && n >= opt.MaxEvents {
-			return nil, false
+	ok = arrayItems(body, opt.MaxEvents, func(r *reader, n int) bool {
+		if r.i >= len(body) || body[r.i] != '{' {
+			return false
 		}
 		var err error
-		r.ws()
-		if r.i >= len(body) || body[r.i] != '{' {
-			return nil, false
-		}
 		if members, r.i, err = parseObjectAt(body, r.i, keys, vals, members); err != nil {
-			return nil, false
+			return false
 		}
 		f.reset(sink.next())
 		for _, m := range members {
@@ -95,24 +81,10 @@ func jsonArrayEvents(body []byte, opt Options) (res *Result, ok bool) {
 		clear(members)
 		sink.add(n, f.ev, "", f.finish())
 		sink.res.Items++
-		r.ws()
-		if r.i >= len(body) {
-			return nil, false
-		}
-		if body[r.i] == ']' {
-			r.i++
-			break
-		}
-		if body[r.i] != ',' {
-			return nil, false
-		}
-		r.i++
-	}
-	r.ws()
-	if r.i != len(body) {
-		return nil, false
-	}
-	return sink.res, true
+		return true
+	})
+	// An empty array is rare: the general path answers it.
+	return sink.res, ok && sink.res.Items > 0
 }
 
 // flatAliases maps the field names common in hand-written audit loggers to

@@ -556,6 +556,48 @@ func (r *reader) members(dst []kv) ([]kv, error) {
 	return dst, nil
 }
 
+// arrayItems walks the JSON array that is all of b, calling item with r at
+// the start of each element (whitespace skipped); item must leave r after
+// the element. It reports false, without looking further, when b is not one
+// well-formed array, it has more than maxItems elements (0: no cap), or item
+// declines.
+func arrayItems(b []byte, maxItems int, item func(r *reader, n int) bool) bool {
+	r := reader{b: b}
+	r.ws()
+	if r.i >= len(b) || b[r.i] != '[' {
+		return false
+	}
+	r.i++
+	r.ws()
+	if r.i < len(b) && b[r.i] == ']' {
+		r.i++
+	} else {
+		for n := 0; ; n++ {
+			if maxItems > 0 && n >= maxItems {
+				return false
+			}
+			r.ws()
+			if !item(&r, n) {
+				return false
+			}
+			r.ws()
+			if r.i >= len(b) {
+				return false
+			}
+			if b[r.i] == ']' {
+				r.i++
+				break
+			}
+			if b[r.i] != ',' {
+				return false
+			}
+			r.i++
+		}
+	}
+	r.ws()
+	return r.i == len(b)
+}
+
 // splitArray returns the raw elements of the JSON array b.
 func splitArray(b []byte, maxEvents int) ([][]byte, error) {
 	r := reader{b: b}

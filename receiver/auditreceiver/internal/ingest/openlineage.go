@@ -121,52 +121,26 @@ func openLineageItems(body []byte, opt Options) (*Result, error) {
 // found instead of being delimited first. ok is false for any other body;
 // the caller then takes the general path, which words the request errors.
 func openLineageArray(body []byte, opt Options) (*Result, bool) {
-	b := bytes.TrimSpace(body)
-	if len(b) == 0 || b[0] != '[' {
-		return nil, false
-	}
 	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
 	strs := map[string]string{}
-	r := reader{b: b, i: 1}
-	r.ws()
-	if r.i < len(b) && b[r.i] == ']' {
-		r.i++
-	} else {
-		for n := 0; ; n++ {
-			if opt.MaxEvents > 0 && n >= opt.MaxEvents {
-				return nil, false // splitItems reports the total
+	ok := arrayItems(body, opt.MaxEvents, func(r *reader, n int) bool {
+		start := r.i
+		var ol olEvent
+		d := olDecoder{r: reader{b: r.b, i: start}, strs: strs}
+		if d.peek() == '{' && d.event(&ol) {
+			r.i = d.r.i
+			addOpenLineage(sink, n, r.b[start:r.i], &decoded{ol: &ol, spaced: d.spaced})
+		} else {
+			// As splitArray delimits it; the item parser words the error.
+			if _, err := r.value(true); err != nil {
+				return false
 			}
-			r.ws()
-			start := r.i
-			var ol olEvent
-			d := olDecoder{r: reader{b: b, i: start}, strs: strs}
-			if d.peek() == '{' && d.event(&ol) {
-				r.i = d.r.i
-				addOpenLineage(sink, n, b[start:r.i], &decoded{ol: &ol, spaced: d.spaced})
-			} else {
-				// As splitArray delimits it; the item parser words the error.
-				if _, err := r.value(true); err != nil {
-					return nil, false
-				}
-				addOpenLineage(sink, n, b[start:r.i], nil)
-			}
-			sink.res.Items++
-			r.ws()
-			if r.i >= len(b) {
-				return nil, false
-			}
-			if b[r.i] == ']' {
-				r.i++
-				break
-			}
-			if b[r.i] != ',' {
-				return nil, false
-			}
-			r.i++
+			addOpenLineage(sink, n, r.b[start:r.i], nil)
 		}
-	}
-	r.ws()
-	return sink.res, r.i == len(b)
+		sink.res.Items++
+		return true
+	})
+	return sink.res, ok
 }
 
 // decoded is an item the single-pass decoder has already read.
