@@ -15,7 +15,14 @@ import (
 // attributes the processor owns are touched; everything else the job sent is
 // left as it was.
 func (p *cdcProcessor) write(ctx context.Context, items []*item) {
-	hexes := encodeHashes(items)
+	n := 0 // events that get hash texts: room for a previous and a record hash each
+	for _, it := range items {
+		if it.kind == kindDelete || (it.kind == kindWrite && it.change != state.ChangeNone) {
+			n++
+		}
+	}
+	var texts textSlab
+	texts.grow(128 * n)
 	for _, it := range items {
 		attrs := it.lr.Attributes()
 		switch it.kind {
@@ -29,16 +36,16 @@ func (p *cdcProcessor) write(ctx context.Context, items []*item) {
 			continue
 		case kindDelete:
 			attrs.PutStr(auditevent.AttrChangeType, auditevent.ChangeDelete)
-			putHash(attrs, auditevent.AttrPreviousHash, it.prev, hexes.next(it.prev))
+			putHash(attrs, auditevent.AttrPreviousHash, it.prev, &texts)
 			continue
 		}
 		if it.change == state.ChangeNone {
 			continue
 		}
 		attrs.PutStr(auditevent.AttrChangeType, changeNames[it.change])
-		putHash(attrs, auditevent.AttrPreviousHash, it.prev, hexes.next(it.prev))
+		putHash(attrs, auditevent.AttrPreviousHash, it.prev, &texts)
 		if !it.jobHash && it.recHash != nil {
-			attrs.PutStr(auditevent.AttrRecordHash, hexes.get(it.recHash))
+			attrs.PutStr(auditevent.AttrRecordHash, texts.hash(it.recHash))
 			if _, ok := attrs.Get(auditevent.AttrHashAlgorithm); !ok {
 				attrs.PutStr(auditevent.AttrHashAlgorithm, "sha256")
 			}
@@ -81,73 +88,36 @@ func (p *cdcProcessor) writeRecordData(attrs pcommon.Map, it *item) {
 	}
 }
 
-func putHash(attrs pcommon.Map, key string, h []byte, text string) {
+func putHash(attrs pcommon.Map, key string, h []byte, texts *textSlab) {
 	if h == nil {
 		attrs.Remove(key)
 		return
 	}
-	attrs.PutStr(key, text)
+	attrs.PutStr(key, texts.hash(h))
 }
 
-// hashTexts are the exported forms (decodeHash) of a batch's 32-byte
-// hashes, encoded into one string in the order write puts them on the
-// events: one allocation per batch instead of one per hash.
-type hashTexts struct {
-	all string
-	off int
+// textSlab hands out strings that share one growing buffer, so that a
+// batch's state keys and hash texts cost a few allocations instead of one
+// each. A string handed out never changes: the builder only appends.
+type textSlab struct{ sb strings.Builder }
+
+func (t *textSlab) grow(n int) { t.sb.Grow(n) }
+
+// add returns b as a string from the slab.
+func (t *textSlab) add(b []byte) string {
+	start := t.sb.Len()
+	t.sb.Write(b)
+	return t.sb.String()[start:]
 }
 
-// encodeHashes encodes the hashes write exports, in the order it visits
-// them (previous hash, then record hash when the processor computed it).
-func encodeHashes(items []*item) hashTexts {
-	n := 0
-	each := func(fn func(h []byte)) {
-		for _, it := range items {
-			switch {
-			case it.kind == kindDelete:
-				fn(it.prev)
-			case it.kind == kindWrite && it.change != state.ChangeNone:
-				fn(it.prev)
-				if !it.jobHash {
-					fn(it.recHash)
-				}
-			}
-		}
-	}
-	each(func(h []byte) {
-		if len(h) == 32 {
-			n++
-		}
-	})
-	// A strings.Builder grown once gives the string without copying it.
-	var sb strings.Builder
-	sb.Grow(64 * n)
-	var tmp [64]byte
-	each(func(h []byte) {
-		if len(h) == 32 {
-			hex.Encode(tmp[:], h)
-			sb.Write(tmp[:])
-		}
-	})
-	return hashTexts{all: sb.String()}
-}
-
-// next returns the text of hash h, the next hash encodeHashes visited (nil
-// gives "").
-func (t *hashTexts) next(h []byte) string {
-	if h == nil {
-		return ""
-	}
-	return t.get(h)
-}
-
-func (t *hashTexts) get(h []byte) string {
+// hash returns decodeHash(h), from the slab for the usual 32-byte hashes.
+func (t *textSlab) hash(h []byte) string {
 	if len(h) != 32 {
 		return decodeHash(h)
 	}
-	s := t.all[t.off : t.off+64]
-	t.off += 64
-	return s
+	var tmp [64]byte
+	hex.Encode(tmp[:], h)
+	return t.add(tmp[:])
 }
 
 func putMap(attrs pcommon.Map, key string, m map[string]any) {
