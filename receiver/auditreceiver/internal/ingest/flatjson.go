@@ -37,12 +37,7 @@ func jsonItemEvents(body []byte, opt Options) (*Result, error) {
 			sink.reject(i, "item", "malformed JSON: "+err.Error())
 			continue
 		}
-		f.reset(sink.next())
-		for _, m := range members {
-			f.member(m.k, m.v)
-		}
-		clear(members) // drop references to this item's values
-		sink.add(i, f.ev, "", f.finish())
+		f.add(sink, i, members)
 	}
 	return sink.res, nil
 }
@@ -66,25 +61,20 @@ func jsonArrayEvents(body []byte, opt Options) (res *Result, ok bool) {
 	keys, vals := internTables(min(len(body)/64+1, maxInterned))
 	var members []kv
 	f := flatBuilder{}
-	ok = arrayItems(body, opt.MaxEvents, func(r *reader, n int) bool {
+	err := arrayItems(body, opt.MaxEvents, func(r *reader, n int) error {
 		if r.i >= len(body) || body[r.i] != '{' {
-			return false
+			return errDeclined
 		}
 		var err error
 		if members, r.i, err = parseObjectAt(body, r.i, keys, vals, members); err != nil {
-			return false
+			return err
 		}
-		f.reset(sink.next())
-		for _, m := range members {
-			f.member(m.k, m.v)
-		}
-		clear(members)
-		sink.add(n, f.ev, "", f.finish())
+		f.add(sink, n, members)
 		sink.res.Items++
-		return true
+		return nil
 	})
 	// An empty array is rare: the general path answers it.
-	return sink.res, ok && sink.res.Items > 0
+	return sink.res, err == nil && sink.res.Items > 0
 }
 
 // flatAliases maps the field names common in hand-written audit loggers to
@@ -281,6 +271,17 @@ func (f *flatBuilder) member(k string, v any) {
 		}
 		f.ev.Set(k, v)
 	}
+}
+
+// add maps one object's members onto the sink's next event and adds it as
+// item idx.
+func (f *flatBuilder) add(sink *eventSink, idx int, members []kv) {
+	f.reset(sink.next())
+	for _, m := range members {
+		f.member(m.k, m.v)
+	}
+	clear(members) // drop references to this item's values
+	sink.add(idx, f.ev, "", f.finish())
 }
 
 // finish applies what the event type implied and returns the problems found.

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf16"
@@ -556,16 +557,20 @@ func (r *reader) members(dst []kv) ([]kv, error) {
 	return dst, nil
 }
 
+// errDeclined stops arrayItems when an item callback leaves the element to
+// another path.
+var errDeclined = errors.New("declined")
+
 // arrayItems walks the JSON array that is all of b, calling item with r at
 // the start of each element (whitespace skipped); item must leave r after
-// the element. It reports false, without looking further, when b is not one
-// well-formed array, it has more than maxItems elements (0: no cap), or item
-// declines.
-func arrayItems(b []byte, maxItems int, item func(r *reader, n int) bool) bool {
+// the element. It stops at the first error: b is not one well-formed array,
+// it has more than maxItems elements (0: no cap; errDeclined), or item
+// returns one.
+func arrayItems(b []byte, maxItems int, item func(r *reader, n int) error) error {
 	r := reader{b: b}
 	r.ws()
 	if r.i >= len(b) || b[r.i] != '[' {
-		return false
+		return r.fail("expected '[' to start an array")
 	}
 	r.i++
 	r.ws()
@@ -574,64 +579,46 @@ func arrayItems(b []byte, maxItems int, item func(r *reader, n int) bool) bool {
 	} else {
 		for n := 0; ; n++ {
 			if maxItems > 0 && n >= maxItems {
-				return false
+				return errDeclined
 			}
 			r.ws()
-			if !item(&r, n) {
-				return false
+			if err := item(&r, n); err != nil {
+				return err
 			}
 			r.ws()
 			if r.i >= len(b) {
-				return false
+				return r.fail("unexpected end of JSON input in array")
 			}
 			if b[r.i] == ']' {
 				r.i++
 				break
 			}
 			if b[r.i] != ',' {
-				return false
-			}
-			r.i++
-		}
-	}
-	r.ws()
-	return r.i == len(b)
-}
-
-// splitArray returns the raw elements of the JSON array b.
-func splitArray(b []byte, maxEvents int) ([][]byte, error) {
-	r := reader{b: b}
-	r.ws()
-	r.i++ // [
-	var out [][]byte
-	r.ws()
-	if r.i < len(b) && b[r.i] == ']' {
-		r.i++
-	} else {
-		for {
-			r.ws()
-			start := r.i
-			if _, err := r.value(true); err != nil {
-				return nil, err
-			}
-			out = append(out, b[start:r.i])
-			r.ws()
-			if r.i >= len(b) {
-				return nil, r.fail("unexpected end of JSON input in array")
-			}
-			if b[r.i] == ']' {
-				r.i++
-				break
-			}
-			if b[r.i] != ',' {
-				return nil, r.fail("expected ',' or ']' in array")
+				return r.fail("expected ',' or ']' in array")
 			}
 			r.i++
 		}
 	}
 	r.ws()
 	if r.i != len(b) {
-		return nil, r.fail("invalid character %q after top-level value", b[r.i])
+		return r.fail("invalid character %q after top-level value", b[r.i])
+	}
+	return nil
+}
+
+// splitArray returns the raw elements of the JSON array b.
+func splitArray(b []byte, maxEvents int) ([][]byte, error) {
+	var out [][]byte
+	err := arrayItems(b, 0, func(r *reader, _ int) error {
+		start := r.i
+		if _, err := r.value(true); err != nil {
+			return err
+		}
+		out = append(out, b[start:r.i])
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if maxEvents > 0 && len(out) > maxEvents {
 		return nil, tooMany(len(out), maxEvents)

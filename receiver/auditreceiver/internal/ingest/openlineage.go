@@ -123,7 +123,7 @@ func openLineageItems(body []byte, opt Options) (*Result, error) {
 func openLineageArray(body []byte, opt Options) (*Result, bool) {
 	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
 	strs := map[string]string{}
-	ok := arrayItems(body, opt.MaxEvents, func(r *reader, n int) bool {
+	err := arrayItems(body, opt.MaxEvents, func(r *reader, n int) error {
 		start := r.i
 		var ol olEvent
 		d := olDecoder{r: reader{b: r.b, i: start}, strs: strs}
@@ -133,14 +133,14 @@ func openLineageArray(body []byte, opt Options) (*Result, bool) {
 		} else {
 			// As splitArray delimits it; the item parser words the error.
 			if _, err := r.value(true); err != nil {
-				return false
+				return err
 			}
 			addOpenLineage(sink, n, r.b[start:r.i], nil)
 		}
 		sink.res.Items++
-		return true
+		return nil
 	})
-	return sink.res, ok
+	return sink.res, err == nil
 }
 
 // decoded is an item the single-pass decoder has already read.

@@ -24,7 +24,6 @@ func OTLPLogs(ld plog.Logs, opt Options) (*Result, error) {
 	res := &Result{Logs: ld, Items: n}
 	idx := 0
 	ev := new(auditevent.Event) // reused: ToLogRecord copies it out
-
 	for i, rl := range ld.ResourceLogs().All() {
 		resource := rl.Resource()
 		for j, sl := range rl.ScopeLogs().All() {
