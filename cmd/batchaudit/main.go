@@ -1,14 +1,16 @@
 // Command batchaudit reads an audit trail: runs, their events, a record's
-// history, dead letters, and an integrity check of hashes and sequences.
+// history, dead letters, and an integrity check of hashes and sequences; and
+// it installs the trail's Kibana objects.
 //
 //	batchaudit runs [--db PATH] [--job J] [--status S] [--since DURATION]
-//	batchaudit events --batch ID
-//	batchaudit history RECORD_ID
+//	batchaudit events --batch ID [--kibana-url URL]
+//	batchaudit history RECORD_ID [--kibana-url URL]
 //	batchaudit deadletters
 //	batchaudit verify [--stream S]
+//	batchaudit kibana import --kibana URL | kibana export --out FILE
 //
-// Every command takes --db PATH (default ./batchaudit-data/audit.db) or
-// --es URL [--es-prefix P], and --json.
+// Every reading command takes --db PATH (default ./batchaudit-data/audit.db)
+// or --es URL [--es-prefix P], and --json.
 package main
 
 import (
@@ -52,7 +54,13 @@ Usage:
   batchaudit deadletters [--since DURATION]
   batchaudit verify [--stream S]
 
-Every command takes:
+Kibana (the trail in Elasticsearch):
+  batchaudit kibana import --kibana URL [--space S] [--user U --password P | --api-key K] [--ca FILE] [--es-prefix P]
+  batchaudit kibana export [--out FILE] [--es-prefix P]
+  batchaudit history RECORD_ID --kibana-url URL [--kibana-space S]   print the Discover link instead
+  batchaudit events --batch ID --kibana-url URL [--kibana-space S]   print the Run detail dashboard link instead
+
+Every reading command takes:
   --db PATH          SQLite audit database (default ./batchaudit-data/audit.db)
   --es URL           read from Elasticsearch instead (e.g. http://127.0.0.1:9200)
   --es-prefix PREFIX Elasticsearch index prefix (default batchaudit)
@@ -104,6 +112,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
+	if name == "kibana" {
+		return kibanaCommand(ctx, args[1:], stdout, stderr)
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "batchaudit: unknown command %q\n\n%s", name, usage)
@@ -132,16 +143,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var s store.Store
-	if *esURL != "" {
-		s, err = openElasticsearch(ctx, *esURL, *esPrefix)
-	} else {
-		s, err = openStore(ctx, *db)
+	// A command that only prints a Kibana link does not read the trail.
+	if k := fs.Lookup("kibana-url"); k == nil || k.Value.String() == "" {
+		if *esURL != "" {
+			s, err = openElasticsearch(ctx, *esURL, *esPrefix)
+		} else {
+			s, err = openStore(ctx, *db)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "batchaudit: %v\n", err)
+			return exitFail
+		}
+		defer s.Close()
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "batchaudit: %v\n", err)
-		return exitFail
-	}
-	defer s.Close()
 	err = exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional)
 	switch {
 	case err == nil:
