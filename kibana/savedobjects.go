@@ -8,9 +8,9 @@ import (
 )
 
 // Migration versions written into every object: Kibana migrates an object
-// from the version it declares, so each declares the version whose shape we
-// write (the shapes Kibana 8.8+ exports). Kibana refuses objects that declare
-// a newer version than it knows, so the file imports into 8.8 and later.
+// from the version it declares, so each declares a version whose shape we
+// write, as Kibana 8.8 exports them. Kibana refuses objects that declare a
+// newer version than it knows, so the file imports into 8.8 and later.
 const (
 	coreMigrationVersion = "8.8.0"
 	panelVersion         = "8.8.0"
@@ -20,7 +20,7 @@ var typeMigrationVersion = map[string]string{
 	"index-pattern": "8.0.0",
 	"search":        "8.0.0",
 	"visualization": "8.5.0",
-	"dashboard":     "8.9.0",
+	"dashboard":     "8.7.0",
 }
 
 // dataView is a Kibana data view (saved-object type index-pattern) on one
@@ -304,6 +304,9 @@ func (v *vis) aggConfigs() []aggConfig {
 			p["field"], p["interval"], p["useNormalizedEsInterval"] = a.field, a.interval, true
 			p["scaleMetricValues"], p["drop_partials"], p["min_doc_count"] = false, false, 1
 			p["extended_bounds"], p["extendToTimeRange"] = map[string]any{}, false
+		}
+		if a.schema == split {
+			p["row"] = true // one chart per bucket, stacked in rows
 		}
 		if a.label != "" {
 			p["customLabel"] = a.label
