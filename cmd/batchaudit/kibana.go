@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/batchaudit/batchaudit/kibana"
@@ -34,14 +32,9 @@ const (
 )
 
 func kibanaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, kibanaUsage)
-		return exitUsage
-	}
-	sub := args[0]
-	if sub == "-h" || sub == "--help" || sub == "help" {
-		fmt.Fprint(stdout, kibanaUsage)
-		return exitOK
+	sub, code, ok := commandWord(args, kibanaUsage, stdout, stderr)
+	if !ok {
+		return code
 	}
 	fs := flag.NewFlagSet("batchaudit kibana "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -70,33 +63,16 @@ func kibanaCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "batchaudit kibana: unknown command %q\n\n%s", sub, kibanaUsage)
 		return exitUsage
 	}
-	positional, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if len(positional) > 0 {
-		fmt.Fprintf(stderr, "batchaudit kibana %s: unexpected argument %q\n", sub, positional[0])
-		return exitUsage
+	name := "kibana " + sub
+	if _, code, ok := parseCommandLine(fs, args[1:], name, 0, "", stderr); !ok {
+		return code
 	}
 	cfg := esstore.NewDefaultConfig()
 	cfg.IndexPrefix = *prefix
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "batchaudit kibana %s: --es-prefix: %v\n", sub, err)
-		return exitUsage
+		return exitCode(name, fmt.Errorf("%w: --es-prefix: %v", errUsage, err), stderr)
 	}
-	switch err := exec(); {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "batchaudit kibana %s: %v\n", sub, strings.TrimPrefix(err.Error(), "usage: "))
-		return exitUsage
-	default:
-		fmt.Fprintf(stderr, "batchaudit kibana %s: %v\n", sub, err)
-		return exitFail
-	}
+	return exitCode(name, exec(), stderr)
 }
 
 func kibanaExport(prefix, out string, stdout io.Writer) error {

@@ -103,14 +103,9 @@ var errUsage = errors.New("usage")
 var errVerify = errors.New("verification failed")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
-	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	name, code, ok := commandWord(args, usage, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if name == "kibana" {
 		return kibanaCommand(ctx, args[1:], stdout, stderr)
@@ -127,22 +122,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	esURL := fs.String("es", "", "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
 	esPrefix := fs.String("es-prefix", esstore.NewDefaultConfig().IndexPrefix, "Elasticsearch index prefix")
 	exec := cmd.flags(fs)
-	positional, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if len(positional) != cmd.args {
-		if cmd.args == 0 {
-			fmt.Fprintf(stderr, "batchaudit %s: unexpected argument %q\n", name, positional[0])
-		} else {
-			fmt.Fprintf(stderr, "batchaudit %s: expected %s\n", name, cmd.argsName)
-		}
-		return exitUsage
+	positional, code, ok := parseCommandLine(fs, args[1:], name, cmd.args, cmd.argsName, stderr)
+	if !ok {
+		return code
 	}
 	var s store.Store
+	var err error
 	// A command that only prints a Kibana link does not read the trail.
 	if k := fs.Lookup("kibana-url"); k == nil || k.Value.String() == "" {
 		if *esURL != "" {
@@ -156,7 +141,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer s.Close()
 	}
-	err = exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional)
+	return exitCode(name, exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional), stderr)
+}
+
+// commandWord takes the command (or subcommand) word off args; without one
+// it prints the usage to stderr, for help to stdout, and returns ok false
+// with the exit code.
+func commandWord(args []string, usage string, stdout, stderr io.Writer) (word string, code int, ok bool) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", exitUsage, false
+	}
+	if w := args[0]; w == "-h" || w == "--help" || w == "help" {
+		fmt.Fprint(stdout, usage)
+		return "", exitOK, false
+	}
+	return args[0], exitOK, true
+}
+
+// parseCommandLine parses the flags and checks the number of positional
+// arguments; on a mistake it has told the user and returns ok false.
+func parseCommandLine(fs *flag.FlagSet, args []string, name string, want int, argsName string, stderr io.Writer) (positional []string, code int, ok bool) {
+	positional, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK, false
+		}
+		return nil, exitUsage, false
+	}
+	if len(positional) != want {
+		if want == 0 {
+			fmt.Fprintf(stderr, "batchaudit %s: unexpected argument %q\n", name, positional[0])
+		} else {
+			fmt.Fprintf(stderr, "batchaudit %s: expected %s\n", name, argsName)
+		}
+		return nil, exitUsage, false
+	}
+	return positional, exitOK, true
+}
+
+// exitCode reports the error of command name and returns the exit code.
+func exitCode(name string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return exitOK
