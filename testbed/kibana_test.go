@@ -20,6 +20,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/kibana"
+	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/testbed/harness"
 )
 
@@ -50,14 +51,10 @@ func hexHash(s string) string {
 func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay time.Time) {
 	t.Helper()
 	prefix = estest.UniqueName(t, "kibana")
+	for _, index := range []string{esstore.EventsIndex(prefix), esstore.RunsIndex(prefix), esstore.DeadLettersIndex(prefix)} {
+		estest.TrackIndexTemplate(t, es, index) // the exporter names each template like its index
+	}
 	estest.TrackIndex(t, es, prefix+"-*")
-	t.Cleanup(func() {
-		for _, suffix := range []string{"-events", "-runs", "-deadletters"} {
-			if res, err := es.Indices.DeleteIndexTemplate(prefix + suffix); err == nil {
-				res.Body.Close()
-			}
-		}
-	})
 	cfg := strings.Replace(pipeline, "{{EXPORTER}}", fmt.Sprintf(
 		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s", estest.URL(), prefix), 1)
 	dir := t.TempDir()
