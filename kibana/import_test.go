@@ -157,8 +157,16 @@ func (k *kibanaStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if o.ExportedCount != nil {
 			continue
 		}
+		result := map[string]any{"type": o.Type, "id": o.ID, "meta": map[string]any{"title": o.Attributes["title"]}, "overwrite": true}
+		// These types' ids are unique across spaces (Kibana 8): a copy in
+		// another space gets a new id, reported as destinationId.
+		for other, objs := range k.stored {
+			if _, taken := objs[o.Type+"/"+o.ID]; taken && other != space {
+				result["destinationId"] = o.ID + "-in-" + space
+			}
+		}
 		k.stored[space][o.Type+"/"+o.ID] = append(json.RawMessage{}, line...)
-		results = append(results, map[string]any{"type": o.Type, "id": o.ID, "meta": map[string]any{"title": o.Attributes["title"]}, "overwrite": true})
+		results = append(results, result)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "successCount": len(results), "successResults": results, "errors": []any{}})
@@ -192,10 +200,20 @@ func TestImportAgainstStandIn(t *testing.T) {
 		assert.JSONEq(t, line, string(k.stored["audit"][o.Type+"/"+o.ID]))
 	}
 
-	// The default space has no /s/ path; "default" means the same.
+	res, err := Import(context.Background(), ImportOptions{KibanaURL: srv.URL, Space: "audit", Username: "elastic", Password: "s3cret"})
+	require.NoError(t, err)
+	require.Len(t, res.Dashboards, len(dashboards))
+	assert.Equal(t, Link{"batchaudit: Audit overview", srv.URL + "/s/audit/app/dashboards#/view/batchaudit-dashboard-overview"},
+		res.Dashboards[0])
+
+	// The default space has no /s/ path; "default" means the same. The ids
+	// are taken in space "audit", so Kibana gives these copies new ids, and
+	// the links follow them.
 	for _, space := range []string{"", "default"} {
-		_, err := Import(context.Background(), ImportOptions{KibanaURL: srv.URL, Space: space, Username: "elastic", Password: "s3cret"})
+		res, err := Import(context.Background(), ImportOptions{KibanaURL: srv.URL, Space: space, Username: "elastic", Password: "s3cret"})
 		require.NoError(t, err)
+		assert.Equal(t, Link{"batchaudit: Audit overview", srv.URL + "/app/dashboards#/view/batchaudit-dashboard-overview-in-default"},
+			res.Dashboards[0])
 	}
 	assert.Len(t, k.stored["default"], n)
 }

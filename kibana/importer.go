@@ -44,15 +44,30 @@ type ImportResult struct {
 	// Objects is the number of saved objects sent; SuccessCount how many
 	// Kibana imported.
 	Objects, SuccessCount int
-	// URL is the space's base URL, for the links to print.
+	// URL is the space's base URL.
 	URL string
+	// Dashboards are the links to the imported dashboards, by title.
+	Dashboards []Link
 }
+
+// Link is a titled URL.
+type Link struct{ Title, URL string }
 
 // importResponse is the body of the saved objects import API's answer.
 type importResponse struct {
-	Success      bool          `json:"success"`
-	SuccessCount int           `json:"successCount"`
-	Errors       []importError `json:"errors"`
+	Success        bool            `json:"success"`
+	SuccessCount   int             `json:"successCount"`
+	SuccessResults []importSuccess `json:"successResults"`
+	Errors         []importError   `json:"errors"`
+}
+
+// importSuccess is one imported object. Kibana 8 keeps the ids of these
+// types unique across spaces, so a copy imported into a second space gets
+// a new id, which Kibana reports as destinationId.
+type importSuccess struct {
+	Type          string `json:"type"`
+	ID            string `json:"id"`
+	DestinationID string `json:"destinationId"`
 }
 
 type importError struct {
@@ -162,7 +177,17 @@ func Import(ctx context.Context, o ImportOptions) (*ImportResult, error) {
 		return nil, fmt.Errorf("kibana import: %d of %d objects imported; errors: %s", r.SuccessCount, sent,
 			strings.Join(problems, "; "))
 	}
-	return &ImportResult{Objects: sent, SuccessCount: r.SuccessCount, URL: base + sp}, nil
+	res := &ImportResult{Objects: sent, SuccessCount: r.SuccessCount, URL: base + sp}
+	for _, d := range dashboards {
+		id := d.id
+		for _, ok := range r.SuccessResults {
+			if ok.Type == "dashboard" && ok.ID == d.id && ok.DestinationID != "" {
+				id = ok.DestinationID
+			}
+		}
+		res.Dashboards = append(res.Dashboards, Link{d.title, base + sp + "/app/dashboards#/view/" + id})
+	}
+	return res, nil
 }
 
 func httpClient(o ImportOptions) (*http.Client, error) {
@@ -195,13 +220,4 @@ func oneLine(b []byte) string {
 		s = s[:500] + "..."
 	}
 	return s
-}
-
-// DashboardURLs returns the links of the dashboards in a space, by title.
-func DashboardURLs(spaceURL string) [][2]string {
-	out := make([][2]string, len(dashboards))
-	for i, d := range dashboards {
-		out[i] = [2]string{d.title, spaceURL + "/app/dashboards#/view/" + d.id}
-	}
-	return out
 }

@@ -98,8 +98,8 @@ func kibanaImport(ctx context.Context, o kibana.ImportOptions, stdout io.Writer)
 	}
 	fmt.Fprintf(stdout, "Imported %d saved objects into %s (an existing copy is replaced). Dashboards:\n", res.SuccessCount, res.URL)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	for _, d := range kibana.DashboardURLs(res.URL) {
-		fmt.Fprintf(tw, "  %s\t%s\n", d[0], d[1])
+	for _, d := range res.Dashboards {
+		fmt.Fprintf(tw, "  %s\t%s\n", d.Title, d.URL)
 	}
 	return tw.Flush()
 }
