@@ -248,7 +248,7 @@ func (v *vis) rows(aggs map[string]json.RawMessage, docCount float64, keys []str
 				}
 				val = *m.Value
 			}
-			out[strings.Join(append(append([]string{}, keys...), a.metricLabel()), " | ")] = val
+			out[strings.Join(append(append([]string{}, keys...), a.label), " | ")] = val
 		}
 		return nil
 	}
@@ -293,7 +293,3 @@ func bucketKey(a agg, bk map[string]json.RawMessage) (string, error) {
 	}
 	return fmt.Sprint(k), nil
 }
-
-// metricLabel is the metric's label as Kibana shows it (every metric here
-// has a custom label).
-func (a agg) metricLabel() string { return a.label }
