@@ -85,11 +85,12 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
-# Regenerate internal/metadata of every component (output is committed).
+# Regenerate internal/metadata of every component and the Kibana saved objects (output is committed).
 generate:
 	@for d in $$(dirname $$(find receiver processor exporter -name metadata.yaml)); do \
 		echo "mdatagen $$d"; (cd $$d && $(GO) tool -modfile=$(CURDIR)/internal/tools/go.mod mdatagen metadata.yaml) || exit 1; \
 	done
+	$(GO) generate ./kibana
 
 es-up:
 	@bash scripts/es.sh up

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/kibana"
 	"github.com/batchaudit/batchaudit/store"
 )
 
@@ -53,9 +54,13 @@ func eventsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error
 	var names stringList
 	fs.Var(&names, "name", "only events with this name, e.g. batchaudit.record.write (repeatable)")
 	limit := fs.Int("limit", 0, "at most this many events (0: all)")
+	kibanaURL, space := kibanaLinkFlags(fs, "the Run detail dashboard")
 	return func(ctx context.Context, c *cli, _ []string) error {
 		if *batch == "" {
 			return fmt.Errorf("%w: --batch ID is required (batchaudit runs lists the ids)", errUsage)
+		}
+		if *kibanaURL != "" {
+			return c.printLink(kibana.RunDetailURL(*kibanaURL, *space, *batch))
 		}
 		events, err := c.store.Events(ctx, store.EventQuery{BatchID: *batch, Names: names, Limit: *limit})
 		if err != nil {
@@ -66,7 +71,11 @@ func eventsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error
 }
 
 func historyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
+	kibanaURL, space := kibanaLinkFlags(fs, "Kibana's Record history search")
 	return func(ctx context.Context, c *cli, args []string) error {
+		if *kibanaURL != "" {
+			return c.printLink(kibana.RecordHistoryURL(*kibanaURL, *space, args[0]))
+		}
 		events, err := store.RecordHistory(ctx, c.store, args[0])
 		if err != nil {
 			return err

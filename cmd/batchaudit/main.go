@@ -1,14 +1,16 @@
 // Command batchaudit reads an audit trail: runs, their events, a record's
-// history, dead letters, and an integrity check of hashes and sequences.
+// history, dead letters, and an integrity check of hashes and sequences; and
+// it installs the trail's Kibana objects.
 //
 //	batchaudit runs [--db PATH] [--job J] [--status S] [--since DURATION]
-//	batchaudit events --batch ID
-//	batchaudit history RECORD_ID
+//	batchaudit events --batch ID [--kibana-url URL]
+//	batchaudit history RECORD_ID [--kibana-url URL]
 //	batchaudit deadletters
 //	batchaudit verify [--stream S]
+//	batchaudit kibana import --kibana URL | kibana export --out FILE
 //
-// Every command takes --db PATH (default ./batchaudit-data/audit.db) or
-// --es URL [--es-prefix P], and --json.
+// Every reading command takes --db PATH (default ./batchaudit-data/audit.db)
+// or --es URL [--es-prefix P], and --json.
 package main
 
 import (
@@ -52,7 +54,13 @@ Usage:
   batchaudit deadletters [--since DURATION]
   batchaudit verify [--stream S]
 
-Every command takes:
+Kibana (the trail in Elasticsearch):
+  batchaudit kibana import --kibana URL [--space S] [--user U --password P | --api-key K] [--ca FILE] [--es-prefix P]
+  batchaudit kibana export [--out FILE] [--es-prefix P]
+  batchaudit history RECORD_ID --kibana-url URL [--kibana-space S]   print the Discover link instead
+  batchaudit events --batch ID --kibana-url URL [--kibana-space S]   print the Run detail dashboard link instead
+
+Every reading command takes:
   --db PATH          SQLite audit database (default ./batchaudit-data/audit.db)
   --es URL           read from Elasticsearch instead (e.g. http://127.0.0.1:9200)
   --es-prefix PREFIX Elasticsearch index prefix (default batchaudit)
@@ -95,14 +103,12 @@ var errUsage = errors.New("usage")
 var errVerify = errors.New("verification failed")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
+	name, code, ok := commandWord(args, usage, stdout, stderr)
+	if !ok {
+		return code
 	}
-	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
-		fmt.Fprint(stdout, usage)
-		return exitOK
+	if name == "kibana" {
+		return kibanaCommand(ctx, args[1:], stdout, stderr)
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -116,33 +122,66 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	esURL := fs.String("es", "", "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
 	esPrefix := fs.String("es-prefix", esstore.NewDefaultConfig().IndexPrefix, "Elasticsearch index prefix")
 	exec := cmd.flags(fs)
-	positional, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if len(positional) != cmd.args {
-		if cmd.args == 0 {
-			fmt.Fprintf(stderr, "batchaudit %s: unexpected argument %q\n", name, positional[0])
-		} else {
-			fmt.Fprintf(stderr, "batchaudit %s: expected %s\n", name, cmd.argsName)
-		}
-		return exitUsage
+	positional, code, ok := parseCommandLine(fs, args[1:], name, cmd.args, cmd.argsName, stderr)
+	if !ok {
+		return code
 	}
 	var s store.Store
-	if *esURL != "" {
-		s, err = openElasticsearch(ctx, *esURL, *esPrefix)
-	} else {
-		s, err = openStore(ctx, *db)
+	var err error
+	// A command that only prints a Kibana link does not read the trail.
+	if k := fs.Lookup("kibana-url"); k == nil || k.Value.String() == "" {
+		if *esURL != "" {
+			s, err = openElasticsearch(ctx, *esURL, *esPrefix)
+		} else {
+			s, err = openStore(ctx, *db)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "batchaudit: %v\n", err)
+			return exitFail
+		}
+		defer s.Close()
 	}
+	return exitCode(name, exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional), stderr)
+}
+
+// commandWord takes the command (or subcommand) word off args; without one
+// it prints the usage to stderr, for help to stdout, and returns ok false
+// with the exit code.
+func commandWord(args []string, usage string, stdout, stderr io.Writer) (word string, code int, ok bool) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", exitUsage, false
+	}
+	if w := args[0]; w == "-h" || w == "--help" || w == "help" {
+		fmt.Fprint(stdout, usage)
+		return "", exitOK, false
+	}
+	return args[0], exitOK, true
+}
+
+// parseCommandLine parses the flags and checks the number of positional
+// arguments; on a mistake it has told the user and returns ok false.
+func parseCommandLine(fs *flag.FlagSet, args []string, name string, want int, argsName string, stderr io.Writer) (positional []string, code int, ok bool) {
+	positional, err := parseInterleaved(fs, args)
 	if err != nil {
-		fmt.Fprintf(stderr, "batchaudit: %v\n", err)
-		return exitFail
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK, false
+		}
+		return nil, exitUsage, false
 	}
-	defer s.Close()
-	err = exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional)
+	if len(positional) != want {
+		if want == 0 {
+			fmt.Fprintf(stderr, "batchaudit %s: unexpected argument %q\n", name, positional[0])
+		} else {
+			fmt.Fprintf(stderr, "batchaudit %s: expected %s\n", name, argsName)
+		}
+		return nil, exitUsage, false
+	}
+	return positional, exitOK, true
+}
+
+// exitCode reports the error of command name and returns the exit code.
+func exitCode(name string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return exitOK

@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchaudit/batchaudit/kibana"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/sqlitestore"
 	"github.com/batchaudit/batchaudit/store/storetest"
@@ -192,4 +198,90 @@ func TestUsage(t *testing.T) {
 	assert.Contains(t, errOut, "expected RECORD_ID")
 	code, _, _ = runCLI(t, "runs", "--bogus")
 	assert.Equal(t, 2, code)
+}
+
+func TestKibanaExport(t *testing.T) {
+	want, err := kibana.NDJSON("batchaudit")
+	require.NoError(t, err)
+	code, out, errOut := runCLI(t, "kibana", "export")
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, string(want), out, "standard output is the NDJSON")
+
+	path := filepath.Join(t.TempDir(), "objects.ndjson")
+	code, out, errOut = runCLI(t, "kibana", "export", "--out", path, "--es-prefix", "acme")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, path)
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	want, err = kibana.NDJSON("acme")
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got))
+
+	code, _, errOut = runCLI(t, "kibana", "export", "--es-prefix", "Bad Prefix")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "index_prefix")
+	code, _, errOut = runCLI(t, "kibana", "frobnicate")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "unknown command")
+}
+
+// TestKibanaImport runs the import command against a local HTTP STAND-IN for
+// Kibana (Kibana cannot be installed here); kibana/import_test.go checks the
+// request in detail, this test the command's flags, environment and output.
+func TestKibanaImport(t *testing.T) {
+	var got *http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		_, _ = io.Copy(io.Discard, r.Body)
+		if u, p, ok := r.BasicAuth(); !ok || u != "auditor" || p != "from-env" {
+			http.Error(w, `{"statusCode":401,"error":"Unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"success":true,"successCount":%d,"successResults":[]}`, strings.Count(mustNDJSON(t), "\n")-1)
+	}))
+	defer srv.Close()
+	t.Setenv("KIBANA_USER", "auditor")
+	t.Setenv("KIBANA_PASSWORD", "from-env")
+	code, out, errOut := runCLI(t, "kibana", "import", "--kibana", srv.URL, "--space", "audit")
+	require.Equal(t, 0, code, errOut)
+	require.NotNil(t, got)
+	assert.Equal(t, "/s/audit/api/saved_objects/_import", got.URL.Path)
+	assert.Equal(t, "overwrite=true", got.URL.RawQuery)
+	assert.NotEmpty(t, got.Header.Get("kbn-xsrf"))
+	assert.Contains(t, out, "Imported ")
+	assert.Contains(t, out, srv.URL+"/s/audit/app/dashboards#/view/batchaudit-dashboard-overview")
+
+	code, _, errOut = runCLI(t, "kibana", "import", "--kibana", srv.URL, "--password", "wrong")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, errOut, "401")
+	code, _, errOut = runCLI(t, "kibana", "import")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "--kibana URL is required")
+}
+
+func mustNDJSON(t *testing.T) string {
+	b, err := kibana.NDJSON("batchaudit")
+	require.NoError(t, err)
+	return string(b)
+}
+
+// TestKibanaLinks: history and events print Kibana links without reading a
+// trail (there is no database here).
+func TestKibanaLinks(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.db")
+	code, out, errOut := runCLI(t, "history", "A-1002", "--kibana-url", "http://kibana:5601", "--db", missing)
+	require.Equal(t, 0, code, errOut)
+	want, err := kibana.RecordHistoryURL("http://kibana:5601", "", "A-1002")
+	require.NoError(t, err)
+	assert.Equal(t, want+"\n", out)
+
+	code, out, errOut = runCLI(t, "events", "--batch", "b-7", "--kibana-url", "http://kibana:5601", "--kibana-space", "audit", "--db", missing)
+	require.Equal(t, 0, code, errOut)
+	want, err = kibana.RunDetailURL("http://kibana:5601", "audit", "b-7")
+	require.NoError(t, err)
+	assert.Equal(t, want+"\n", out)
+
+	code, _, errOut = runCLI(t, "history", "A-1", "--kibana-url", "kibana")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "want http(s)://")
 }

@@ -8,7 +8,7 @@
 // Tests share one node, possibly from several packages at once, so every
 // index, template or data stream a test creates gets a name from UniqueName
 // and is registered for deletion with t.Cleanup (CreateIndex,
-// PutIndexTemplate, TrackIndex, TrackDataStream). Cleanups run in reverse
+// PutIndexTemplate, TrackIndexTemplate, TrackIndex, TrackDataStream). Cleanups run in reverse
 // order of registration, so register a template before the indices it
 // matches: the indices are then deleted first.
 //
@@ -193,6 +193,25 @@ func PutIndexTemplate(t testing.TB, c *elasticsearch.Client, name, body string) 
 	defer cancel()
 	res, err := c.Indices.PutIndexTemplate(name, strings.NewReader(body), c.Indices.PutIndexTemplate.WithContext(ctx))
 	mustOK(t, res, err, "put index template "+name)
+}
+
+// TrackIndexTemplate deletes the composable index template name at cleanup
+// (a missing one is fine). Use it for templates that the code under test
+// installs itself; register it before the indices the template matches.
+func TrackIndexTemplate(t testing.TB, c *elasticsearch.Client, name string) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		res, err := c.Indices.DeleteIndexTemplate(name, c.Indices.DeleteIndexTemplate.WithContext(ctx))
+		if err != nil {
+			t.Errorf("estest cleanup: delete index template %s: %v", name, err)
+			return
+		}
+		if b := readBody(res); res.IsError() && res.StatusCode != http.StatusNotFound {
+			t.Errorf("estest cleanup: delete index template %s: %s %s", name, res.Status(), b)
+		}
+	})
 }
 
 // TrackIndex deletes, at cleanup, the indices matching pattern (a name or

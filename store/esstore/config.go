@@ -124,9 +124,21 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) eventsIndex() string      { return c.IndexPrefix + "-events" }
-func (c *Config) runsIndex() string        { return c.IndexPrefix + "-runs" }
-func (c *Config) deadLettersIndex() string { return c.IndexPrefix + "-deadletters" }
+// The index names for a prefix, exported for tools that read the indices
+// directly (the Kibana data views in package kibana).
+
+// EventsIndex is the index of stored audit events.
+func EventsIndex(prefix string) string { return prefix + "-events" }
+
+// RunsIndex is the index of run summaries.
+func RunsIndex(prefix string) string { return prefix + "-runs" }
+
+// DeadLettersIndex is the index of dead letters, conflicts included.
+func DeadLettersIndex(prefix string) string { return prefix + "-deadletters" }
+
+func (c *Config) eventsIndex() string      { return EventsIndex(c.IndexPrefix) }
+func (c *Config) runsIndex() string        { return RunsIndex(c.IndexPrefix) }
+func (c *Config) deadLettersIndex() string { return DeadLettersIndex(c.IndexPrefix) }
 
 // endpointsForLog lists endpoints without any credentials in the URLs.
 func (c *Config) endpointsForLog() string {

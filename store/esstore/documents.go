@@ -147,11 +147,10 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64
 	w.begin("event")
 	w.str("id", e.ID)
 	w.str("action", e.Name)
-	w.str("kind", "event")
-	if c := auditevent.Category(e.Name); c != "" {
-		w.strs("category", []string{c})
-	}
-	w.strs("type", []string{eventType(e)})
+	class := ecsClassOf(e.Name)
+	w.str("kind", class.kind)
+	w.strs("category", []string{class.category})
+	w.strs("type", []string{eventType(e, class)})
 	w.str("outcome", outcome(e))
 	w.int("sequence", seq)
 	w.str("hash", hash)
@@ -187,6 +186,7 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64
 	}
 	w.begin("batchaudit")
 	w.str("stream", stream)
+	w.str("category", auditevent.Category(e.Name))
 	w.key("canonical")
 	w.b = appendJSONString(w.b, canonicalJSON)
 	if e.BatchID != "" || e.ParentBatchID != "" || e.BatchState != "" || e.BatchResult != "" || e.Counters != nil {
@@ -352,32 +352,61 @@ func jsonText(v any) string {
 	return string(b)
 }
 
-// eventType maps event names to an ECS event.type value, for dashboards
-// that filter on ECS categorisation.
-func eventType(e *auditevent.Event) string {
-	switch e.Name {
-	case auditevent.BatchStart:
-		return "start"
-	case auditevent.BatchEnd:
-		return "end"
-	case auditevent.RecordRead:
-		return "access"
-	case auditevent.RecordDelete:
-		return "deletion"
-	case auditevent.RecordError:
-		return "error"
-	case auditevent.Finding:
-		return "indicator"
-	case auditevent.RecordWrite, auditevent.RecordTransform:
+// ecsClass is the ECS categorisation of an event name: event.kind,
+// event.category and the default event.type, each one of the values ECS
+// allows (docs/storage.md lists them), so that Kibana's apps and ECS-based
+// searches read them as ECS defines them. batchaudit's own grouping
+// (lifecycle, record, ...) is batchaudit.category.
+type ecsClass struct{ kind, category, typ string }
+
+// A run is a process (its lifecycle: start, end); records, their checks and
+// their lineage are data storage and retrieval ("database" in ECS, which
+// is not limited to database systems). A finding is a notable event raised
+// by a detection outside the Elastic Stack: ECS kind "alert".
+var ecsClasses = map[string]ecsClass{
+	auditevent.BatchStart:         {"event", "process", "start"},
+	auditevent.BatchProgress:      {"event", "process", "info"},
+	auditevent.BatchEnd:           {"event", "process", "end"},
+	auditevent.Checkpoint:         {"event", "process", "info"},
+	auditevent.OpenLineageJob:     {"event", "process", "info"},
+	auditevent.RecordRead:         {"event", "database", "access"},
+	auditevent.RecordTransform:    {"event", "database", "change"},
+	auditevent.RecordWrite:        {"event", "database", "change"},
+	auditevent.RecordSkip:         {"event", "database", "info"},
+	auditevent.RecordError:        {"event", "database", "error"},
+	auditevent.RecordDelete:       {"event", "database", "deletion"},
+	auditevent.ValidationPass:     {"event", "database", "info"},
+	auditevent.ValidationFail:     {"event", "database", "info"},
+	auditevent.LineageRecord:      {"event", "database", "info"},
+	auditevent.LineageDataset:     {"event", "database", "info"},
+	auditevent.OpenLineageDataset: {"event", "database", "info"},
+	auditevent.Finding:            {"alert", "database", "info"},
+}
+
+// ecsClassOf returns the class of a canonical event name; only valid events
+// are stored, so an unknown name does not occur (it would be "info").
+func ecsClassOf(name string) ecsClass {
+	if c, ok := ecsClasses[name]; ok {
+		return c
+	}
+	return ecsClass{"event", "database", "info"}
+}
+
+// eventType is ECS event.type: for writes and transforms the change type
+// decides (creation, change, deletion; a write that changed nothing is
+// "info", not "change"), for the rest the class's default.
+func eventType(e *auditevent.Event, class ecsClass) string {
+	if e.Name == auditevent.RecordWrite || e.Name == auditevent.RecordTransform {
 		switch e.ChangeType {
 		case auditevent.ChangeInsert:
 			return "creation"
 		case auditevent.ChangeDelete:
 			return "deletion"
+		case auditevent.ChangeNoChange:
+			return "info"
 		}
-		return "change"
 	}
-	return "info"
+	return class.typ
 }
 
 // outcome is ECS event.outcome: failure for errors, failed validations and
@@ -400,7 +429,8 @@ func outcome(e *auditevent.Event) string {
 	return "success"
 }
 
-// deadLetterDoc is one dead letter. Its _id is derived from (stream, event
+// deadLetterDoc is one dead letter: ECS event.kind "pipeline_error" (the
+// event could not be kept as it came). Its _id is derived from (stream, event
 // id, document hash), so the same dead letter is kept once.
 type deadLetterDoc struct {
 	Timestamp string        `json:"@timestamp"`
@@ -426,6 +456,13 @@ type deadMeta struct {
 	Document string `json:"document"`
 	// ExistingHash is what the events index holds for a conflict.
 	ExistingHash string `json:"existing_hash,omitempty"`
+	// Batch is the event's batch id as received, so a run's dead letters
+	// can be searched with the run (e.g. Kibana's Run detail dashboard).
+	Batch *deadBatch `json:"batch,omitempty"`
+}
+
+type deadBatch struct {
+	ID string `json:"id"`
 }
 
 // deadLetterID identifies a dead letter by stream, event id and content.
@@ -446,11 +483,14 @@ func encodeDeadLetter(dst []byte, it *item, stream, ingested string) ([]byte, er
 	}
 	d := deadLetterDoc{
 		Timestamp: ts,
-		Event: deadEventMeta{ID: it.ev.ID, Action: it.ev.Name, Kind: "event", Sequence: it.seq,
+		Event: deadEventMeta{ID: it.ev.ID, Action: it.ev.Name, Kind: "pipeline_error", Sequence: it.seq,
 			Hash: it.hash, Ingested: ingested},
 		Error: errorDoc{Type: it.errType, Message: it.reason},
 		Dead: deadMeta{Stream: stream, Conflict: it.outcome == store.Conflict, Reason: it.reason,
 			Document: string(it.doc), ExistingHash: it.existingHash},
+	}
+	if it.ev.BatchID != "" {
+		d.Dead.Batch = &deadBatch{ID: it.ev.BatchID}
 	}
 	out, err := json.Marshal(&d)
 	if err != nil {

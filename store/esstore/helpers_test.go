@@ -3,7 +3,6 @@ package esstore
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -22,19 +21,9 @@ func testPrefix(t testing.TB) string {
 	t.Helper()
 	c := estest.Require(t)
 	prefix := estest.UniqueName(t, "ba")
-	t.Cleanup(func() { // registered first, so it runs after the indices are gone
-		for _, name := range []string{prefix + "-events", prefix + "-runs", prefix + "-deadletters"} {
-			res, err := c.Indices.DeleteIndexTemplate(name)
-			if err != nil {
-				t.Errorf("delete template %s: %v", name, err)
-				continue
-			}
-			res.Body.Close()
-			if res.IsError() && res.StatusCode != http.StatusNotFound {
-				t.Errorf("delete template %s: %s", name, res.Status())
-			}
-		}
-	})
+	for _, name := range []string{EventsIndex(prefix), RunsIndex(prefix), DeadLettersIndex(prefix)} {
+		estest.TrackIndexTemplate(t, c, name) // registered first: runs after the indices are gone
+	}
 	estest.TrackIndex(t, c, prefix+"-*")
 	return prefix
 }

@@ -261,14 +261,16 @@ func TestTemplatesApplied(t *testing.T) {
 		"event.hash": "keyword", "event.ingested": "date", "user.id": "keyword", "trace.id": "keyword", "labels": "flattened",
 		"batchaudit.canonical": "disabled", "batchaudit.batch.id": "keyword", "batchaudit.record.id": "keyword",
 		"batchaudit.target.dataset": "keyword", "batchaudit.record.data": "flattened", "batchaudit.lineage.input_record_ids": "keyword",
-		"message": "text",
+		"message": "text", "batchaudit.category": "keyword",
 	} {
 		assert.Equal(t, want, fieldType(cfg.eventsIndex(), field), field)
 	}
-	for field, want := range map[string]string{"start": "date", "status": "keyword", "job_name": "keyword", "actor.id": "keyword", "events": "long"} {
+	for field, want := range map[string]string{"start": "date", "status": "keyword", "job_name": "keyword", "actor.id": "keyword", "events": "long",
+		"batchaudit.batch.id": "alias"} {
 		assert.Equal(t, want, fieldType(cfg.runsIndex(), field), field)
 	}
-	for field, want := range map[string]string{"@timestamp": "date_nanos", "event.sequence": "long", "batchaudit.reason": "text", "batchaudit.document": "disabled"} {
+	for field, want := range map[string]string{"@timestamp": "date_nanos", "event.sequence": "long", "batchaudit.reason": "text", "batchaudit.document": "disabled",
+		"batchaudit.batch.id": "keyword"} {
 		assert.Equal(t, want, fieldType(cfg.deadLettersIndex(), field), field)
 	}
 	// Reopening with templates already installed works (idempotent install).

@@ -12,7 +12,7 @@ import (
 )
 
 // The mappings use core field types only (keyword, text, date, date_nanos,
-// long, double, boolean, object, flattened), no ILM, no ingest pipeline and
+// long, double, boolean, object, flattened, alias), no ILM, no ingest pipeline and
 // no scripts, so they install on any 8.x node. dynamic: false keeps unknown
 // fields in _source without growing the mapping. Free-form maps (labels,
 // record data, change values, params, lineage) are flattened: their leaves
@@ -46,6 +46,7 @@ var eventsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	f("labels", flat),
 	f("batchaudit", props(
 		f("stream", kw),
+		f("category", kw),
 		f("canonical", blob),
 		f("batch", props(f("id", kw), f("parent_id", kw), f("state", kw), f("result", kw),
 			f("records", props(f("read", longT), f("written", longT), f("skipped", longT), f("errored", longT))))),
@@ -76,6 +77,9 @@ var runsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	f("read", longT), f("written", longT), f("skipped", longT), f("errored", longT),
 	f("inserted", longT), f("updated", longT), f("deleted", longT), f("unchanged", longT),
 	f("findings", longT), f("events", longT), f("sources", kw), f("targets", kw),
+	// The events' name for the batch id, so that one query
+	// (batchaudit.batch.id:"...") selects a run across all indices.
+	f("batchaudit", props(f("batch", props(f("id", `{"type":"alias","path":"batch_id"}`))))),
 }, ",") + `}}`
 
 var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
@@ -83,12 +87,12 @@ var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]stri
 	f("event", props(f("id", kw), f("action", kw), f("kind", kw), f("sequence", longT), f("hash", kw), f("ingested", dateT))),
 	f("error", props(f("type", kw), f("message", text))),
 	f("batchaudit", props(f("stream", kw), f("conflict", `{"type":"boolean"}`), f("reason", text),
-		f("document", blob), f("existing_hash", kw))),
+		f("document", blob), f("existing_hash", kw), f("batch", props(f("id", kw))))),
 }, ",") + `}}`
 
 // templateVersion is bumped with every mapping change; a newer template
 // then replaces the installed one (new indices pick it up).
-const templateVersion = 1
+const templateVersion = 2
 
 // indexTemplate is a composable template for exactly one index name.
 func indexTemplate(index, mappings string) string {
