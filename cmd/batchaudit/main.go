@@ -1,14 +1,16 @@
 // Command batchaudit reads an audit trail: runs, their events, a record's
 // history, dead letters, and an integrity check of hashes and sequences.
 //
-//	batchaudit runs [--db PATH] [--job J] [--status S] [--since DURATION]
-//	batchaudit events --batch ID
+//	batchaudit runs [--job J] [--status S] [--actor A] [--children BATCH] [--latest] [PERIOD]
+//	batchaudit events [--batch ID] [--name N] [--dataset D] [--actor A] [--record R]
+//	                  [--change C] [--finding F] [--lineage L] [PERIOD]
 //	batchaudit history RECORD_ID
-//	batchaudit deadletters
+//	batchaudit deadletters [PERIOD]
 //	batchaudit verify [--stream S]
 //
-// Every command takes --db PATH (default ./batchaudit-data/audit.db) or
-// --es URL [--es-prefix P], and --json.
+// PERIOD is --since 7d or --from T [--to T]. Every command takes --db PATH
+// (default ./batchaudit-data/audit.db) or --es URL [--es-prefix P], and
+// --output text|json|csv. Results are streamed from the store.
 package main
 
 import (
@@ -46,21 +48,31 @@ const (
 const usage = `batchaudit reads the audit trail written by otelcol-batchaudit.
 
 Usage:
-  batchaudit runs [--job J] [--status S] [--since DURATION] [--limit N]
-  batchaudit events --batch ID [--name N] [--limit N]
+  batchaudit runs [--job J] [--status S] [--actor A] [--children BATCH] [--latest] [PERIOD] [--limit N]
+  batchaudit events [--batch ID] [--name N]... [--dataset D] [--actor A] [--record R]
+                    [--change C] [--finding F] [--lineage L] [PERIOD] [--limit N]
   batchaudit history RECORD_ID
-  batchaudit deadletters [--since DURATION]
+  batchaudit deadletters [PERIOD]
   batchaudit verify [--stream S]
+
+PERIOD is --since D (7d, 2w, 36h, 90m) or --from T [--to T]: RFC 3339 or 2026-11-01[T15:04[:05]]
+in UTC; --from is included, --to excluded. Filters combine with AND.
 
 Every command takes:
   --db PATH          SQLite audit database (default ./batchaudit-data/audit.db)
   --es URL           read from Elasticsearch instead (e.g. http://127.0.0.1:9200)
   --es-prefix PREFIX Elasticsearch index prefix (default batchaudit)
-  --json             JSON instead of aligned text
+  --output FORMAT    text (aligned columns, default), json or csv; --json is --output json
 
 Examples:
   batchaudit runs --since 24h --status failure
+  batchaudit runs --latest                      the latest run of every job
+  batchaudit runs --children 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
   batchaudit events --batch 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
+  batchaudit events --actor alice --since 7d
+  batchaudit events --dataset dw.orders --change delete --output csv
+  batchaudit events --finding data_loss --from 2026-11-01 --to 2026-12-01
+  batchaudit events --lineage ord-A-1002
   batchaudit history A-1002
   batchaudit verify
 `
@@ -83,9 +95,9 @@ var commands = map[string]command{
 
 // cli is what every command writes to and reads from.
 type cli struct {
-	out   io.Writer
-	json  bool
-	store store.Store
+	out    io.Writer
+	format string // formatText, formatJSON or formatCSV
+	store  store.Store
 }
 
 // errUsage marks errors that are the caller's invocation, not the trail.
@@ -112,7 +124,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("batchaudit "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := fs.String("db", sqlitestore.DefaultPath, "SQLite audit database")
-	jsonOut := fs.Bool("json", false, "print JSON instead of aligned text")
+	output := fs.String("output", formatText, "output format: text, json or csv")
+	jsonOut := fs.Bool("json", false, "print JSON (same as --output json)")
 	esURL := fs.String("es", "", "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
 	esPrefix := fs.String("es-prefix", esstore.NewDefaultConfig().IndexPrefix, "Elasticsearch index prefix")
 	exec := cmd.flags(fs)
@@ -131,6 +144,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	format := *output
+	if *jsonOut {
+		format = formatJSON
+	}
+	if format != formatText && format != formatJSON && format != formatCSV {
+		fmt.Fprintf(stderr, "batchaudit %s: --output %q is not one of text, json, csv\n", name, format)
+		return exitUsage
+	}
 	var s store.Store
 	if *esURL != "" {
 		s, err = openElasticsearch(ctx, *esURL, *esPrefix)
@@ -142,7 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer s.Close()
-	err = exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional)
+	err = exec(ctx, &cli{out: stdout, format: format, store: s}, positional)
 	switch {
 	case err == nil:
 		return exitOK
