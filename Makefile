@@ -19,6 +19,7 @@ help:
 	@echo "make test     run every test (unit, Elasticsearch integration, end-to-end, short fuzzing);"
 	@echo "              starts a local Elasticsearch node and installs the Python test clients first"
 	@echo "make build    build _build/otelcol-batchaudit, _build/batchaudit (CLI) and _build/ordersjob"
+	@echo "make examples / test-examples   build the Java and Node examples / run the Python and Node unit tests"
 	@echo "make es-up / es-down / es-status   local Elasticsearch node for tests and runs"
 	@echo "make bench    run the benchmarks;  make lint;  make generate;  make clean"
 
