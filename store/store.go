@@ -180,6 +180,15 @@ type Reader interface {
 	EachRun(ctx context.Context, q RunQuery, fn func(*Run) error) error
 }
 
+// PageSize is how many results the next page of a paged read asks for:
+// size, or what remains of limit (0: no limit) after seen results.
+func PageSize(limit, seen, size int) int {
+	if limit > 0 && limit-seen < size {
+		return limit - seen
+	}
+	return size
+}
+
 // Collect gathers what an Each* read yields into a slice.
 func Collect[Q, T any](ctx context.Context, each func(context.Context, Q, func(*T) error) error, q Q) ([]T, error) {
 	var out []T

@@ -136,10 +136,7 @@ func (s *Store) latestRuns(ctx context.Context, filter []any, limit int, each fu
 	var after any
 	seen := 0
 	for {
-		size := pageSize
-		if limit > 0 && limit-seen < size {
-			size = limit - seen
-		}
+		size := store.PageSize(limit, seen, pageSize)
 		composite := map[string]any{"size": size, "sources": []any{
 			map[string]any{"job": map[string]any{"terms": map[string]any{"field": "job_name", "missing_bucket": true}}}}}
 		if after != nil {
@@ -235,10 +232,7 @@ func (s *Store) search(ctx context.Context, index string, filter, sort []any, li
 	var after []any
 	seen := 0
 	for {
-		size := pageSize
-		if limit > 0 && limit-seen < size {
-			size = limit - seen
-		}
+		size := store.PageSize(limit, seen, pageSize)
 		req := map[string]any{
 			"size": size, "sort": sort, "track_total_hits": false,
 			"query": map[string]any{"bool": map[string]any{"filter": filter}},

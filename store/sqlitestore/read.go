@@ -62,10 +62,7 @@ func (s *Store) pages(ctx context.Context, what string, limit int, query func(cu
 	var cursor []any
 	seen := 0
 	for {
-		n := pageSize
-		if limit > 0 && limit-seen < n {
-			n = limit - seen
-		}
+		n := store.PageSize(limit, seen, pageSize)
 		q, args := query(cursor, n)
 		rows, err := s.db.QueryContext(ctx, q, args...)
 		if err != nil {
