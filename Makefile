@@ -67,7 +67,7 @@ $(NODE_EXAMPLE): examples/node/package-lock.json
 # Unit tests of the Python package (pytest) and the Node example (node --test).
 test-examples: pyenv examples
 	cd python && $(PYENV)/bin/python -m pytest -q
-	cd examples/node && node --test test/
+	cd examples/node && npm test --silent
 
 test-unit:
 	BATCHAUDIT_COLLECTOR=$(COLLECTOR) $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /testbed)

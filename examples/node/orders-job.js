@@ -21,6 +21,7 @@ async function main(csvPath, batchId) {
     { batchId, namespace: 'finance', actorId: 'svc-orders-node', actorType: 'service' });
   let failure;
   try {
+    // The example's CSV has no quoted fields, so a split is enough.
     const [header, ...lines] = fs.readFileSync(csvPath, 'utf8').trim().split('\n');
     const cols = header.split(',');
     for (const line of lines) {

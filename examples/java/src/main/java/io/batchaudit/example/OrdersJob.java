@@ -51,7 +51,7 @@ public final class OrdersJob {
     String[] cols = lines.get(0).split(",");
     for (String line : lines.subList(1, lines.size())) {
       if (line.isBlank()) continue;
-      String[] vals = line.split(",", -1);
+      String[] vals = line.split(",", -1); // the example's CSV has no quoted fields
       Map<String, Object> row = new LinkedHashMap<>();
       for (int i = 0; i < cols.length; i++) row.put(cols[i], vals[i]);
       String id = vals[0];
