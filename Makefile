@@ -10,7 +10,7 @@ DATA_DIR     ?= $(CURDIR)/batchaudit-data
 FUZZTIME     ?= 5s
 GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
 
-.PHONY: all build run test test-unit test-e2e test-fuzz bench lint generate clean es-up es-down es-status help pyenv bench-e2e
+.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status help pyenv examples bench-e2e
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make test     run every test (unit, Elasticsearch integration, end-to-end, short fuzzing);"
 	@echo "              starts a local Elasticsearch node and installs the Python test clients first"
 	@echo "make build    build _build/otelcol-batchaudit, _build/batchaudit (CLI) and _build/ordersjob"
+	@echo "make examples / test-examples   build the Java and Node examples / run the Python and Node unit tests"
 	@echo "make es-up / es-down / es-status   local Elasticsearch node for tests and runs"
 	@echo "make bench    run the benchmarks;  make lint;  make generate;  make clean"
 
@@ -40,20 +41,38 @@ run: build
 	@bash scripts/run-demo.sh
 
 # `make test` brings up what the tests need: a local Elasticsearch node (left running; `make es-down`
-# stops it) and the Python clients of the end-to-end tests in testbed/.venv.
-test: build es-up pyenv test-unit test-fuzz test-e2e
+# stops it), the Python clients of the end-to-end tests and the Python package in testbed/.venv, and
+# the Java and Node examples.
+test: build es-up pyenv examples test-unit test-examples test-fuzz test-e2e
 
 PYENV := $(CURDIR)/testbed/.venv
 pyenv: $(PYENV)/.installed
-$(PYENV)/.installed: testbed/python/requirements.txt
+$(PYENV)/.installed: testbed/python/requirements.txt python/pyproject.toml
 	python3 -m venv $(PYENV)
-	$(PYENV)/bin/pip install -q --disable-pip-version-check -r testbed/python/requirements.txt
+	$(PYENV)/bin/pip install -q --disable-pip-version-check -r testbed/python/requirements.txt -e ./python
 	@touch $@
+
+# The Java and Node example jobs, built once; downloads are cached in ~/.m2 and ~/.npm.
+# `mvn package` also runs the Java example's JUnit tests.
+JAVA_EXAMPLE := examples/java/target/.built
+NODE_EXAMPLE := examples/node/node_modules/.installed
+examples: $(JAVA_EXAMPLE) $(NODE_EXAMPLE)
+$(JAVA_EXAMPLE): examples/java/pom.xml $(shell find examples/java/src -name '*.java') canonical/testdata/vectors.json canonical/testdata/vectors.sha256
+	mvn -B -q -f examples/java/pom.xml package
+	@touch $@
+$(NODE_EXAMPLE): examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Unit tests of the Python package (pytest) and the Node example (node --test).
+test-examples: pyenv examples
+	cd python && $(PYENV)/bin/python -m pytest -q
+	cd examples/node && npm test --silent
 
 test-unit:
 	BATCHAUDIT_COLLECTOR=$(COLLECTOR) $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /testbed)
 
-test-e2e: build pyenv
+test-e2e: build pyenv examples
 	@BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_CLI=$(CLI) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) BATCHAUDIT_PYTHON=$(PYENV)/bin/python \
 		$(GO) test -count=1 -timeout 30m -v ./testbed/... > $(BUILD_DIR)/e2e.log 2>&1; rc=$$?; \
 		grep -E '^(--- |PASS|FAIL|ok )' $(BUILD_DIR)/e2e.log; \
@@ -100,4 +119,4 @@ es-status:
 	@bash scripts/es.sh status
 
 clean:
-	rm -rf $(BUILD_DIR) $(DATA_DIR) $(PYENV)
+	rm -rf $(BUILD_DIR) $(DATA_DIR) $(PYENV) examples/java/target examples/node/node_modules

@@ -3,8 +3,10 @@ package auditevent
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
+	"strings"
 )
 
 func asString(v any) (string, bool) {
@@ -70,6 +72,33 @@ func asInt(v any) (int64, bool) {
 		return i, err == nil
 	}
 	return 0, false
+}
+
+// asMap accepts a map, or a JSON object as a string: SDKs whose attribute
+// API has no map type (Java's stable API) send record data that way. Numbers
+// are read as ParseCanonical reads them, so the record hashes the same as the
+// map the job hashed.
+func asMap(v any) (map[string]any, bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		return t, true
+	case string:
+		s := strings.TrimSpace(t)
+		if !strings.HasPrefix(s, "{") {
+			return nil, false
+		}
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		var m map[string]any
+		if dec.Decode(&m) != nil || dec.More() {
+			return nil, false
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, false
+		}
+		return normalizeNumbers(m).(map[string]any), true
+	}
+	return nil, false
 }
 
 func stringsToAny(l []string) []any {

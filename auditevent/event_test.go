@@ -231,3 +231,41 @@ func TestChangeCountersRoundTrip(t *testing.T) {
 	require.Error(t, back.Validate())
 	assert.Contains(t, back.Validate().Error(), "change counters must not be negative")
 }
+
+// TestMapAttributeAsJSONString: SDKs without a map attribute type (Java's
+// stable API) send record data as a JSON object string; it is read as the
+// map, hashing as the job hashed it. Anything else in a map field stays a
+// wrong-type problem.
+func TestMapAttributeAsJSONString(t *testing.T) {
+	lr := plog.NewLogRecord()
+	lr.SetEventName(RecordWrite)
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)))
+	a := lr.Attributes()
+	a.PutStr(AttrEventID, "e1")
+	a.PutStr(AttrBatchID, "b1")
+	a.PutStr(AttrRecordID, "A-1001")
+	a.PutStr(AttrTargetName, "orders_clean")
+	a.PutStr(AttrRecordData, `{"amount":1250.5,"currency":"EUR","customer":"ACME GmbH","order_id":"A-1001","qty":3}`)
+	a.PutStr(AttrTransformParams, ` {"rate": 0.92, "tags": ["a", 1e21]} `)
+	e := FromLogRecord(lr, pcommon.NewResource())
+	require.NoError(t, e.Validate())
+	assert.Equal(t, map[string]any{"amount": 1250.5, "currency": "EUR", "customer": "ACME GmbH", "order_id": "A-1001", "qty": int64(3)}, e.RecordData)
+	assert.Equal(t, map[string]any{"rate": 0.92, "tags": []any{"a", 1e21}}, e.Transform.Params)
+	h, err := canonical.Hash(e.RecordData)
+	require.NoError(t, err)
+	assert.Equal(t, "ec4f3090ddca38d98c1ed38d9bf37b2a9a9376bda32cf753aa60783854f80bbb", h, "the docs' example record")
+	// Written back, the data is a map attribute, as the processors expect.
+	out := plog.NewLogRecord()
+	e.ToLogRecord(out)
+	v, _ := out.Attributes().Get(AttrRecordData)
+	assert.Equal(t, pcommon.ValueTypeMap, v.Type())
+
+	for _, bad := range []string{`not json`, `[1,2]`, `{"a":1} {"b":2}`, `{"a":`, `"{}"`} {
+		a.PutStr(AttrRecordData, bad)
+		e := FromLogRecord(lr, pcommon.NewResource())
+		err := e.Validate()
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), AttrRecordData+": has the wrong type (string)", bad)
+		assert.Equal(t, bad, e.Extra[AttrRecordData], "the value is kept, not lost")
+	}
+}

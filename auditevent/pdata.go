@@ -132,7 +132,7 @@ var setters = func() map[string]setter {
 		m[f.key] = func(e *Event, v any) bool { l, ok := asStrings(v); *f.ptr(e) = l; return ok }
 	}
 	for _, f := range mapFields {
-		m[f.key] = func(e *Event, v any) bool { mv, ok := v.(map[string]any); *f.ptr(e) = mv; return ok }
+		m[f.key] = func(e *Event, v any) bool { mv, ok := asMap(v); *f.ptr(e) = mv; return ok }
 	}
 	for _, f := range intFields {
 		m[f.key] = func(e *Event, v any) bool {

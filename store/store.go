@@ -128,27 +128,43 @@ type DeadLetter struct {
 	Time time.Time `json:"time"`
 }
 
-// EventQuery selects events; empty fields do not filter. Results are ordered
-// by time, then sequence. Time ranges here and in RunQuery (a run's start) and
-// Reader.DeadLetters include From and exclude To; a Limit of 0 means no limit.
+// EventQuery selects events; empty fields do not filter, and the filters
+// combine with AND. Results are ordered by time, then sequence, then event id
+// (a total order, the same on every backend). Time ranges here and in
+// RunQuery (a run's start) and Reader.DeadLetters include From and exclude
+// To; a Limit of 0 means no limit.
 type EventQuery struct {
 	BatchID  string
 	RecordID string
 	// Dataset matches the source or target name.
 	Dataset string
 	Names   []string
-	From    time.Time
-	To      time.Time
-	Limit   int
+	// ActorID matches user.id, ChangeType batchaudit.change.type,
+	// FindingType batchaudit.finding.type and LineageID
+	// batchaudit.lineage.id.
+	ActorID     string
+	ChangeType  string
+	FindingType string
+	LineageID   string
+	From        time.Time
+	To          time.Time
+	Limit       int
 }
 
 // RunQuery selects run summaries in a period; empty fields do not filter.
+// Runs are ordered by start, then batch id.
 type RunQuery struct {
 	From, To time.Time
 	JobName  string
 	Status   string
 	ActorID  string
-	Limit    int
+	// ParentBatchID selects the children of a run.
+	ParentBatchID string
+	// Latest keeps, of the runs the other fields select, only the latest
+	// (by start, then batch id) of each job; these come ordered by job name
+	// and Limit counts jobs.
+	Latest bool
+	Limit  int
 }
 
 // Reader is the read side shared by tests, reports and the CLI.
@@ -156,6 +172,28 @@ type Reader interface {
 	Events(ctx context.Context, q EventQuery) ([]StoredEvent, error)
 	Runs(ctx context.Context, q RunQuery) ([]Run, error)
 	DeadLetters(ctx context.Context, from, to time.Time, limit int) ([]DeadLetter, error)
+	// EachEvent and EachRun call fn for every result of Events and Runs, in
+	// the same order, reading the backend page by page so memory stays
+	// bounded however large the result. fn must not keep its argument; an
+	// error from fn stops the read and is returned.
+	EachEvent(ctx context.Context, q EventQuery, fn func(*StoredEvent) error) error
+	EachRun(ctx context.Context, q RunQuery, fn func(*Run) error) error
+}
+
+// PageSize is how many results the next page of a paged read asks for:
+// size, or what remains of limit (0: no limit) after seen results.
+func PageSize(limit, seen, size int) int {
+	if limit > 0 && limit-seen < size {
+		return limit - seen
+	}
+	return size
+}
+
+// Collect gathers what an Each* read yields into a slice.
+func Collect[Q, T any](ctx context.Context, each func(context.Context, Q, func(*T) error) error, q Q) ([]T, error) {
+	var out []T
+	err := each(ctx, q, func(v *T) error { out = append(out, *v); return nil })
+	return out, err
 }
 
 // Store is a backend: both sides plus lifecycle.

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -17,57 +19,96 @@ import (
 func runsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 	job := fs.String("job", "", "only runs of this job")
 	status := fs.String("status", "", "only runs with this status (running, success, failure, error, timeout, cancellation, skip)")
-	since := fs.Duration("since", 0, "only runs that started within this duration (e.g. 24h)")
+	actor := fs.String("actor", "", "only runs of this actor (user.id)")
+	children := fs.String("children", "", "only the child runs of this batch id")
+	latest := fs.Bool("latest", false, "only the latest run of each job (ordered by job name)")
+	period := periodFlags(fs, "runs that started")
 	limit := fs.Int("limit", 0, "at most this many runs (0: all)")
 	return func(ctx context.Context, c *cli, _ []string) error {
-		q := store.RunQuery{JobName: *job, Status: *status, Limit: *limit}
-		if *since < 0 {
-			return fmt.Errorf("%w: --since must be positive", errUsage)
-		}
-		if *since > 0 {
-			q.From = time.Now().Add(-*since)
-		}
-		runs, err := c.store.Runs(ctx, q)
-		if err != nil {
+		q := store.RunQuery{JobName: *job, Status: *status, ActorID: *actor, ParentBatchID: *children,
+			Latest: *latest, Limit: *limit}
+		var err error
+		if q.From, q.To, err = period(); err != nil {
 			return err
 		}
-		if c.json {
-			return c.writeJSON(nonNil(runs))
-		}
-		if len(runs) == 0 {
-			fmt.Fprintln(c.out, "No runs found.")
-			return nil
-		}
-		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "START\tBATCH ID\tJOB\tSTATUS\tDURATION\tREAD\tWRITTEN\tSKIPPED\tERRORED\tINS\tUPD\tDEL\tSAME\tFINDINGS\tEVENTS")
-		for _, r := range runs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n",
-				formatTime(r.Start), r.BatchID, dash(r.JobName), r.Status, formatDuration(r), r.Read, r.Written,
-				r.Skipped, r.Errored, r.Inserted, r.Updated, r.Deleted, r.Unchanged, r.Findings, r.Events)
-		}
-		return tw.Flush()
+		return emit(c, runView, "No runs found.", func(fn func(*store.Run) error) error {
+			return c.store.EachRun(ctx, q, fn)
+		})
 	}
 }
 
+var runView = view[store.Run]{
+	text: []string{"START", "BATCH ID", "JOB", "STATUS", "DURATION", "READ", "WRITTEN", "SKIPPED", "ERRORED",
+		"INS", "UPD", "DEL", "SAME", "FINDINGS", "EVENTS"},
+	textRow: func(r *store.Run) []string {
+		return []string{formatTime(r.Start), r.BatchID, dash(r.JobName), r.Status, formatDuration(*r), itoa(r.Read),
+			itoa(r.Written), itoa(r.Skipped), itoa(r.Errored), itoa(r.Inserted), itoa(r.Updated), itoa(r.Deleted),
+			itoa(r.Unchanged), itoa(r.Findings), itoa(r.Events)}
+	},
+	csv: []string{"start", "end", "batch_id", "parent_batch_id", "job_name", "job_namespace", "actor_id", "actor_type",
+		"status", "duration_seconds", "read", "written", "skipped", "errored", "inserted", "updated", "deleted",
+		"unchanged", "findings", "events", "sources", "targets"},
+	csvRow: func(r *store.Run) []string {
+		return []string{csvTime(r.Start), csvTime(r.End), r.BatchID, r.ParentBatchID, r.JobName, r.JobNamespace,
+			r.Actor.ID, r.Actor.Type, r.Status, strconv.FormatFloat(r.Duration, 'f', -1, 64), itoa(r.Read),
+			itoa(r.Written), itoa(r.Skipped), itoa(r.Errored), itoa(r.Inserted), itoa(r.Updated), itoa(r.Deleted),
+			itoa(r.Unchanged), itoa(r.Findings), itoa(r.Events), strings.Join(r.Sources, " "), strings.Join(r.Targets, " ")}
+	},
+	json: func(r *store.Run) any { return r },
+}
+
 func eventsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
-	batch := fs.String("batch", "", "the run's batch id (required)")
+	batch := fs.String("batch", "", "only events of this run (batch id)")
 	var names stringList
-	fs.Var(&names, "name", "only events with this name, e.g. batchaudit.record.write (repeatable)")
+	fs.Var(&names, "name", "only events with this name, e.g. record.write or batchaudit.record.write (repeatable)")
+	dataset := fs.String("dataset", "", "only events reading or writing this dataset (name or namespace/name)")
+	actor := fs.String("actor", "", "only events of this actor (user.id)")
+	record := fs.String("record", "", "only events about this record id")
+	change := fs.String("change", "", "only record events with this change type (insert, update, delete, no_change)")
+	finding := fs.String("finding", "", "only findings of this type (e.g. data_loss, checksum_break)")
+	lineage := fs.String("lineage", "", "only events of this lineage id")
+	period := periodFlags(fs, "events")
 	limit := fs.Int("limit", 0, "at most this many events (0: all)")
 	kibanaURL, space := kibanaLinkFlags(fs, "the Run detail dashboard")
 	return func(ctx context.Context, c *cli, _ []string) error {
-		if *batch == "" {
-			return fmt.Errorf("%w: --batch ID is required (batchaudit runs lists the ids)", errUsage)
+		q := store.EventQuery{BatchID: *batch, Dataset: *dataset, ActorID: *actor, RecordID: *record,
+			ChangeType: *change, FindingType: *finding, LineageID: *lineage, Limit: *limit}
+		for _, n := range names {
+			full, err := eventName(n)
+			if err != nil {
+				return err
+			}
+			q.Names = append(q.Names, full)
 		}
 		if *kibanaURL != "" {
 			return c.printLink(kibana.RunDetailURL(*kibanaURL, *space, *batch))
 		}
-		events, err := c.store.Events(ctx, store.EventQuery{BatchID: *batch, Names: names, Limit: *limit})
-		if err != nil {
+		if q.ChangeType != "" && !slices.Contains([]string{auditevent.ChangeInsert, auditevent.ChangeUpdate,
+			auditevent.ChangeDelete, auditevent.ChangeNoChange}, q.ChangeType) {
+			return fmt.Errorf("%w: --change %q is not one of insert, update, delete, no_change", errUsage, q.ChangeType)
+		}
+		var err error
+		if q.From, q.To, err = period(); err != nil {
 			return err
 		}
-		return c.printEvents(events, false, fmt.Sprintf("No events for batch %s.", *batch))
+		empty := "No events found."
+		if only := (store.EventQuery{BatchID: *batch, Limit: q.Limit}); *batch != "" && reflect.DeepEqual(q, only) {
+			empty = fmt.Sprintf("No events for batch %s.", *batch)
+		}
+		// Within one run the batch id column would repeat on every row.
+		return c.printEvents(ctx, q, *batch == "", empty)
 	}
+}
+
+// eventName accepts an event name with or without the "batchaudit." prefix.
+func eventName(n string) (string, error) {
+	if auditevent.Known(n) {
+		return n, nil
+	}
+	if auditevent.Known("batchaudit." + n) {
+		return "batchaudit." + n, nil
+	}
+	return "", fmt.Errorf("%w: --name %q is not an event name (see docs/conventions.md, e.g. record.write)", errUsage, n)
 }
 
 func historyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
@@ -76,39 +117,42 @@ func historyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) erro
 		if *kibanaURL != "" {
 			return c.printLink(kibana.RecordHistoryURL(*kibanaURL, *space, args[0]))
 		}
-		events, err := store.RecordHistory(ctx, c.store, args[0])
-		if err != nil {
-			return err
-		}
-		return c.printEvents(events, true, fmt.Sprintf("No events for record %s.", args[0]))
+		return c.printEvents(ctx, store.EventQuery{RecordID: args[0]}, true, fmt.Sprintf("No events for record %s.", args[0]))
 	}
 }
 
 func deadLettersCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
-	since := fs.Duration("since", 0, "only dead letters of events within this duration")
+	period := periodFlags(fs, "dead letters of events")
 	return func(ctx context.Context, c *cli, _ []string) error {
-		var from time.Time
-		if *since > 0 {
-			from = time.Now().Add(-*since)
-		}
-		dls, err := c.store.DeadLetters(ctx, from, time.Time{}, 0)
+		from, to, err := period()
 		if err != nil {
 			return err
 		}
-		if c.json {
-			return c.writeJSON(nonNil(dls))
+		dls, err := c.store.DeadLetters(ctx, from, to, 0)
+		if err != nil {
+			return err
 		}
-		if len(dls) == 0 {
-			fmt.Fprintln(c.out, "No dead letters.")
+		return emit(c, deadLetterView, "No dead letters.", func(fn func(*store.DeadLetter) error) error {
+			for i := range dls {
+				if err := fn(&dls[i]); err != nil {
+					return err
+				}
+			}
 			return nil
-		}
-		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "STREAM\tSEQ\tTIME\tEVENT ID\tREASON")
-		for _, d := range dls {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.Stream, d.Sequence, formatTime(d.Time), dash(d.EventID), oneLine(d.Reason))
-		}
-		return tw.Flush()
+		})
 	}
+}
+
+var deadLetterView = view[store.DeadLetter]{
+	text: []string{"STREAM", "SEQ", "TIME", "EVENT ID", "REASON"},
+	textRow: func(d *store.DeadLetter) []string {
+		return []string{d.Stream, itoa(d.Sequence), formatTime(d.Time), dash(d.EventID), oneLine(d.Reason)}
+	},
+	csv: []string{"stream", "sequence", "time", "event_id", "hash", "reason", "document"},
+	csvRow: func(d *store.DeadLetter) []string {
+		return []string{d.Stream, itoa(d.Sequence), csvTime(d.Time), d.EventID, d.Hash, d.Reason, d.Document}
+	},
+	json: func(d *store.DeadLetter) any { return d },
 }
 
 // eventJSON is an event as the CLI prints it: the canonical content that the
@@ -121,35 +165,31 @@ type eventJSON struct {
 	Event    any       `json:"event"`
 }
 
-func (c *cli) printEvents(events []store.StoredEvent, withBatch bool, empty string) error {
-	if c.json {
-		out := make([]eventJSON, len(events))
-		for i := range events {
-			e := &events[i]
-			out[i] = eventJSON{Stream: e.Stream, Sequence: e.Sequence, Hash: e.Hash, Ingested: e.Ingested, Event: e.Canonical()}
-		}
-		return c.writeJSON(out)
+func (c *cli) printEvents(ctx context.Context, q store.EventQuery, withBatch bool, empty string) error {
+	v := eventView
+	if !withBatch {
+		v.text = slices.Delete(slices.Clone(v.text), 2, 3)
+		v.textRow = func(e *store.StoredEvent) []string { return slices.Delete(eventView.textRow(e), 2, 3) }
 	}
-	if len(events) == 0 {
-		fmt.Fprintln(c.out, empty)
-		return nil
-	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	header := "SEQ\tTIME\tNAME\tRECORD\tDATASET\tDETAIL"
-	if withBatch {
-		header = "SEQ\tTIME\tBATCH ID\tNAME\tRECORD\tDATASET\tDETAIL"
-	}
-	fmt.Fprintln(tw, header)
-	for i := range events {
-		e := &events[i]
-		batch := ""
-		if withBatch {
-			batch = dash(e.BatchID) + "\t"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s%s\t%s\t%s\t%s\n", e.Sequence, formatTime(e.Time), batch,
-			strings.TrimPrefix(e.Name, "batchaudit."), dash(e.RecordID), dash(dataset(&e.Event)), dash(detail(&e.Event)))
-	}
-	return tw.Flush()
+	return emit(c, v, empty, func(fn func(*store.StoredEvent) error) error { return c.store.EachEvent(ctx, q, fn) })
+}
+
+var eventView = view[store.StoredEvent]{
+	text: []string{"SEQ", "TIME", "BATCH ID", "NAME", "RECORD", "DATASET", "DETAIL"},
+	textRow: func(e *store.StoredEvent) []string {
+		return []string{itoa(e.Sequence), formatTime(e.Time), dash(e.BatchID), strings.TrimPrefix(e.Name, "batchaudit."),
+			dash(e.RecordID), dash(dataset(&e.Event)), dash(detail(&e.Event))}
+	},
+	csv: []string{"time", "stream", "sequence", "event_id", "batch_id", "job_name", "actor_id", "name", "record_id",
+		"source", "target", "change_type", "changed_fields", "lineage_id", "finding_type", "finding_severity", "detail", "hash"},
+	csvRow: func(e *store.StoredEvent) []string {
+		return []string{csvTime(e.Time), e.Stream, itoa(e.Sequence), e.ID, e.BatchID, e.JobName, e.Actor.ID, e.Name,
+			e.RecordID, e.Source.String(), e.Target.String(), e.ChangeType, strings.Join(e.ChangedFields, " "),
+			e.LineageID, e.FindingType, e.FindingSeverity, detail(&e.Event), e.Hash}
+	},
+	json: func(e *store.StoredEvent) any {
+		return eventJSON{Stream: e.Stream, Sequence: e.Sequence, Hash: e.Hash, Ingested: e.Ingested, Event: e.Canonical()}
+	},
 }
 
 // dataset names where the event read from or wrote to.
@@ -199,14 +239,6 @@ func (c *cli) writeJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// nonNil makes an empty result print as [] rather than null.
-func nonNil[T any](l []T) []T {
-	if l == nil {
-		return []T{}
-	}
-	return l
-}
-
 func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -245,6 +277,16 @@ func oneLine(s string) string {
 		s = string(r[:157]) + "..."
 	}
 	return s
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// csvTime is RFC 3339 with nanoseconds, empty for no time.
+func csvTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 type stringList []string

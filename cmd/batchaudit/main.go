@@ -2,15 +2,17 @@
 // history, dead letters, and an integrity check of hashes and sequences; and
 // it installs the trail's Kibana objects.
 //
-//	batchaudit runs [--db PATH] [--job J] [--status S] [--since DURATION]
-//	batchaudit events --batch ID [--kibana-url URL]
+//	batchaudit runs [--job J] [--status S] [--actor A] [--children BATCH] [--latest] [PERIOD]
+//	batchaudit events [--batch ID] [--name N] [--dataset D] [--actor A] [--record R]
+//	                  [--change C] [--finding F] [--lineage L] [PERIOD]
 //	batchaudit history RECORD_ID [--kibana-url URL]
-//	batchaudit deadletters
+//	batchaudit deadletters [PERIOD]
 //	batchaudit verify [--stream S]
 //	batchaudit kibana import --kibana URL | kibana export --out FILE
 //
-// Every reading command takes --db PATH (default ./batchaudit-data/audit.db)
-// or --es URL [--es-prefix P], and --json.
+// PERIOD is --since 7d or --from T [--to T]. Every command takes --db PATH
+// (default ./batchaudit-data/audit.db) or --es URL [--es-prefix P], and
+// --output text|json|csv. Results are streamed from the store.
 package main
 
 import (
@@ -48,10 +50,11 @@ const (
 const usage = `batchaudit reads the audit trail written by otelcol-batchaudit.
 
 Usage:
-  batchaudit runs [--job J] [--status S] [--since DURATION] [--limit N]
-  batchaudit events --batch ID [--name N] [--limit N]
+  batchaudit runs [--job J] [--status S] [--actor A] [--children BATCH] [--latest] [PERIOD] [--limit N]
+  batchaudit events [--batch ID] [--name N]... [--dataset D] [--actor A] [--record R]
+                    [--change C] [--finding F] [--lineage L] [PERIOD] [--limit N]
   batchaudit history RECORD_ID
-  batchaudit deadletters [--since DURATION]
+  batchaudit deadletters [PERIOD]
   batchaudit verify [--stream S]
 
 Kibana (the trail in Elasticsearch):
@@ -60,15 +63,24 @@ Kibana (the trail in Elasticsearch):
   batchaudit history RECORD_ID --kibana-url URL [--kibana-space S]   print the Discover link instead
   batchaudit events --batch ID --kibana-url URL [--kibana-space S]   print the Run detail dashboard link instead
 
+PERIOD is --since D (7d, 2w, 36h, 90m) or --from T [--to T]: RFC 3339 or 2026-11-01[T15:04[:05]]
+in UTC; --from is included, --to excluded. Filters combine with AND.
+
 Every reading command takes:
   --db PATH          SQLite audit database (default ./batchaudit-data/audit.db)
   --es URL           read from Elasticsearch instead (e.g. http://127.0.0.1:9200)
   --es-prefix PREFIX Elasticsearch index prefix (default batchaudit)
-  --json             JSON instead of aligned text
+  --output FORMAT    text (aligned columns, default), json or csv; --json is --output json
 
 Examples:
   batchaudit runs --since 24h --status failure
+  batchaudit runs --latest                      the latest run of every job
+  batchaudit runs --children 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
   batchaudit events --batch 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
+  batchaudit events --actor alice --since 7d
+  batchaudit events --dataset dw.orders --change delete --output csv
+  batchaudit events --finding data_loss --from 2026-11-01 --to 2026-12-01
+  batchaudit events --lineage ord-A-1002
   batchaudit history A-1002
   batchaudit verify
 `
@@ -91,9 +103,9 @@ var commands = map[string]command{
 
 // cli is what every command writes to and reads from.
 type cli struct {
-	out   io.Writer
-	json  bool
-	store store.Store
+	out    io.Writer
+	format string // formatText, formatJSON or formatCSV
+	store  store.Store
 }
 
 // errUsage marks errors that are the caller's invocation, not the trail.
@@ -118,13 +130,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("batchaudit "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := fs.String("db", sqlitestore.DefaultPath, "SQLite audit database")
-	jsonOut := fs.Bool("json", false, "print JSON instead of aligned text")
+	output := fs.String("output", formatText, "output format: text, json or csv")
+	jsonOut := fs.Bool("json", false, "print JSON (same as --output json)")
 	esURL := fs.String("es", "", "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
 	esPrefix := fs.String("es-prefix", esstore.NewDefaultConfig().IndexPrefix, "Elasticsearch index prefix")
 	exec := cmd.flags(fs)
 	positional, code, ok := parseCommandLine(fs, args[1:], name, cmd.args, cmd.argsName, stderr)
 	if !ok {
 		return code
+	}
+	format := *output
+	if *jsonOut {
+		format = formatJSON
+	}
+	if format != formatText && format != formatJSON && format != formatCSV {
+		fmt.Fprintf(stderr, "batchaudit %s: --output %q is not one of text, json, csv\n", name, format)
+		return exitUsage
 	}
 	var s store.Store
 	var err error
@@ -141,7 +162,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer s.Close()
 	}
-	return exitCode(name, exec(ctx, &cli{out: stdout, json: *jsonOut, store: s}, positional), stderr)
+	return exitCode(name, exec(ctx, &cli{out: stdout, format: format, store: s}, positional), stderr)
 }
 
 // commandWord takes the command (or subcommand) word off args; without one

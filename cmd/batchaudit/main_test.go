@@ -101,9 +101,10 @@ func TestEventsAndHistory(t *testing.T) {
 	assert.Equal(t, float64(8), evs[0]["sequence"])
 	assert.Equal(t, "order cancelled", evs[0]["event"].(map[string]any)["attributes"].(map[string]any)["batchaudit.record.skip_reason"])
 
-	code, _, errOut = runCLI(t, "events", "--db", db)
-	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "--batch ID is required")
+	code, out, errOut = runCLI(t, "events", "--db", db)
+	assert.Equal(t, 0, code, errOut)
+	assert.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 35, "without --batch: every event, with its batch id")
+	assert.Regexp(t, `^SEQ\s+TIME\s+BATCH ID\s+NAME`, out)
 
 	// Flags may follow the record id.
 	code, out, errOut = runCLI(t, "history", "A-1", "--db", db)

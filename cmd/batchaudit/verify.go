@@ -36,11 +36,14 @@ type verifyReport struct {
 func verifyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 	only := fs.String("stream", "", "verify only this stream (default: every stream)")
 	return func(ctx context.Context, c *cli, _ []string) error {
+		if c.format == formatCSV {
+			return fmt.Errorf("%w: verify prints text or json, not csv", errUsage)
+		}
 		rep, err := verify(ctx, c.store, *only)
 		if err != nil {
 			return err
 		}
-		if c.json {
+		if c.format == formatJSON {
 			if err := c.writeJSON(rep); err != nil {
 				return err
 			}
@@ -82,14 +85,10 @@ func verify(ctx context.Context, s store.Store, only string) (*verifyReport, err
 	if only != "" {
 		get(only)
 	}
-	events, err := s.Events(ctx, store.EventQuery{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range events {
-		e := &events[i]
+	// Streamed: only the sequence numbers of the trail stay in memory.
+	err := s.EachEvent(ctx, store.EventQuery{}, func(e *store.StoredEvent) error {
 		if only != "" && e.Stream != only {
-			continue
+			return nil
 		}
 		r := get(e.Stream)
 		r.Events++
@@ -101,6 +100,10 @@ func verify(ctx context.Context, s store.Store, only string) (*verifyReport, err
 		case h != e.Hash:
 			rep.Problems = append(rep.Problems, fmt.Sprintf("event %s (stream %s, sequence %d): stored hash %s, but its content hashes to %s", e.ID, e.Stream, e.Sequence, e.Hash, h))
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	dls, err := s.DeadLetters(ctx, zeroTime, zeroTime, 0)
 	if err != nil {

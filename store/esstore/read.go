@@ -23,6 +23,11 @@ const rangeFormat = "strict_date_optional_time_nanos"
 // Events implements store.Reader. Events are rebuilt from their canonical
 // content, so each hashes exactly to its stored event.hash.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredEvent, error) {
+	return store.Collect(ctx, s.EachEvent, q)
+}
+
+// EachEvent implements store.Reader.
+func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*store.StoredEvent) error) error {
 	var filter []any
 	if q.BatchID != "" {
 		filter = append(filter, term("batchaudit.batch.id", q.BatchID))
@@ -39,6 +44,12 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 	if len(q.Names) > 0 {
 		filter = append(filter, map[string]any{"terms": map[string]any{"event.action": q.Names}})
 	}
+	for _, c := range [...]struct{ field, val string }{{"user.id", q.ActorID}, {"batchaudit.lineage.id", q.LineageID},
+		{"batchaudit.finding.type", q.FindingType}, {"batchaudit.change.type", q.ChangeType}} {
+		if c.val != "" {
+			filter = append(filter, term(c.field, c.val))
+		}
+	}
 	if r := timeRange("@timestamp", q.From, q.To); r != nil {
 		filter = append(filter, r)
 	}
@@ -47,8 +58,8 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 		map[string]any{"event.sequence": "asc"},
 		map[string]any{"event.id": "asc"},
 	}
-	var out []store.StoredEvent
-	err := s.search(ctx, s.cfg.eventsIndex(), filter, sort, q.Limit,
+	var se store.StoredEvent
+	return s.search(ctx, s.cfg.eventsIndex(), filter, sort, q.Limit,
 		[]string{"batchaudit.canonical", "batchaudit.stream", "event.sequence", "event.hash", "event.ingested"},
 		func(src json.RawMessage) error {
 			var d struct {
@@ -70,15 +81,19 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 				return err
 			}
 			ingested, _ := time.Parse(time.RFC3339Nano, d.Event.Ingested)
-			out = append(out, store.StoredEvent{Event: e, Stream: d.Batchaudit.Stream, Sequence: d.Event.Sequence,
-				Hash: d.Event.Hash, Ingested: ingested.UTC()})
-			return nil
+			se = store.StoredEvent{Event: e, Stream: d.Batchaudit.Stream, Sequence: d.Event.Sequence,
+				Hash: d.Event.Hash, Ingested: ingested.UTC()}
+			return fn(&se)
 		})
-	return out, err
 }
 
 // Runs implements store.Reader: runs that started in [From, To), by start.
 func (s *Store) Runs(ctx context.Context, q store.RunQuery) ([]store.Run, error) {
+	return store.Collect(ctx, s.EachRun, q)
+}
+
+// EachRun implements store.Reader.
+func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Run) error) error {
 	var filter []any
 	if q.JobName != "" {
 		filter = append(filter, term("job_name", q.JobName))
@@ -89,20 +104,82 @@ func (s *Store) Runs(ctx context.Context, q store.RunQuery) ([]store.Run, error)
 	if q.ActorID != "" {
 		filter = append(filter, term("actor.id", q.ActorID))
 	}
+	if q.ParentBatchID != "" {
+		filter = append(filter, term("parent_batch_id", q.ParentBatchID))
+	}
 	if r := timeRange("start", q.From, q.To); r != nil {
 		filter = append(filter, r)
 	}
-	sort := []any{map[string]any{"start": "asc"}, map[string]any{"batch_id": "asc"}}
-	var out []store.Run
-	err := s.search(ctx, s.cfg.runsIndex(), filter, sort, q.Limit, nil, func(src json.RawMessage) error {
-		var r store.Run
+	var r store.Run
+	each := func(src json.RawMessage) error {
+		r = store.Run{}
 		if err := json.Unmarshal(src, &r); err != nil {
 			return err
 		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+		return fn(&r)
+	}
+	if q.Latest {
+		return s.latestRuns(ctx, filter, q.Limit, each)
+	}
+	sort := []any{map[string]any{"start": "asc"}, map[string]any{"batch_id": "asc"}}
+	return s.search(ctx, s.cfg.runsIndex(), filter, sort, q.Limit, nil, each)
+}
+
+// latestRuns hands each the latest run of every job the filter selects, by
+// job name: a composite aggregation pages through the job names (runs
+// without one form the first bucket) and top_hits picks each job's latest.
+func (s *Store) latestRuns(ctx context.Context, filter []any, limit int, each func(json.RawMessage) error) error {
+	index := s.cfg.runsIndex()
+	if err := s.refresh(ctx, index); err != nil {
+		return err
+	}
+	var after any
+	seen := 0
+	for {
+		size := store.PageSize(limit, seen, pageSize)
+		composite := map[string]any{"size": size, "sources": []any{
+			map[string]any{"job": map[string]any{"terms": map[string]any{"field": "job_name", "missing_bucket": true}}}}}
+		if after != nil {
+			composite["after"] = after
+		}
+		req := map[string]any{"size": 0, "track_total_hits": false,
+			"query": map[string]any{"bool": map[string]any{"filter": filter}},
+			"aggs": map[string]any{"jobs": map[string]any{"composite": composite, "aggs": map[string]any{
+				"latest": map[string]any{"top_hits": map[string]any{"size": 1,
+					"sort": []any{map[string]any{"start": "desc"}, map[string]any{"batch_id": "desc"}}}}}}}}
+		var r struct {
+			Aggregations struct {
+				Jobs struct {
+					AfterKey json.RawMessage `json:"after_key"`
+					Buckets  []struct {
+						Latest struct {
+							Hits struct {
+								Hits []struct {
+									Source json.RawMessage `json:"_source"`
+								} `json:"hits"`
+							} `json:"hits"`
+						} `json:"latest"`
+					} `json:"buckets"`
+				} `json:"jobs"`
+			} `json:"aggregations"`
+		}
+		if err := s.searchRequest(ctx, index, req, &r); err != nil {
+			return err
+		}
+		buckets := r.Aggregations.Jobs.Buckets
+		for _, b := range buckets {
+			for _, h := range b.Latest.Hits.Hits {
+				if err := each(h.Source); err != nil {
+					return fmt.Errorf("esstore: search %s: document: %w", index, err)
+				}
+			}
+		}
+		seen += len(buckets)
+		if len(buckets) < size || (limit > 0 && seen >= limit) || len(r.Aggregations.Jobs.AfterKey) == 0 {
+			return nil
+		}
+		after = r.Aggregations.Jobs.AfterKey
+	}
 }
 
 // DeadLetters implements store.Reader: dead letters whose time is in
@@ -155,10 +232,7 @@ func (s *Store) search(ctx context.Context, index string, filter, sort []any, li
 	var after []any
 	seen := 0
 	for {
-		size := pageSize
-		if limit > 0 && limit-seen < size {
-			size = limit - seen
-		}
+		size := store.PageSize(limit, seen, pageSize)
 		req := map[string]any{
 			"size": size, "sort": sort, "track_total_hits": false,
 			"query": map[string]any{"bool": map[string]any{"filter": filter}},
@@ -169,20 +243,6 @@ func (s *Store) search(ctx context.Context, index string, filter, sort []any, li
 		if after != nil {
 			req["search_after"] = after
 		}
-		body, err := json.Marshal(req)
-		if err != nil {
-			return fmt.Errorf("esstore: search %s: %w", index, err)
-		}
-		status, resp, err := s.perform(ctx, "search "+index, func() esapi.Request {
-			return esapi.SearchRequest{Index: []string{index}, Body: bytes.NewReader(body),
-				IgnoreUnavailable: ptr(true), AllowNoIndices: ptr(true)}
-		})
-		if err != nil {
-			return err
-		}
-		if status != http.StatusOK {
-			return statusError("search "+index, status, resp)
-		}
 		var r struct {
 			Hits struct {
 				Hits []struct {
@@ -191,10 +251,8 @@ func (s *Store) search(ctx context.Context, index string, filter, sort []any, li
 				} `json:"hits"`
 			} `json:"hits"`
 		}
-		dec := json.NewDecoder(bytes.NewReader(resp))
-		dec.UseNumber() // sort values are longs: keep them exact for search_after
-		if err := dec.Decode(&r); err != nil {
-			return fmt.Errorf("esstore: search %s: %w", index, err)
+		if err := s.searchRequest(ctx, index, req, &r); err != nil {
+			return err
 		}
 		for _, h := range r.Hits.Hits {
 			if err := each(h.Source); err != nil {
@@ -207,4 +265,29 @@ func (s *Store) search(ctx context.Context, index string, filter, sort []any, li
 		}
 		after = r.Hits.Hits[len(r.Hits.Hits)-1].Sort
 	}
+}
+
+// searchRequest runs one search and decodes its response into out, numbers
+// as json.Number so sort values (longs) stay exact for search_after.
+func (s *Store) searchRequest(ctx context.Context, index string, req map[string]any, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("esstore: search %s: %w", index, err)
+	}
+	status, resp, err := s.perform(ctx, "search "+index, func() esapi.Request {
+		return esapi.SearchRequest{Index: []string{index}, Body: bytes.NewReader(body),
+			IgnoreUnavailable: ptr(true), AllowNoIndices: ptr(true)}
+	})
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return statusError("search "+index, status, resp)
+	}
+	dec := json.NewDecoder(bytes.NewReader(resp))
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("esstore: search %s: %w", index, err)
+	}
+	return nil
 }

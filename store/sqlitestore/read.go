@@ -2,8 +2,10 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +23,8 @@ func (w *where) add(cond string, args ...any) {
 	w.conds = append(w.conds, cond)
 	w.args = append(w.args, args...)
 }
+
+func (w *where) clone() where { return where{slices.Clone(w.conds), slices.Clone(w.args)} }
 
 func (w *where) period(col string, from, to time.Time) {
 	if !from.IsZero() {
@@ -45,8 +49,52 @@ func (w *where) sql(orderLimit string, limit int) string {
 	return b.String()
 }
 
+// pageSize is how many rows one query of EachEvent and EachRun reads; the
+// next page continues after the last row's sort key (keyset paging), so no
+// read transaction stays open while the caller works.
+const pageSize = 1000
+
+// pages reads a query page by page: query returns the SQL and arguments of
+// the page after cursor (nil for the first), scan handles one row and returns
+// its cursor. limit (0: none) caps the rows over all pages.
+func (s *Store) pages(ctx context.Context, what string, limit int, query func(cursor []any, n int) (string, []any),
+	scan func(rows *sql.Rows) ([]any, error)) error {
+	var cursor []any
+	seen := 0
+	for {
+		n := store.PageSize(limit, seen, pageSize)
+		q, args := query(cursor, n)
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: query %s: %w", what, err)
+		}
+		got := 0
+		for rows.Next() {
+			if cursor, err = scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+			got++
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("sqlitestore: read %s: %w", what, err)
+		}
+		seen += got
+		if got < n || (limit > 0 && seen >= limit) {
+			return nil
+		}
+	}
+}
+
 // Events implements store.Reader.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredEvent, error) {
+	return store.Collect(ctx, s.EachEvent, q)
+}
+
+// EachEvent implements store.Reader.
+func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*store.StoredEvent) error) error {
 	var w where
 	if q.BatchID != "" {
 		w.add("batch_id = ? AND batch_id <> ''", q.BatchID)
@@ -66,32 +114,45 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 	if len(q.Names) > 0 {
 		w.add("name IN (?"+strings.Repeat(", ?", len(q.Names)-1)+")", toAny(q.Names)...)
 	}
-	w.period("time", q.From, q.To)
-	rows, err := s.db.QueryContext(ctx, `SELECT stream, sequence, hash, document, ingested FROM events`+
-		w.sql("ORDER BY time, sequence", q.Limit), w.args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: query events: %w", err)
+	for _, c := range [...]struct{ col, val string }{{"actor_id", q.ActorID}, {"lineage_id", q.LineageID},
+		{"finding_type", q.FindingType}, {"change_type", q.ChangeType}} {
+		if c.val != "" {
+			w.add(c.col+" = ? AND "+c.col+" <> ''", c.val)
+		}
 	}
-	defer rows.Close()
-	var out []store.StoredEvent
-	for rows.Next() {
-		var se store.StoredEvent
+	w.period("time", q.From, q.To)
+	var se store.StoredEvent
+	return s.pages(ctx, "events", q.Limit, func(cursor []any, n int) (string, []any) {
+		page := w.clone()
+		if cursor != nil {
+			page.add("(time, sequence, id) > (?, ?, ?)", cursor...)
+		}
+		return `SELECT stream, sequence, hash, document, ingested, time, id FROM events` +
+			page.sql("ORDER BY time, sequence, id", n), page.args
+	}, func(rows *sql.Rows) ([]any, error) {
 		var doc []byte
-		var ingested int64
-		if err := rows.Scan(&se.Stream, &se.Sequence, &se.Hash, &doc, &ingested); err != nil {
+		var ingested, t int64
+		se = store.StoredEvent{}
+		if err := rows.Scan(&se.Stream, &se.Sequence, &se.Hash, &doc, &ingested, &t, &se.ID); err != nil {
 			return nil, fmt.Errorf("sqlitestore: read event: %w", err)
 		}
+		cursor := []any{t, se.Sequence, se.ID}
+		var err error
 		if se.Event, err = auditevent.ParseCanonical(doc); err != nil {
 			return nil, fmt.Errorf("sqlitestore: stream %s sequence %d: %w", se.Stream, se.Sequence, err)
 		}
 		se.Ingested = fromNanos(ingested)
-		out = append(out, se)
-	}
-	return out, rows.Err()
+		return cursor, fn(&se)
+	})
 }
 
 // Runs implements store.Reader; the period applies to a run's start.
 func (s *Store) Runs(ctx context.Context, q store.RunQuery) ([]store.Run, error) {
+	return store.Collect(ctx, s.EachRun, q)
+}
+
+// EachRun implements store.Reader.
+func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Run) error) error {
 	var w where
 	if q.JobName != "" {
 		w.add("job_name = ?", q.JobName)
@@ -102,25 +163,48 @@ func (s *Store) Runs(ctx context.Context, q store.RunQuery) ([]store.Run, error)
 	if q.ActorID != "" {
 		w.add("actor_id = ?", q.ActorID)
 	}
-	w.period("start", q.From, q.To)
-	rows, err := s.db.QueryContext(ctx, `SELECT summary FROM runs`+w.sql("ORDER BY start, batch_id", q.Limit), w.args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: query runs: %w", err)
+	if q.ParentBatchID != "" {
+		w.add("parent_id = ? AND parent_id <> ''", q.ParentBatchID)
 	}
-	defer rows.Close()
-	var out []store.Run
-	for rows.Next() {
+	w.period("start", q.From, q.To)
+	query := func(cursor []any, n int) (string, []any) {
+		page := w.clone()
+		if cursor != nil {
+			page.add("(start, batch_id) > (?, ?)", cursor...)
+		}
+		return `SELECT summary, start, batch_id FROM runs` + page.sql("ORDER BY start, batch_id", n), page.args
+	}
+	if q.Latest {
+		// The latest run of each job among the selected ones, by job name.
+		query = func(cursor []any, n int) (string, []any) {
+			args := slices.Clone(w.args)
+			after := ""
+			if cursor != nil {
+				after, args = " AND job_name > ?", append(args, cursor[0])
+			}
+			return fmt.Sprintf(`SELECT summary, start, batch_id FROM (SELECT summary, start, batch_id, job_name,
+				row_number() OVER (PARTITION BY job_name ORDER BY start DESC, batch_id DESC) AS latest
+				FROM runs%s) WHERE latest = 1%s ORDER BY job_name LIMIT %d`, w.sql("", 0), after, n), args
+		}
+	}
+	var r store.Run
+	return s.pages(ctx, "runs", q.Limit, query, func(rows *sql.Rows) ([]any, error) {
 		var summary []byte
-		if err := rows.Scan(&summary); err != nil {
+		var start int64
+		var id string
+		if err := rows.Scan(&summary, &start, &id); err != nil {
 			return nil, fmt.Errorf("sqlitestore: read run: %w", err)
 		}
-		var r store.Run
+		r = store.Run{}
 		if err := json.Unmarshal(summary, &r); err != nil {
 			return nil, fmt.Errorf("sqlitestore: run summary: %w", err)
 		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		cursor := []any{start, id}
+		if q.Latest {
+			cursor = []any{r.JobName}
+		}
+		return cursor, fn(&r)
+	})
 }
 
 // DeadLetters implements store.Reader.

@@ -27,7 +27,7 @@ const DefaultPath = "./batchaudit-data/audit.db"
 const Memory = ":memory:"
 
 // schemaVersion is kept in PRAGMA user_version so a later layout can migrate.
-const schemaVersion = 1
+const schemaVersion = 2
 
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS streams (
@@ -49,7 +49,10 @@ var schema = []string{
 		target           TEXT NOT NULL,
 		change_type      TEXT NOT NULL,
 		document         TEXT NOT NULL,
-		ingested         INTEGER NOT NULL
+		ingested         INTEGER NOT NULL,
+		actor_id         TEXT NOT NULL DEFAULT '',
+		lineage_id       TEXT NOT NULL DEFAULT '',
+		finding_type     TEXT NOT NULL DEFAULT ''
 	)`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS events_stream_sequence ON events(stream, sequence)`,
 	`CREATE INDEX IF NOT EXISTS events_time ON events(time, sequence)`,
@@ -59,6 +62,9 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS events_record ON events(record_id, time, sequence) WHERE record_id <> ''`,
 	`CREATE INDEX IF NOT EXISTS events_source_name ON events(source_name) WHERE source_name <> ''`,
 	`CREATE INDEX IF NOT EXISTS events_target_name ON events(target_name) WHERE target_name <> ''`,
+	`CREATE INDEX IF NOT EXISTS events_actor ON events(actor_id, time, sequence) WHERE actor_id <> ''`,
+	`CREATE INDEX IF NOT EXISTS events_lineage ON events(lineage_id, time, sequence) WHERE lineage_id <> ''`,
+	`CREATE INDEX IF NOT EXISTS events_finding ON events(finding_type, time, sequence) WHERE finding_type <> ''`,
 	`CREATE TABLE IF NOT EXISTS runs (
 		batch_id  TEXT PRIMARY KEY,
 		job_name  TEXT NOT NULL,
@@ -66,12 +72,14 @@ var schema = []string{
 		actor_id  TEXT NOT NULL,
 		start     INTEGER NOT NULL,
 		end       INTEGER NOT NULL,
-		summary   TEXT NOT NULL
+		summary   TEXT NOT NULL,
+		parent_id TEXT NOT NULL DEFAULT ''
 	) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS runs_start ON runs(start)`,
 	`CREATE INDEX IF NOT EXISTS runs_job ON runs(job_name, start)`,
 	`CREATE INDEX IF NOT EXISTS runs_status ON runs(status, start)`,
 	`CREATE INDEX IF NOT EXISTS runs_actor ON runs(actor_id, start)`,
+	`CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id, start) WHERE parent_id <> ''`,
 	`CREATE TABLE IF NOT EXISTS dead_letters (
 		stream    TEXT NOT NULL,
 		sequence  INTEGER NOT NULL,
@@ -88,6 +96,20 @@ var schema = []string{
 	// key: an event that cannot be hashed has no hash but still a document.
 	`CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters(stream, event_id, doc_hash)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters(time, sequence)`,
+}
+
+// upgradeV1 adds the search columns of schema 2 to a version 1 database and
+// fills them from the stored documents, before schema creates their indices.
+var upgradeV1 = []string{
+	`ALTER TABLE events ADD COLUMN actor_id TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE events ADD COLUMN lineage_id TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE events ADD COLUMN finding_type TEXT NOT NULL DEFAULT ''`,
+	`UPDATE events SET
+		actor_id = coalesce(json_extract(document, '$.attributes."user.id"'), ''),
+		lineage_id = coalesce(json_extract(document, '$.attributes."batchaudit.lineage.id"'), ''),
+		finding_type = coalesce(json_extract(document, '$.attributes."batchaudit.finding.type"'), '')`,
+	`ALTER TABLE runs ADD COLUMN parent_id TEXT NOT NULL DEFAULT ''`,
+	`UPDATE runs SET parent_id = coalesce(json_extract(summary, '$.parent_batch_id'), '')`,
 }
 
 // Store is the SQLite backend. It is safe for concurrent use; writes are
@@ -152,6 +174,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
+	if version == 1 {
+		for _, stmt := range upgradeV1 {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("upgrade schema 1 to 2: %w", err)
+			}
+		}
+	}
 	for _, stmt := range schema {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create schema: %w", err)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,7 +89,7 @@ func TestOpenErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	_, err = Open(ctx, file)
-	require.ErrorContains(t, err, "schema version 99 is newer than this build understands (1)")
+	require.ErrorContains(t, err, "schema version 99 is newer than this build understands (2)")
 }
 
 func TestWriteHonoursContext(t *testing.T) {
@@ -105,4 +106,48 @@ func TestWriteHonoursContext(t *testing.T) {
 	res, err := s.Write(context.Background(), "default", nil)
 	require.NoError(t, err)
 	assert.Empty(t, res)
+}
+
+// TestUpgradeFromSchema1 turns a fresh database back into schema 1 (no
+// search columns, user_version 1) and reopens it: the upgrade adds the
+// columns and fills them from the stored documents, so the new filters find
+// events written before the upgrade.
+func TestUpgradeFromSchema1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(ctx, path)
+	require.NoError(t, err)
+	child := storetest.RunEvents("b2", storetest.T0.Add(time.Hour))
+	for i := range child {
+		child[i].ParentBatchID = "b1"
+	}
+	_, err = s.Write(ctx, "default", storetest.Stored(append(storetest.RunEvents("b1", storetest.T0), child...)...))
+	require.NoError(t, err)
+	for _, stmt := range []string{
+		`DROP INDEX events_actor`, `DROP INDEX events_lineage`, `DROP INDEX events_finding`, `DROP INDEX runs_parent`,
+		`ALTER TABLE events DROP COLUMN actor_id`, `ALTER TABLE events DROP COLUMN lineage_id`,
+		`ALTER TABLE events DROP COLUMN finding_type`, `ALTER TABLE runs DROP COLUMN parent_id`, `PRAGMA user_version = 1`,
+	} {
+		_, err := s.DB().Exec(stmt)
+		require.NoError(t, err, stmt)
+	}
+	require.NoError(t, s.Close())
+
+	s, err = Open(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	var version int
+	require.NoError(t, s.DB().QueryRow(`PRAGMA user_version`).Scan(&version))
+	assert.Equal(t, schemaVersion, version)
+	got, err := s.Events(ctx, store.EventQuery{ActorID: "svc-etl", FindingType: "data_loss"})
+	require.NoError(t, err)
+	assert.Len(t, got, 2)
+	got, err = s.Events(ctx, store.EventQuery{LineageID: "ord-A-1", BatchID: "b2"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "batchaudit.lineage.record", got[0].Name)
+	runs, err := s.Runs(ctx, store.RunQuery{ParentBatchID: "b1"})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, "b2", runs[0].BatchID)
 }

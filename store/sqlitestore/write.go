@@ -18,15 +18,16 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream, event_id, doc_hash) DO NOTHING`
 	selectDeadLetter = `SELECT sequence FROM dead_letters WHERE stream = ? AND event_id = ? AND doc_hash = ?`
 	selectRun        = `SELECT summary FROM runs WHERE batch_id = ?`
-	upsertRun        = `INSERT INTO runs (batch_id, job_name, status, actor_id, start, end, summary) VALUES (?, ?, ?, ?, ?, ?, ?)
+	upsertRun        = `INSERT INTO runs (batch_id, job_name, status, actor_id, start, end, summary, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(batch_id) DO UPDATE SET job_name = excluded.job_name, status = excluded.status,
-		actor_id = excluded.actor_id, start = excluded.start, end = excluded.end, summary = excluded.summary`
+		actor_id = excluded.actor_id, start = excluded.start, end = excluded.end, summary = excluded.summary,
+		parent_id = excluded.parent_id`
 	upsertStream = `INSERT INTO streams (name, last_sequence) VALUES (?, ?)
 		ON CONFLICT(name) DO UPDATE SET last_sequence = excluded.last_sequence`
 )
 
 // insertChunk is how many events one INSERT statement carries: fewer
-// statements is most of the write throughput (15 columns × 200 rows stays far
+// statements is most of the write throughput (18 columns × 200 rows stays far
 // below SQLite's bound-variable limit).
 const insertChunk = 200
 
@@ -190,7 +191,7 @@ func (w *writeTx) write(se *store.StoredEvent) (store.Result, error) {
 	return res, w.applyToRun(e)
 }
 
-const eventColumns = 15
+const eventColumns = 18
 
 // insertPending inserts the new events with multi-row INSERTs.
 func (w *writeTx) insertPending() error {
@@ -207,7 +208,7 @@ func (w *writeTx) insertPending() error {
 		for _, p := range w.pending[:n] {
 			e := p.e
 			args = append(args, e.ID, w.stream, p.seq, p.hash, e.Name, nanos(e.Time), e.BatchID, e.RecordID,
-				e.Source.Name, e.Source.String(), e.Target.Name, e.Target.String(), e.ChangeType, p.doc, w.ingested)
+				e.Source.Name, e.Source.String(), e.Target.Name, e.Target.String(), e.ChangeType, p.doc, w.ingested, e.Actor.ID, e.LineageID, e.FindingType)
 		}
 		var err error
 		if n == insertChunk {
@@ -231,7 +232,7 @@ func (w *writeTx) insertPending() error {
 func insertEvents(rows int) string {
 	row := "(?" + strings.Repeat(", ?", eventColumns-1) + ")"
 	return `INSERT INTO events (id, stream, sequence, hash, name, time, batch_id, record_id,
-		source_name, source, target_name, target, change_type, document, ingested) VALUES ` +
+		source_name, source, target_name, target, change_type, document, ingested, actor_id, lineage_id, finding_type) VALUES ` +
 		row + strings.Repeat(", "+row, rows-1)
 }
 
@@ -293,7 +294,7 @@ func (w *writeTx) flush() error {
 			return fmt.Errorf("sqlitestore: encode run %s: %w", id, err)
 		}
 		if _, err := w.tx.ExecContext(w.ctx, upsertRun, id, run.JobName, run.Status, run.Actor.ID,
-			nanos(run.Start), nanos(run.End), summary); err != nil {
+			nanos(run.Start), nanos(run.End), summary, run.ParentBatchID); err != nil {
 			return fmt.Errorf("sqlitestore: write run %s: %w", id, err)
 		}
 	}

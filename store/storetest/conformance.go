@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -31,6 +32,7 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("Conflict", func(t *testing.T) { testConflict(t, newLocation(t)) })
 	t.Run("DeadLetter", func(t *testing.T) { testDeadLetter(t, newLocation(t)) })
 	t.Run("Queries", func(t *testing.T) { testQueries(t, newLocation(t)) })
+	t.Run("Paging", func(t *testing.T) { testPaging(t, newLocation(t)) })
 	t.Run("SequenceAfterReopen", func(t *testing.T) { testReopen(t, newLocation(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, newLocation(t)) })
 }
@@ -211,6 +213,9 @@ func testQueries(t *testing.T, open Opener) {
 	}
 	b2[len(b2)-1].BatchResult = auditevent.ResultFailure
 	b3 := RunEvents("b3", T0.Add(2*time.Hour))[:3] // still running
+	for i := range b3 {
+		b3[i].ParentBatchID = "b1"
+	}
 	write(t, s, "default", Stored(b1...))
 	write(t, s, "default", Stored(b2...))
 	write(t, s, "default", Stored(b3...))
@@ -244,6 +249,17 @@ func testQueries(t *testing.T, open Opener) {
 	assert.Equal(t, idsOf(b1[:2]...), q(store.EventQuery{Limit: 2}))
 	assert.Equal(t, idsOf(meta...), q(store.EventQuery{Names: []string{auditevent.OpenLineageJob, auditevent.OpenLineageDataset}}))
 	assert.Empty(t, q(store.EventQuery{BatchID: "nope"}))
+	// The search filters of the CLI, alone and combined.
+	assert.Equal(t, idsOf(b2...), q(store.EventQuery{ActorID: "alice"}))
+	assert.Equal(t, idsOf(b1[6], b2[6]), q(store.EventQuery{ChangeType: auditevent.ChangeUpdate}))
+	assert.Equal(t, idsOf(b2[6]), q(store.EventQuery{ChangeType: auditevent.ChangeUpdate, Dataset: Dst.String(), From: T0.Add(time.Hour), To: T0.Add(2 * time.Hour)}))
+	assert.Equal(t, idsOf(b1[9], b2[9]), q(store.EventQuery{ChangeType: auditevent.ChangeDelete, Dataset: Dst.Name}))
+	assert.Equal(t, idsOf(b1[15], b2[15]), q(store.EventQuery{FindingType: auditevent.FindingDataLoss}))
+	assert.Equal(t, idsOf(b2[15]), q(store.EventQuery{FindingType: auditevent.FindingDataLoss, ActorID: "alice"}))
+	assert.Equal(t, idsOf(b1[13], b2[13]), q(store.EventQuery{LineageID: "ord-A-1"}))
+	assert.Equal(t, idsOf(b1[3], b2[3]), q(store.EventQuery{ChangeType: auditevent.ChangeInsert, RecordID: "A-1", Names: []string{auditevent.RecordWrite}}))
+	assert.Empty(t, q(store.EventQuery{FindingType: auditevent.FindingChecksumBreak}))
+	assert.Empty(t, q(store.EventQuery{ActorID: "alice", BatchID: "b1"}))
 
 	runs := func(rq store.RunQuery) []string {
 		t.Helper()
@@ -264,6 +280,18 @@ func testQueries(t *testing.T, open Opener) {
 	assert.Equal(t, []string{"b1:success"}, runs(store.RunQuery{To: T0.Add(time.Hour)}))
 	assert.Equal(t, []string{"b1:success", "b2:failure"}, runs(store.RunQuery{Limit: 2}))
 	assert.Equal(t, []string{"b1:success"}, runs(store.RunQuery{JobName: "orders-clean", Status: "success", ActorID: "svc-etl"}))
+	assert.Equal(t, []string{"b3:running"}, runs(store.RunQuery{ParentBatchID: "b1"}))
+	assert.Empty(t, runs(store.RunQuery{ParentBatchID: "b3"}))
+	// The latest run of each job, by job name; a run without a job name
+	// (its start was never seen) is a job of its own.
+	orphan := RunEvents("b4", T0.Add(4*time.Hour))[1]
+	orphan.JobName = ""
+	write(t, s, "default", Stored(orphan))
+	assert.Equal(t, []string{"b4:running", "b3:running", "b2:failure"}, runs(store.RunQuery{Latest: true}))
+	assert.Equal(t, []string{"b1:success"}, runs(store.RunQuery{Latest: true, Status: "success"}))
+	assert.Equal(t, []string{"b1:success", "b2:failure"}, runs(store.RunQuery{Latest: true, To: T0.Add(2 * time.Hour)}))
+	assert.Equal(t, []string{"b4:running", "b3:running"}, runs(store.RunQuery{Latest: true, Limit: 2}))
+	assert.Equal(t, []string{"b3:running"}, runs(store.RunQuery{Latest: true, JobName: "orders-clean"}))
 
 	// Dead letters in a period.
 	var dls []store.StoredEvent
@@ -288,6 +316,52 @@ func testQueries(t *testing.T, open Opener) {
 	assert.Equal(t, []string{"invalid 0", "invalid 1", "invalid 2"}, dl(time.Time{}, time.Time{}, 0))
 	assert.Equal(t, []string{"invalid 1"}, dl(T0.Add(time.Hour), T0.Add(2*time.Hour), 0))
 	assert.Equal(t, []string{"invalid 0", "invalid 1"}, dl(time.Time{}, time.Time{}, 2))
+}
+
+// testPaging reads more than one backend page (1000) through EachEvent and
+// EachRun: every result once, in order, limits across pages, early stop.
+func testPaging(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	const runCount = 70 // 70 runs × 17 events = 1190 events
+	var want []string
+	var batch []store.StoredEvent
+	for i := range runCount {
+		events := RunEvents(fmt.Sprintf("p%02d", i), T0.Add(time.Duration(i)*time.Minute))
+		for _, e := range events {
+			want = append(want, e.ID)
+		}
+		batch = append(batch, Stored(events...)...)
+	}
+	write(t, s, "default", batch)
+	var got []string
+	require.NoError(t, s.EachEvent(ctx, store.EventQuery{}, func(e *store.StoredEvent) error {
+		got = append(got, e.ID)
+		return nil
+	}))
+	assert.Equal(t, want, got)
+	limited, err := s.Events(ctx, store.EventQuery{Limit: 1100})
+	require.NoError(t, err)
+	assert.Equal(t, want[:1100], ids(limited))
+	stop := errors.New("enough")
+	n := 0
+	err = s.EachEvent(ctx, store.EventQuery{}, func(*store.StoredEvent) error {
+		if n++; n == 1005 {
+			return stop
+		}
+		return nil
+	})
+	assert.ErrorIs(t, err, stop)
+	assert.Equal(t, 1005, n)
+	var runIDs []string
+	require.NoError(t, s.EachRun(ctx, store.RunQuery{}, func(r *store.Run) error {
+		runIDs = append(runIDs, r.BatchID)
+		return nil
+	}))
+	require.Len(t, runIDs, runCount)
+	assert.Equal(t, "p00", runIDs[0])
+	assert.Equal(t, "p69", runIDs[runCount-1])
 }
 
 func testReopen(t *testing.T, open Opener) {

@@ -1,8 +1,8 @@
 """A Python batch job instrumented with the real OpenTelemetry SDK (OTLP/HTTP logs).
 
 Usage: otel_job.py ENDPOINT BATCH_ID    (ENDPOINT like http://127.0.0.1:4318)
-Emits one run: start, 3 reads, 2 transforms, 2 writes, 1 skip, end. Record hashes use the
-standard-library JCS snippet from docs/conventions.md (canonical/testdata/jcs_hash.py).
+Emits one run: start, 3 reads, 2 transforms, 2 writes, 1 skip, end, with the bare SDK (no
+batchaudit package). Record hashes use the standard-library module python/src/batchaudit_jobaudit/canonical.py.
 """
 import os
 import sys
@@ -15,8 +15,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "canonical", "testdata"))
-from jcs_hash import record_hash  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python", "src", "batchaudit_jobaudit"))
+from canonical import record_hash  # noqa: E402
 
 endpoint, batch_id = sys.argv[1], sys.argv[2]
 provider = LoggerProvider(resource=Resource.create({
