@@ -30,9 +30,13 @@ type Journal interface {
 	// Append makes ld durable in the journal and returns once it is; ld is
 	// not retained.
 	Append(ctx context.Context, ld plog.Logs) error
-	// Deliver runs delivery into next until ctx is done; at most one
-	// caller per journal.
+	// Deliver runs delivery into next until ctx is done or a Drain
+	// completed; at most one caller per journal.
 	Deliver(ctx context.Context, next consumer.Logs) error
+	// Drain waits until everything appended so far is delivered, bounded
+	// by ctx and the journal's drain timeout; what is left is delivered
+	// after the next start. Deliver returns once the drain completed.
+	Drain(ctx context.Context) error
 }
 
 // Info describes the journal records one pipeline call delivers.

@@ -29,9 +29,8 @@ const pipeline = `
 extensions:
   health_check:
     endpoint: 127.0.0.1:{{HEALTH}}
-  file_storage:
-    directory: {{DIR}}/state
-    create_directory: true
+  journal:
+    directory: {{DIR}}/journal
 receivers:
   audit:
     protocols:
@@ -39,13 +38,10 @@ receivers:
         endpoint: 127.0.0.1:{{HTTP}}
       grpc:
         endpoint: 127.0.0.1:{{GRPC}}
+    journal: journal
 processors:
-  memory_limiter:
-    check_interval: 1s
-    limit_percentage: 75
-    spike_limit_percentage: 20
   cdc:
-    storage: file_storage
+    storage: journal
     datasets:
       - name: orders_clean
         key_fields: [order_id]
@@ -53,19 +49,19 @@ processors:
         full_snapshot: true
       - name: "*"
   lineage:
-    storage: file_storage
+    storage: journal
 exporters:
   audit:
     stream: e2e
 {{EXPORTER}}
     sending_queue:
-      storage: file_storage
+      enabled: false
 service:
-  extensions: [health_check, file_storage]
+  extensions: [health_check, journal]
   pipelines:
     logs:
       receivers: [audit]
-      processors: [memory_limiter, cdc, lineage]
+      processors: [cdc, lineage]
       exporters: [audit]
   telemetry:
     metrics:

@@ -22,7 +22,7 @@ func authConfig() string {
 		"  basicauth:\n    htpasswd:\n      inline: |\n        loader:s3cret\n  health_check:\n", 1)
 	cfg = strings.Replace(cfg, "        endpoint: 127.0.0.1:{{HTTP}}\n",
 		"        endpoint: 127.0.0.1:{{HTTP}}\n        auth:\n          authenticator: basicauth\n", 1)
-	return strings.Replace(cfg, "extensions: [health_check, file_storage]", "extensions: [basicauth, health_check, file_storage]", 1)
+	return strings.Replace(cfg, "extensions: [health_check, journal]", "extensions: [basicauth, health_check, journal]", 1)
 }
 
 // TestBasicAuthCurl: with the basicauth extension configured, the collector refuses a request
@@ -58,7 +58,7 @@ func TestPprofExtension(t *testing.T) {
 	dir := t.TempDir()
 	port := harness.FreePort(t)
 	cfg := strings.Replace(sqliteConfig(), "  health_check:\n", fmt.Sprintf("  pprof:\n    endpoint: 127.0.0.1:%d\n  health_check:\n", port), 1)
-	cfg = strings.Replace(cfg, "extensions: [health_check, file_storage]", "extensions: [pprof, health_check, file_storage]", 1)
+	cfg = strings.Replace(cfg, "extensions: [health_check, journal]", "extensions: [pprof, health_check, journal]", 1)
 	harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", port))

@@ -37,6 +37,9 @@ type Config struct {
 	// refused a delivery (exponential between the two).
 	RetryInterval    time.Duration `mapstructure:"retry_interval"`
 	MaxRetryInterval time.Duration `mapstructure:"max_retry_interval"`
+	// DrainTimeout bounds how long shutdown keeps delivering what was
+	// appended before it; the rest stays in the journal for the next start.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 
 	_ struct{}
 }
@@ -55,6 +58,7 @@ func createDefaultConfig() component.Config {
 		MaxDeliveryEvents:  8192,
 		RetryInterval:      time.Second,
 		MaxRetryInterval:   30 * time.Second,
+		DrainTimeout:       30 * time.Second,
 	}
 }
 
@@ -87,6 +91,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryInterval <= 0 || c.MaxRetryInterval < c.RetryInterval {
 		errs = append(errs, errors.New("retry_interval must be positive and max_retry_interval at least retry_interval"))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("drain_timeout must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -26,7 +26,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "custom"), want: &Config{
 			Directory: "/var/lib/otelcol/journal", Fsync: false, MaxBacklogMiB: 4096, SegmentMiB: 128,
 			CheckpointInterval: 5 * time.Second, CheckpointMiB: 64, TickInterval: time.Second,
-			MaxDeliveryEvents: 20000, RetryInterval: 500 * time.Millisecond, MaxRetryInterval: time.Minute,
+			MaxDeliveryEvents: 20000, RetryInterval: 500 * time.Millisecond, MaxRetryInterval: time.Minute, DrainTimeout: 30 * time.Second,
 		}},
 		{id: component.NewIDWithName(metadata.Type, "invalid"), wantErr: []string{
 			"directory must not be empty", "max_backlog_mib must be positive", "tick_interval must be positive",

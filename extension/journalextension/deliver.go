@@ -62,8 +62,11 @@ func (d *delivery) run(ctx context.Context, pos int64) error {
 	backoff := j.cfg.RetryInterval
 	clean := true
 	for ctx.Err() == nil {
+		if j.drainReached(d.r.Pos()) {
+			break
+		}
 		if !j.log.Wait(ctx, d.r.Pos(), j.cfg.TickInterval) {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !j.draining() {
 				// Idle: journal the passing of time, so time-driven work
 				// happens at a recorded time and replays identically.
 				if err := j.log.Append(ctx, nil); err != nil && !errors.Is(err, wal.ErrFull) && ctx.Err() == nil {
@@ -101,6 +104,7 @@ func (d *delivery) run(ctx context.Context, pos int64) error {
 		}
 		clean, backoff = true, j.cfg.RetryInterval
 		d.delivered = info.Offset
+		j.setDelivered(info.Offset)
 		j.tb.JournalDelivered.Add(ctx, int64(n))
 	}
 	if clean && d.delivered > j.position() {
@@ -108,7 +112,49 @@ func (d *delivery) run(ctx context.Context, pos int64) error {
 			return fmt.Errorf("journal: final checkpoint: %w", err)
 		}
 	}
+	if j.drainReached(d.r.Pos()) {
+		close(j.drained)
+	}
 	return nil
+}
+
+// Drain waits until delivery reached the end of the journal as of now.
+func (j *journalExt) Drain(ctx context.Context) error {
+	j.mu.Lock()
+	if !j.attached || j.log == nil {
+		j.mu.Unlock()
+		return nil
+	}
+	if j.drainTo < 0 {
+		j.drainTo = j.log.End()
+	}
+	target := j.drainTo
+	j.mu.Unlock()
+	j.log.Wake()
+	if j.cfg.DrainTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, j.cfg.DrainTimeout)
+		defer cancel()
+	}
+	select {
+	case <-j.drained:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("journal: delivery did not reach offset %d before the drain deadline (at %d, checkpointed %d); "+
+			"the rest is delivered after the next start", target, j.deliveredPos(), j.position())
+	}
+}
+
+func (j *journalExt) draining() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.drainTo >= 0
+}
+
+func (j *journalExt) drainReached(pos int64) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.drainTo >= 0 && pos >= j.drainTo
 }
 
 func needsCheckpoint(j *journalExt, last time.Time) bool {
@@ -179,6 +225,18 @@ func (d *delivery) rewind(ctx context.Context) {
 		panic(fmt.Sprintf("journal: cannot reread from the checkpoint: %v", err))
 	}
 	d.r = r
+}
+
+func (j *journalExt) setDelivered(pos int64) {
+	j.mu.Lock()
+	j.delivered = pos
+	j.mu.Unlock()
+}
+
+func (j *journalExt) deliveredPos() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.delivered
 }
 
 func (j *journalExt) position() int64 {

@@ -34,6 +34,11 @@ type journalExt struct {
 	// everything before it was delivered and stored.
 	checkpoint int64
 	attached   bool
+	// drainTo is the offset a Drain waits for (-1: none); drained is
+	// closed when delivery reached it.
+	drainTo   int64
+	drained   chan struct{}
+	delivered int64 // offset after the last successful delivery
 	// delivering is held by Deliver, so Shutdown closes nothing under it.
 	delivering sync.Mutex
 }
@@ -48,7 +53,7 @@ func newJournal(cfg *Config, set extension.Settings) (*journalExt, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &journalExt{cfg: cfg, logger: set.Logger, tb: tb}, nil
+	return &journalExt{cfg: cfg, logger: set.Logger, tb: tb, drainTo: -1, drained: make(chan struct{})}, nil
 }
 
 func (j *journalExt) Start(ctx context.Context, _ component.Host) error {

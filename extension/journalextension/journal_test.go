@@ -380,3 +380,50 @@ func TestSecondDelivererIsRefused(t *testing.T) {
 	}, "the first receiver is attached")
 	assert.ErrorContains(t, j.Deliver(ctx, &sink{}), "another receiver")
 }
+
+func TestDrainDeliversEverythingAppended(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t.TempDir())
+	cfg.TickInterval = time.Hour // an idle deliverer must still notice the drain
+	j := startJournal(t, cfg)
+	defer func() { require.NoError(t, j.Shutdown(ctx)) }()
+	s := &sink{}
+	slow := &slowSink{next: s, delay: 2 * time.Millisecond}
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- j.Deliver(dctx, newCounter(t, j, slow)) }()
+	for i := range 200 {
+		require.NoError(t, j.Append(ctx, request(fmt.Sprintf("d%d", i))))
+	}
+	require.NoError(t, j.Drain(ctx))
+	assert.Equal(t, 200, s.distinct(), "Drain returns once everything appended before it was delivered")
+	require.NoError(t, <-done, "Deliver returns after the drain")
+	cancel()
+	assert.Equal(t, j.log.End(), j.position(), "the drained position is checkpointed")
+}
+
+type slowSink struct {
+	next  consumer.Logs
+	delay time.Duration
+}
+
+func (s *slowSink) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+func (s *slowSink) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	time.Sleep(s.delay)
+	return s.next.ConsumeLogs(ctx, ld)
+}
+
+func TestDrainTimesOutWhenTheStoreIsDown(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t.TempDir())
+	cfg.DrainTimeout = 200 * time.Millisecond
+	j := startJournal(t, cfg)
+	defer func() { require.NoError(t, j.Shutdown(ctx)) }()
+	s := &sink{refuse: 1 << 30}
+	stop := deliverAsync(t, j, newCounter(t, j, s))
+	require.NoError(t, j.Append(ctx, request("x")))
+	err := j.Drain(ctx)
+	assert.ErrorContains(t, err, "delivered after the next start")
+	stop()
+	assert.Zero(t, j.position(), "nothing was checkpointed past the undelivered record")
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -31,6 +32,9 @@ type stateStore struct {
 }
 
 func openState(dir string, logger *zap.Logger) (*stateStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(32 << 20)
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{

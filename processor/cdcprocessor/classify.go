@@ -478,7 +478,7 @@ func (p *cdcProcessor) commit(ctx context.Context, b *batchState) error {
 		e.dirty = false
 	}
 	b.dirty = b.dirty[:0]
-	now := p.now()
+	now := p.clock(ctx)
 	for _, r := range b.runs {
 		p.st.SaveRun(r, now)
 	}

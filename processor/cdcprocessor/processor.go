@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/journal"
 	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/metadata"
 	"github.com/batchaudit/batchaudit/processor/cdcprocessor/internal/state"
 )
@@ -93,13 +94,18 @@ func (p *cdcProcessor) Start(ctx context.Context, host component.Host) error {
 	}
 	p.mu.Lock()
 	p.client, p.st = client, st
-	p.st.ExpireRuns(p.now().Add(-p.cfg.RunTTL))
-	err = p.st.Flush(ctx)
+	if !journal.Driven(client) {
+		// Under a journal, runs expire at batch ends on journal time only,
+		// so that a replay changes the state exactly as the first delivery.
+		p.st.ExpireRuns(p.now().Add(-p.cfg.RunTTL))
+		err = p.st.Flush(ctx)
+	}
 	p.mu.Unlock()
 	if err != nil {
 		_ = client.Close(ctx)
 		return err
 	}
+	journal.OnReset(client, p.reload)
 	if p.cfg.NoChange != NoChangeKeep {
 		p.set.Logger.Info("cdc: no_change events are not exported; they are counted on the batch end event",
 			zap.String("no_change", p.cfg.NoChange))
@@ -116,6 +122,26 @@ func (p *cdcProcessor) Start(ctx context.Context, host component.Host) error {
 		return nil
 	})
 }
+
+// reload replaces the cached state by what storage holds: the journal rolled
+// it back to its last checkpoint.
+func (p *cdcProcessor) reload(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil {
+		return nil
+	}
+	st, err := state.Open(ctx, p.client, p.observeLatency)
+	if err != nil {
+		return err
+	}
+	p.st = st
+	return nil
+}
+
+// clock is the time of state changes: the journal's delivery time when the
+// events come from a journal, so a replay decides identically.
+func (p *cdcProcessor) clock(ctx context.Context) time.Time { return journal.Now(ctx, p.now) }
 
 func (p *cdcProcessor) Shutdown(ctx context.Context) error {
 	p.mu.Lock()

@@ -71,8 +71,8 @@ func (p *cdcProcessor) endRun(ctx context.Context, b *batchState, it *item) erro
 			zap.String("result", it.full.BatchResult))
 	}
 	run.Ended = true
-	p.st.SaveRun(run, p.now())
-	p.st.ExpireRuns(p.now().Add(-p.cfg.RunTTL))
+	p.st.SaveRun(run, p.clock(ctx))
+	p.st.ExpireRuns(p.clock(ctx).Add(-p.cfg.RunTTL))
 	if err := p.st.Flush(ctx); err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (p *cdcProcessor) scan(ctx context.Context, b *batchState, end *item, run *
 // so neither state writes nor deletes accumulate in memory.
 func (p *cdcProcessor) flushScan(ctx context.Context, b *batchState, ds string, run *state.Run) error {
 	p.st.SaveMeta(ds)
-	p.st.SaveRun(run, p.now())
+	p.st.SaveRun(run, p.clock(ctx))
 	if err := p.st.Flush(ctx); err != nil {
 		return err
 	}

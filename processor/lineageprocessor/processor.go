@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/journal"
 	"github.com/batchaudit/batchaudit/processor/lineageprocessor/internal/metadata"
 	"github.com/batchaudit/batchaudit/processor/lineageprocessor/internal/tracker"
 )
@@ -41,6 +42,12 @@ type lineageProcessor struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// driven: the state lives in a journal, which supplies the time of each
+	// delivery (clock) and drives expiry through deliveries, so a replay
+	// after a rollback or crash decides exactly as the first delivery did.
+	driven bool
+	clock  time.Time
 }
 
 func newLineageProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*lineageProcessor, error) {
@@ -59,6 +66,7 @@ func (p *lineageProcessor) trackerConfig(store tracker.Store) tracker.Config {
 		return func(n int64) { c.Add(ctx, n, opts...) }
 	}
 	return tracker.Config{
+		Now:                 p.now,
 		RunTimeout:          p.cfg.RunTimeout,
 		MaxResidentLineages: p.cfg.MaxActiveLineages,
 		MemoryLimitBytes:    int64(p.cfg.MemoryLimitMiB) << 20,
@@ -99,6 +107,9 @@ func (p *lineageProcessor) start(ctx context.Context, host component.Host) error
 			// Partial state is better than none: log and go on.
 			p.logger.Error("Could not restore all lineage state; affected chains restart empty", zap.Error(err))
 		}
+		if p.driven = journal.Driven(client); p.driven {
+			journal.OnReset(client, p.reload)
+		}
 		if data, err := client.Get(ctx, pendingKey); err == nil && data != nil {
 			if ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data); err == nil {
 				ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
@@ -107,9 +118,30 @@ func (p *lineageProcessor) start(ctx context.Context, host component.Host) error
 		}
 		p.mu.Unlock()
 	}
+	if p.driven {
+		return nil
+	}
 	p.stop, p.done = make(chan struct{}), make(chan struct{})
 	go p.loop()
 	return nil
+}
+
+// now is the tracker's clock: the journal delivery's time when driven.
+func (p *lineageProcessor) now() time.Time {
+	if p.driven && !p.clock.IsZero() {
+		return p.clock
+	}
+	return time.Now()
+}
+
+// reload drops the tracked state and loads it again from storage: the
+// journal rolled the state back to its last checkpoint.
+func (p *lineageProcessor) reload(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tr = tracker.New(p.trackerConfig(p.client))
+	p.pending = plog.NewLogs()
+	return p.tr.Load(ctx)
 }
 
 func storageClient(ctx context.Context, host component.Host, id, owner component.ID) (storage.Client, error) {
@@ -169,6 +201,13 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := p.scratch[:0]
+	if p.driven {
+		// Expiry runs in every delivery, on journal time (an idle journal
+		// delivers empty batches to carry the time forward): what expires
+		// then depends only on the journal, so a replay expires the same.
+		p.clock = journal.Now(ctx, time.Now)
+		out = append(out, p.tr.Expire(ctx)...)
+	}
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)

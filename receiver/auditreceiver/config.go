@@ -22,6 +22,10 @@ type Config struct {
 	// RetryAfter is sent (whole seconds, rounded up) with 503 answers and as
 	// gRPC RetryInfo when the next consumer refuses data temporarily.
 	RetryAfter time.Duration `mapstructure:"retry_after"`
+	// Journal names a journal extension: accepted requests are appended to
+	// it (and acknowledged once durable there) and delivered from it into
+	// the pipeline, instead of being passed to the pipeline directly.
+	Journal *component.ID `mapstructure:"journal"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}

@@ -2,14 +2,17 @@ package auditreceiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/batchaudit/batchaudit/journal"
 	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/ingest"
 	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/metadata"
 )
@@ -47,7 +50,7 @@ func (r *auditReceiver) deliver(ctx context.Context, obs *receiverhelper.ObsRepo
 		return delivered, ""
 	}
 	ctx = obs.StartLogsOp(ctx)
-	err := r.next.ConsumeLogs(ctx, res.Logs)
+	err := r.push(ctx, res.Logs)
 	obs.EndLogsOp(ctx, format, res.Accepted, err)
 	if err == nil {
 		r.tb.ReceiverAuditEventsAccepted.Add(ctx, int64(res.Accepted), metric.WithAttributeSet(attribute.NewSet(
@@ -55,10 +58,22 @@ func (r *auditReceiver) deliver(ctx context.Context, obs *receiverhelper.ObsRepo
 		return delivered, ""
 	}
 	r.refused(ctx, endpoint, format, reasonDownstream, res.Accepted)
+	if errors.Is(err, journal.ErrFull) {
+		return retryLater, fmt.Sprintf("%v; retry after %s", err, r.retryAfter())
+	}
 	if consumererror.IsPermanent(err) {
 		return failedPermanent, "the pipeline rejected the events permanently: " + err.Error()
 	}
 	return retryLater, fmt.Sprintf("the pipeline cannot take the events now (%v); retry after %s", err, r.retryAfter())
+}
+
+// push hands accepted events on: to the journal when one is configured
+// (durable once it returns), else straight into the pipeline.
+func (r *auditReceiver) push(ctx context.Context, ld plog.Logs) error {
+	if r.journal != nil {
+		return r.journal.Append(ctx, ld)
+	}
+	return r.next.ConsumeLogs(ctx, ld)
 }
 
 func (r *auditReceiver) refused(ctx context.Context, endpoint, format, reason string, n int) {

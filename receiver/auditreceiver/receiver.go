@@ -3,6 +3,7 @@ package auditreceiver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 
+	"github.com/batchaudit/batchaudit/journal"
 	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/metadata"
 )
 
@@ -43,6 +45,12 @@ type auditReceiver struct {
 	obsHTTP *receiverhelper.ObsReport
 	obsGRPC *receiverhelper.ObsReport
 	bodies  *bodyReader
+
+	// journal, when configured, takes accepted data; delivery from it into
+	// next runs until Shutdown cancels it.
+	journal      journal.Journal
+	stopDelivery context.CancelFunc
+	delivered    chan struct{}
 
 	httpServer *http.Server
 	grpcServer *grpc.Server
@@ -72,14 +80,42 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs) (*audit
 	return r, nil
 }
 
-// Start runs the configured servers.
+// Start runs the configured servers (and delivery from the journal).
 func (r *auditReceiver) Start(ctx context.Context, host component.Host) error {
+	if err := r.startJournal(host); err != nil {
+		return err
+	}
 	if err := r.startGRPC(ctx, host); err != nil {
 		return errors.Join(err, r.Shutdown(ctx))
 	}
 	if err := r.startHTTP(ctx, host); err != nil {
 		return errors.Join(err, r.Shutdown(ctx))
 	}
+	return nil
+}
+
+func (r *auditReceiver) startJournal(host component.Host) error {
+	if r.cfg.Journal == nil {
+		return nil
+	}
+	ext, ok := host.GetExtensions()[*r.cfg.Journal]
+	if !ok {
+		return fmt.Errorf("journal extension %q not found (add it under extensions and service.extensions)", r.cfg.Journal)
+	}
+	j, ok := ext.(journal.Journal)
+	if !ok {
+		return fmt.Errorf("extension %q is not a journal", r.cfg.Journal)
+	}
+	r.journal = j
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopDelivery, r.delivered = cancel, make(chan struct{})
+	go func() {
+		defer close(r.delivered)
+		if err := j.Deliver(ctx, r.next); err != nil {
+			r.set.Logger.Error("Delivery from the journal stopped", zap.Error(err))
+			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		}
+	}()
 	return nil
 }
 
@@ -175,6 +211,18 @@ func (r *auditReceiver) Shutdown(ctx context.Context) error {
 		}
 	}
 	r.wg.Wait()
+	// Requests in flight are answered; delivery goes on until it reached
+	// what they appended (bounded by the journal's drain_timeout), then
+	// stops and checkpoints. Whatever is left is delivered after the next
+	// start: it is in the journal, so this is a delay, not a loss.
+	if r.stopDelivery != nil {
+		if derr := r.journal.Drain(ctx); derr != nil {
+			r.set.Logger.Warn("Journal not drained at shutdown", zap.Error(derr))
+		}
+		r.stopDelivery()
+		<-r.delivered
+		r.stopDelivery = nil
+	}
 	r.tb.Shutdown()
 	return err
 }

@@ -226,6 +226,14 @@ func (l *Log) Wait(ctx context.Context, pos int64, d time.Duration) bool {
 	return l.end.Load() > pos
 }
 
+// Wake ends every Wait in progress, as an append would.
+func (l *Log) Wake() {
+	l.mu.Lock()
+	close(l.signal)
+	l.signal = make(chan struct{})
+	l.mu.Unlock()
+}
+
 // Release declares everything before pos delivered and durable elsewhere:
 // whole segments before it are deleted, and when pos is the end the active
 // segment is closed and deleted too, so delivered records do not stay on disk.
