@@ -132,7 +132,7 @@ func (t *Tracker) edges(r *run, at time.Time, out []auditevent.Event) []auditeve
 		for _, o := range r.outputs {
 			if !seen[[2]string{i, o}] {
 				seen[[2]string{i, o}] = true
-				list = append(list, edge{src: ParseDataset(i), dst: ParseDataset(o)})
+				list = append(list, edge{src: auditevent.ParseDataset(i), dst: auditevent.ParseDataset(o)})
 			}
 		}
 	}
@@ -190,21 +190,6 @@ func columnsFor(columns map[string]any, src, dst auditevent.Dataset) map[string]
 		return nil
 	}
 	return map[string]any{dst.String(): out}
-}
-
-// ParseDataset splits an OpenLineage "namespace/name" string. Namespaces are
-// URIs whose authority ends at the first slash after "://"
-// (postgres://db:5432/sales.orders); without a scheme the first slash splits.
-func ParseDataset(s string) auditevent.Dataset {
-	from := 0
-	if i := strings.Index(s, "://"); i >= 0 {
-		from = i + 3
-	}
-	j := strings.IndexByte(s[from:], '/')
-	if j < 0 {
-		return auditevent.Dataset{Name: s}
-	}
-	return auditevent.Dataset{Namespace: s[:from+j], Name: s[from+j+1:]}
 }
 
 func (t *Tracker) remember(batchID string, events []auditevent.Event) {

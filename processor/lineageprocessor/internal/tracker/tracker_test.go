@@ -425,13 +425,6 @@ func TestOpenLineageEdgesWithColumns(t *testing.T) {
 	require.NoError(t, edges[0].Validate())
 }
 
-func TestParseDataset(t *testing.T) {
-	assert.Equal(t, auditevent.Dataset{Namespace: "postgres://h:5432", Name: "db.s.t"}, ParseDataset("postgres://h:5432/db.s.t"))
-	assert.Equal(t, auditevent.Dataset{Namespace: "s3://b", Name: "p/f.csv"}, ParseDataset("s3://b/p/f.csv"))
-	assert.Equal(t, auditevent.Dataset{Namespace: "ns", Name: "t"}, ParseDataset("ns/t"))
-	assert.Equal(t, auditevent.Dataset{Name: "t"}, ParseDataset("t"))
-}
-
 func TestSpillAndReload(t *testing.T) {
 	store := newMemStore()
 	var spilled, reloaded int64

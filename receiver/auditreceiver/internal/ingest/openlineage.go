@@ -108,7 +108,7 @@ func openLineageItems(body []byte, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
+	sink := newEventSink(FormatOpenLineage, opt)
 	sink.res.Items = len(items)
 	for i, raw := range items {
 		addOpenLineage(sink, i, raw, nil)
@@ -121,7 +121,7 @@ func openLineageItems(body []byte, opt Options) (*Result, error) {
 // found instead of being delimited first. ok is false for any other body;
 // the caller then takes the general path, which words the request errors.
 func openLineageArray(body []byte, opt Options) (*Result, bool) {
-	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
+	sink := newEventSink(FormatOpenLineage, opt)
 	strs := map[string]string{}
 	err := arrayItems(body, opt.MaxEvents, func(r *reader, n int) error {
 		start := r.i
