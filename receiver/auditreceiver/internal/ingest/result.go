@@ -158,7 +158,7 @@ type eventSink struct {
 	res       *Result
 	format    string
 	principal string
-	scope  plog.ScopeLogs
+	scope     plog.ScopeLogs
 	// ev is the one event the parsers fill, item after item: its contents
 	// are copied into pdata by add, and reusing it saves an allocation of
 	// the (large) Event per item.
