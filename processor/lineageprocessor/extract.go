@@ -41,6 +41,12 @@ func extract(lr plog.LogRecord, res pcommon.Resource, in *tracker.Input) {
 			in.JobName = str(v)
 		case auditevent.AttrJobNamespace:
 			in.JobNamespace = str(v)
+		case auditevent.AttrParentBatchID:
+			in.ParentBatchID = str(v)
+		case auditevent.AttrBatchResult:
+			in.Result = str(v)
+		case auditevent.AttrOriginalFormat:
+			in.OpenLineage = str(v) == "openlineage"
 		case auditevent.AttrRecordID:
 			in.RecordID = str(v)
 		case auditevent.AttrLineageID:

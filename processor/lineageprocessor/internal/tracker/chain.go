@@ -11,12 +11,16 @@ import (
 // emitChain appends the lineage record of l ending in target, then the
 // records of l's parents that were not emitted yet (they ended up in the
 // same target through l; via names the lineage that carried them there).
-func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop, in *Input, via string, out []auditevent.Event) []auditevent.Event {
+func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop, via string, out []auditevent.Event) []auditevent.Event {
 	t.load(ctx, l)
 	t.touch(l.seg)
 	b := l.body
 	steps := sortedSteps(b.steps)
-	t.verify(r, l, steps, in)
+	writeHash := ""
+	if via == "" {
+		writeHash = b.writeHash
+	}
+	t.verify(l, steps, writeHash)
 
 	chain := map[string]any{"target": hopMap(target)}
 	if b.source.name != "" || b.source.recordID != "" {
@@ -70,7 +74,7 @@ func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop,
 	l.flags |= flagEmitted
 	for _, pk := range b.parents {
 		if p := r.lineages[pk]; p != nil && p.flags&flagEmitted == 0 {
-			out = t.emitChain(ctx, r, p, target, in, l.key, out)
+			out = t.emitChain(ctx, r, p, target, l.key, out)
 		}
 	}
 	return out
@@ -86,13 +90,12 @@ func (t *Tracker) parentRecords(r *run, keys []string) []string {
 	return ids
 }
 
-// verify reports a checksum break when a step's input hash differs from the
-// output hash of the step before it (or the read, or the parent it split
-// from). An unknown hash on either side is not a break.
-func (t *Tracker) verify(r *run, l *lineage, steps []step, in *Input) {
-	if l.flags&flagBroken != 0 {
-		return
-	}
+// verify marks l broken when a step's input hash differs from the output
+// hash of the step before it (or the read, or the parent it split from), or
+// the write's input hash from the last output; it clears the mark when a
+// late step closes the gap. An unknown hash on either side is not a break.
+// The run's checksum_break finding is decided from the marks at settlement.
+func (t *Tracker) verify(l *lineage, steps []step, writeHash string) {
 	prev := l.body.startHash
 	broken := false
 	for i := range steps {
@@ -101,13 +104,17 @@ func (t *Tracker) verify(r *run, l *lineage, steps []step, in *Input) {
 		}
 		prev = steps[i].outHash
 	}
-	if in != nil && in.Name == auditevent.RecordWrite && in.InputHash != "" && prev != "" && in.InputHash != prev {
+	if writeHash != "" && prev != "" && writeHash != prev {
 		broken = true
 	}
+	was := l.flags&flagBroken != 0
 	if broken {
 		l.flags |= flagBroken
-		r.breaks.add(l.recordID, t.cfg.MaxFindingIDs)
-		r.dirtyMeta = true
+	} else {
+		l.flags &^= flagBroken
+	}
+	if was != broken {
+		t.touch(l.seg)
 	}
 }
 

@@ -6,8 +6,9 @@ import (
 )
 
 // Segments are stored in a compact binary form: they are written on every
-// spill and checkpoint, so JSON would dominate the cost.
-const segVersion = 1
+// spill and checkpoint, so JSON would dominate the cost. Version 2 added the
+// write hash and the pending writes of a body; version 1 is still read.
+const segVersion = 2
 
 var errCorrupt = errors.New("lineage segment is corrupt")
 
@@ -133,6 +134,11 @@ func encodeSegment(s *segment) []byte {
 		} else {
 			e.u(0)
 		}
+		e.s(b.writeHash)
+		e.u(uint64(len(b.pending)))
+		for _, p := range b.pending {
+			e.hop(p)
+		}
 	}
 	return e.b
 }
@@ -140,7 +146,8 @@ func encodeSegment(s *segment) []byte {
 // decodeSegment reads lineages written by encodeSegment.
 func decodeSegment(data []byte) ([]*lineage, error) {
 	d := dec{b: data}
-	if v := d.u(); d.err == nil && v != segVersion {
+	v := d.u()
+	if d.err == nil && v != 1 && v != segVersion {
 		return nil, errCorrupt
 	}
 	n := d.u()
@@ -174,6 +181,16 @@ func decodeSegment(data []byte) ([]*lineage, error) {
 		b.parents = d.ss()
 		b.unresolved = d.ss()
 		b.truncated = d.u() == 1
+		if v >= 2 {
+			b.writeHash = d.s()
+			np := d.u()
+			if d.err != nil || np > uint64(len(d.b)) {
+				return nil, errCorrupt
+			}
+			for j := uint64(0); j < np; j++ {
+				b.pending = append(b.pending, d.hop())
+			}
+		}
 		l.body = b
 		out = append(out, l)
 	}

@@ -23,7 +23,7 @@ type Tracker struct {
 	residentCount int
 	open          int64 // lineages in state open, over all runs
 
-	closed      map[string][]auditevent.Event // derived events of recently finished runs
+	closed      map[string]*closedRun // recently settled runs
 	closedOrder []string
 	indexDirty  bool
 
@@ -45,7 +45,7 @@ func New(cfg Config) *Tracker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Tracker{cfg: cfg, runs: map[string]*run{}, closed: map[string][]auditevent.Event{}}
+	return &Tracker{cfg: cfg, runs: map[string]*run{}, closed: map[string]*closedRun{}}
 }
 
 // ActiveLineages is the number of lineages read but not yet written, skipped,
@@ -66,16 +66,8 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 	if in.BatchID == "" {
 		return out
 	}
-	if ev, done := t.closed[in.BatchID]; done {
-		if in.Name == auditevent.BatchEnd {
-			// A redelivered batch end: emit the same events (same ids) again,
-			// so an earlier failed export loses nothing.
-			return append(out, ev...)
-		}
-		if t.cfg.Hooks.Late != nil {
-			t.cfg.Hooks.Late()
-		}
-		return out
+	if c, done := t.closed[in.BatchID]; done {
+		return t.late(c, in, out)
 	}
 	r := t.runs[in.BatchID]
 	if r == nil {
@@ -99,7 +91,7 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 	r.dirtyMeta = true
 	switch in.Name {
 	case auditevent.RecordRead:
-		t.read(ctx, r, in)
+		t.read(ctx, r, in, &out)
 	case auditevent.RecordTransform:
 		t.transform(ctx, r, in)
 	case auditevent.RecordWrite:
@@ -108,13 +100,26 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 		r.observed.Skipped++
 		t.terminate(ctx, r, in, stateSkipped)
 	case auditevent.RecordError:
-		r.observed.Errored++
-		t.terminate(ctx, r, in, stateErrored)
+		// An error without a record id is the run's, not a record's.
+		if in.RecordID != "" {
+			r.observed.Errored++
+			t.terminate(ctx, r, in, stateErrored)
+		}
 	case auditevent.BatchStart, auditevent.BatchProgress:
 		r.addDatasets(in)
+		if c := t.closed[r.parent]; c != nil && r.end == nil && r.startOnly {
+			// A child that starts after its parent settled ends with it.
+			r.end = &runEnd{At: t.cfg.Now().UnixNano(), Time: in.Time.UnixNano(), Result: c.result, ByParent: true}
+		}
 	case auditevent.BatchEnd:
 		r.addDatasets(in)
-		out = t.finish(ctx, r, in, false, out)
+		if r.end == nil || r.end.ByParent {
+			r.end = &runEnd{At: t.cfg.Now().UnixNano(), Time: in.Time.UnixNano(), Result: in.Result,
+				Counters: in.Counters, Statistics: in.OpenLineage}
+		}
+		if t.cfg.SettleTime <= 0 {
+			out = t.settle(ctx, r, false, out)
+		}
 	}
 	t.enforceBudget(ctx)
 	return out
@@ -144,22 +149,83 @@ func (r *run) addDatasets(in *Input) {
 	}
 }
 
-func (t *Tracker) read(ctx context.Context, r *run, in *Input) {
+// read starts a lineage, or completes one that later events of the record
+// started before the read arrived (an orphan: a transform, write, skip or
+// error with no read yet), so the chain is the same in any arrival order.
+func (t *Tracker) read(ctx context.Context, r *run, in *Input, out *[]auditevent.Event) {
 	r.observed.Read++
 	key := in.LineageID
 	if key == "" {
 		key = auditevent.DeterministicID("lineage", r.batchID, in.Source.String(), in.RecordID)
 	}
-	if l := r.lineages[key]; l != nil {
+	l := r.lineages[key]
+	if l != nil && !t.orphan(ctx, l) {
 		return // redelivered read
 	}
-	l := t.newLineage(r, key, in.RecordID)
+	if l == nil && in.RecordID != "" {
+		if o := r.byRecord[in.RecordID]; o != nil && t.orphan(ctx, o) {
+			l = o
+		}
+	}
+	if l == nil {
+		l = t.newLineage(r, key, in.RecordID)
+	} else if l.key != key {
+		delete(r.lineages, l.key)
+		l.key = key
+		r.lineages[key] = l
+		t.touch(l.seg)
+	}
+	before := l.body.size()
 	l.flags |= flagRead
 	l.src = r.dataset(in.Source)
 	l.body.source = hop{namespace: in.Source.Namespace, name: in.Source.Name, recordID: in.RecordID, hash: in.RecordHash, time: in.Time.UnixNano()}
 	l.body.startHash = in.RecordHash
-	t.account(l, l.body.size())
-	r.index(l, in.RecordID, in.RecordHash)
+	t.account(l, l.body.size()-before)
+	if in.RecordID != "" && r.byRecord[in.RecordID] == nil {
+		r.byRecord[in.RecordID] = l
+	}
+	if !l.hasHash && in.RecordHash != "" {
+		r.index(l, "", in.RecordHash)
+	}
+	t.resolveWaiting(ctx, r, in.RecordID, l)
+	if l.flags&flagPending != 0 {
+		*out = t.emitPending(ctx, r, l, *out)
+	}
+}
+
+// orphan reports whether l was started by events that came before its read:
+// no read, no parents. Its body is loaded.
+func (t *Tracker) orphan(ctx context.Context, l *lineage) bool {
+	if l.flags&flagRead != 0 {
+		return false
+	}
+	t.load(ctx, l)
+	return len(l.body.parents) == 0 && l.body.source.name == "" && l.body.source.recordID == ""
+}
+
+// resolveWaiting makes l a parent of the joins and splits that named its
+// record id as an input before it was read.
+func (t *Tracker) resolveWaiting(ctx context.Context, r *run, recordID string, l *lineage) {
+	ws := r.waiting[recordID]
+	if len(ws) == 0 {
+		return
+	}
+	delete(r.waiting, recordID)
+	for _, w := range ws {
+		if w == l {
+			continue
+		}
+		t.load(ctx, w)
+		before := w.body.size()
+		w.body.unresolved = slices.DeleteFunc(w.body.unresolved, func(s string) bool { return s == recordID })
+		if !slices.Contains(w.body.parents, l.key) {
+			w.body.parents = append(w.body.parents, l.key)
+		}
+		t.account(w, w.body.size()-before)
+		if l.state == stateOpen {
+			t.setState(ctx, l, stateConsumed)
+		}
+	}
 }
 
 func (t *Tracker) newLineage(r *run, key, recordID string) *lineage {
@@ -232,12 +298,8 @@ func (t *Tracker) transform(ctx context.Context, r *run, in *Input) {
 	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
 		l = t.merge(ctx, r, in)
 	} else if l = t.find(r, in); l == nil {
-		// A transform with no read: keep the chain, the write is reported.
-		key := in.LineageID
-		if key == "" {
-			key = auditevent.DeterministicID("lineage", r.batchID, "orphan", in.RecordID)
-		}
-		l = t.newLineage(r, key, in.RecordID)
+		// A transform with no read (yet): keep the chain for the read.
+		l = t.newLineage(r, t.orphanKey(r, in), in.RecordID)
 	}
 	t.load(ctx, l)
 	for _, s := range l.body.steps {
@@ -252,6 +314,11 @@ func (t *Tracker) transform(ctx context.Context, r *run, in *Input) {
 	}
 	t.account(l, l.body.size()-before)
 	r.index(l, in.RecordID, in.RecordHash)
+	if l.flags&flagEmitted != 0 {
+		// A step that arrived after the write: the findings (not the chain
+		// already emitted) take it into account.
+		t.verify(l, sortedSteps(l.body.steps), l.body.writeHash)
+	}
 }
 
 // merge handles a step with explicit input records: a join or merge (several
@@ -315,6 +382,7 @@ func (t *Tracker) merge(ctx context.Context, r *run, in *Input) *lineage {
 	for _, u := range unresolved {
 		if !slices.Contains(cont.body.unresolved, u) {
 			cont.body.unresolved = append(cont.body.unresolved, u)
+			r.waiting[u] = append(r.waiting[u], cont)
 		}
 	}
 	return cont
@@ -355,13 +423,33 @@ func cmpStep(a, b step) int {
 }
 
 func (t *Tracker) terminate(ctx context.Context, r *run, in *Input, s uint8) {
-	if l := t.find(r, in); l != nil && l.state != stateWritten {
+	l := t.find(r, in)
+	if l == nil {
+		if in.RecordID == "" {
+			return
+		}
+		// Before its read: keep the outcome for the read to find.
+		l = t.newLineage(r, t.orphanKey(r, in), in.RecordID)
+		r.index(l, in.RecordID, "")
+	}
+	if l.state != stateWritten {
 		t.setState(ctx, l, s)
 	}
 }
 
-// write completes a lineage. A replay (a redelivered write) emits the chain
-// again without counting anything.
+// orphanKey names a lineage started by an event that came before its read;
+// a read that arrives later gives it its own key.
+func (t *Tracker) orphanKey(r *run, in *Input) string {
+	if in.LineageID != "" {
+		return in.LineageID
+	}
+	return auditevent.DeterministicID("lineage", r.batchID, "orphan", in.RecordID)
+}
+
+// write completes a lineage. A write whose read (or parent) has not
+// arrived waits in the lineage until it does, or until the run settles, so
+// its lineage record is the same in any arrival order. A replay (a
+// redelivered write) emits the chain again without counting anything.
 func (t *Tracker) write(ctx context.Context, r *run, in *Input, replay bool, out []auditevent.Event) []auditevent.Event {
 	if !replay {
 		r.observed.Written++
@@ -373,19 +461,38 @@ func (t *Tracker) write(ctx context.Context, r *run, in *Input, replay bool, out
 		l = t.find(r, in)
 	}
 	if l == nil {
-		if !replay {
-			r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
-			r.dirtyMeta = true
+		if replay {
+			return out
+		}
+		l = t.newLineage(r, t.orphanKey(r, in), in.RecordID)
+		r.index(l, in.RecordID, in.RecordHash)
+	}
+	t.load(ctx, l)
+	target := hop{namespace: in.Target.Namespace, name: in.Target.Name, recordID: in.RecordID, hash: in.RecordHash, time: in.Time.UnixNano()}
+	if in.InputHash != "" && l.body.writeHash != in.InputHash {
+		before := l.body.size()
+		l.body.writeHash = in.InputHash
+		t.account(l, l.body.size()-before)
+	}
+	if t.orphan(ctx, l) {
+		if !replay && !slices.Contains(l.body.pending, target) {
+			before := l.body.size()
+			l.body.pending = append(l.body.pending, target)
+			l.flags |= flagPending
+			t.account(l, l.body.size()-before)
+		}
+		if l.state != stateWritten {
+			t.setState(ctx, l, stateWritten)
 		}
 		return out
 	}
-	t.load(ctx, l)
-	if !replay && l.flags&flagRead == 0 && len(l.body.parents) == 0 && l.flags&flagEmitted == 0 {
-		r.noRead.add(in.RecordID, t.cfg.MaxFindingIDs)
-		r.dirtyMeta = true
-	}
-	target := hop{namespace: in.Target.Namespace, name: in.Target.Name, recordID: in.RecordID, hash: in.RecordHash, time: in.Time.UnixNano()}
-	out = t.emitChain(ctx, r, l, target, in, "", out)
+	out = t.complete(ctx, r, l, target, replay, out)
+	return out
+}
+
+// complete emits the lineage record of l written to target and counts it.
+func (t *Tracker) complete(ctx context.Context, r *run, l *lineage, target hop, replay bool, out []auditevent.Event) []auditevent.Event {
+	out = t.emitChain(ctx, r, l, target, "", out)
 	if l.state != stateWritten {
 		t.setState(ctx, l, stateWritten)
 	}
@@ -399,11 +506,25 @@ func (t *Tracker) write(ctx context.Context, r *run, in *Input, replay bool, out
 		}
 	}
 	// One written record counts once for each source it derives from.
-	dst := r.dataset(in.Target)
+	dst := r.dataset(auditevent.Dataset{Namespace: target.namespace, Name: target.name})
 	for _, src := range t.roots(ctx, r, l) {
 		r.edges[edgeKey{src, dst}]++
 	}
 	r.dirtyMeta = true
+	return out
+}
+
+// emitPending emits the writes that waited for l's read.
+func (t *Tracker) emitPending(ctx context.Context, r *run, l *lineage, out []auditevent.Event) []auditevent.Event {
+	t.load(ctx, l)
+	pending := l.body.pending
+	before := l.body.size()
+	l.body.pending = nil
+	l.flags &^= flagPending
+	t.account(l, l.body.size()-before)
+	for _, target := range pending {
+		out = t.complete(ctx, r, l, target, false, out)
+	}
 	return out
 }
 

@@ -324,7 +324,7 @@ func TestEveryFindingType(t *testing.T) {
 		require.NoError(t, f.Validate())
 		switch f.FindingType {
 		case auditevent.FindingDataLoss:
-			assert.Equal(t, []string{"LOST", "BROKEN"}, f.FindingRecords)
+			assert.Equal(t, []string{"BROKEN", "LOST"}, f.FindingRecords, "sorted: the same in any arrival order")
 			assert.Equal(t, auditevent.SeverityHigh, f.FindingSeverity)
 		case auditevent.FindingWriteWithoutRead:
 			assert.Equal(t, []string{"GHOST"}, f.FindingRecords)

@@ -45,6 +45,12 @@ type Input struct {
 	Inputs        []string
 	Outputs       []string
 	ColumnLineage map[string]any
+
+	ParentBatchID string
+	Result        string // batch end result
+	// OpenLineage is set for events derived from OpenLineage: their
+	// counters are dataset statistics, not record accounting.
+	OpenLineage bool
 }
 
 // Store is the subset of the collector storage client the tracker uses.
@@ -72,6 +78,10 @@ type Hooks struct {
 type Config struct {
 	// RunTimeout expires runs with no event for this long.
 	RunTimeout time.Duration
+	// SettleTime is how long after its batch end (and its last event) a
+	// run's record-level findings wait for events still on their way (a
+	// job's requests may arrive in any order). 0 decides at the batch end.
+	SettleTime time.Duration
 	// MaxResidentLineages and MemoryLimitBytes bound the chain bodies held
 	// in memory; beyond either, the oldest segments are spilled to Store
 	// (or, without a Store, evicted and their chains marked truncated).
@@ -86,7 +96,10 @@ type Config struct {
 	MaxClosedRuns int
 	Store         Store
 	Hooks         Hooks
-	// Now is the wall clock (tests replace it).
+	// Now is the clock of every time decision (run_timeout, settle time);
+	// it defaults to the wall clock. Nothing else in the tracker reads the
+	// time, so a caller that replays events with their recorded times
+	// gets the same decisions.
 	Now func() time.Time
 }
 
@@ -103,8 +116,9 @@ const (
 const (
 	flagRead    uint8 = 1 << iota // started by a read event
 	flagEmitted                   // a lineage record was emitted for it
-	flagBroken                    // a checksum break was reported
+	flagBroken                    // its chain has a checksum break
 	flagCounted                   // counted as completed
+	flagPending                   // written, but no read or parent known yet: the write waits in body.pending
 )
 
 // lineage is the always-resident index entry of one chain. Its body (the
@@ -139,6 +153,13 @@ type body struct {
 	parents    []string
 	unresolved []string
 	truncated  bool // evicted without a store: steps were lost
+	// writeHash is the input hash of the latest write, kept so the chain
+	// can be verified again when a step arrives after the write.
+	writeHash string
+	// pending are writes that arrived before the lineage's read (or
+	// parent): their lineage records are emitted when it arrives, or when
+	// the run settles.
+	pending []hop
 }
 
 // size estimates the heap bytes of a body, for the memory budget.
@@ -153,6 +174,10 @@ func (b *body) size() int64 {
 	}
 	for _, p := range b.unresolved {
 		n += 16 + int64(len(p))
+	}
+	n += int64(len(b.writeHash))
+	for _, p := range b.pending {
+		n += 80 + int64(len(p.namespace)+len(p.name)+len(p.recordID)+len(p.hash))
 	}
 	return n
 }
