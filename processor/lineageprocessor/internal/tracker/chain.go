@@ -16,11 +16,6 @@ func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop,
 	t.touch(l.seg)
 	b := l.body
 	steps := sortedSteps(b.steps)
-	writeHash := ""
-	if via == "" {
-		writeHash = b.writeHash
-	}
-	t.verify(l, steps, writeHash)
 
 	chain := map[string]any{"target": hopMap(target)}
 	if b.source.name != "" || b.source.recordID != "" {
@@ -90,32 +85,39 @@ func (t *Tracker) parentRecords(r *run, keys []string) []string {
 	return ids
 }
 
-// verify marks l broken when a step's input hash differs from the output
-// hash of the step before it (or the read, or the parent it split from), or
-// the write's input hash from the last output; it clears the mark when a
-// late step closes the gap. An unknown hash on either side is not a break.
-// The run's checksum_break finding is decided from the marks at settlement.
-func (t *Tracker) verify(l *lineage, steps []step, writeHash string) {
-	prev := l.body.startHash
-	broken := false
-	for i := range steps {
-		if !steps[i].multi && steps[i].inHash != "" && prev != "" && steps[i].inHash != prev {
-			broken = true
-		}
-		prev = steps[i].outHash
-	}
-	if writeHash != "" && prev != "" && writeHash != prev {
-		broken = true
-	}
-	was := l.flags&flagBroken != 0
-	if broken {
+// verify marks l broken when its chain breaks (see broken) before its
+// latest write. It runs when the run settles, on the whole chain, so a step
+// that arrived after the write counts like any other.
+func (t *Tracker) verify(ctx context.Context, r *run, l *lineage) {
+	t.load(ctx, l)
+	if t.broken(ctx, r, l, l.body.writeHash) {
 		l.flags |= flagBroken
 	} else {
 		l.flags &^= flagBroken
 	}
-	if was != broken {
-		t.touch(l.seg)
+}
+
+// broken reports whether a step's input hash differs from the output hash
+// of the step before it (or the read's, or the split parent's last output),
+// or writeHash from the last output. An unknown hash on either side is not
+// a break; join steps are not checked.
+func (t *Tracker) broken(ctx context.Context, r *run, l *lineage, writeHash string) bool {
+	t.load(ctx, l)
+	prev := l.body.startHash
+	if l.flags&flagRead == 0 && len(l.body.parents) == 1 {
+		// A split child continues its parent's chain.
+		if p := r.lineages[l.body.parents[0]]; p != nil {
+			t.load(ctx, p)
+			prev = lastHash(p.body)
+		}
 	}
+	for _, st := range sortedSteps(l.body.steps) {
+		if !st.multi && st.inHash != "" && prev != "" && st.inHash != prev {
+			return true
+		}
+		prev = st.outHash
+	}
+	return writeHash != "" && prev != "" && writeHash != prev
 }
 
 func hopMap(h hop) map[string]any {

@@ -32,17 +32,19 @@ func (t *Tracker) settle(ctx context.Context, r *run, timedOut bool, out []audit
 		at = t.cfg.Now().UTC()
 	}
 	start := len(out)
+	if r.end != nil && r.end.ByParent {
+		out = append(out, t.childEnd(r, r.parent, at, r.end.Result))
+	}
 
 	// Writes whose read never came: their chains start at the write.
 	var lost, noRead, breaks []string
 	for _, seg := range r.segments {
 		for _, l := range seg.lineages {
 			if l.flags&flagPending != 0 {
-				noRead = append(noRead, l.recordID)
-				t.load(ctx, l)
-				for _, target := range l.body.pending {
-					out = t.emitChain(ctx, r, l, target, "", out)
+				if t.waitsForStart(ctx, l) {
+					noRead = append(noRead, l.recordID)
 				}
+				out = t.emitPending(ctx, r, l, true, out)
 			}
 		}
 	}
@@ -52,10 +54,13 @@ func (t *Tracker) settle(ctx context.Context, r *run, timedOut bool, out []audit
 			if l.state == stateOpen && l.flags&flagRead != 0 {
 				lost = append(lost, l.recordID)
 			}
-			if l.flags&flagBroken != 0 {
-				breaks = append(breaks, l.recordID)
+			if l.flags&flagEmitted != 0 {
+				if t.verify(ctx, r, l); l.flags&flagBroken != 0 {
+					breaks = append(breaks, l.recordID)
+				}
 			}
 		}
+		t.enforceBudget(ctx)
 	}
 	if len(lost) > 0 {
 		out = t.finding(r, at, auditevent.FindingDataLoss, auditevent.SeverityHigh, lost,
@@ -101,7 +106,6 @@ func (t *Tracker) closeChildren(ctx context.Context, parent *run, at time.Time, 
 	}
 	slices.SortFunc(kids, func(a, b *run) int { return strings.Compare(a.batchID, b.batchID) })
 	for _, c := range kids {
-		out = append(out, t.childEnd(c, parent.batchID, at, result))
 		c.end = &runEnd{At: t.cfg.Now().UnixNano(), Time: at.UnixNano(), Result: result, ByParent: true}
 		out = t.settle(ctx, c, false, out)
 	}

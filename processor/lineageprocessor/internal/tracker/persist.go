@@ -382,6 +382,11 @@ func (t *Tracker) loadRun(ctx context.Context, batchID string) error {
 			for _, u := range l.body.unresolved {
 				r.waiting[u] = append(r.waiting[u], l)
 			}
+			if adoptable(l) && len(l.body.steps) > 0 {
+				if h := sortedSteps(l.body.steps)[0].inHash; h != "" {
+					r.byStart[hashKey(h)] = l
+				}
+			}
 			if l.state == stateOpen {
 				t.open++
 			}

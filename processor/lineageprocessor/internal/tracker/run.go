@@ -44,7 +44,10 @@ type run struct {
 	byHash   map[[32]byte]*lineage // latest output hash -> lineage
 	// waiting: input record ids a join or split named before they were
 	// read -> the lineages waiting for them.
-	waiting  map[string][]*lineage
+	waiting map[string][]*lineage
+	// byStart: the first input hash of chains begun by a step before any
+	// read, for a read whose record id differs from the step's.
+	byStart  map[[32]byte]*lineage
 	segments []*segment
 
 	parent string // parent batch id
@@ -78,6 +81,7 @@ func newRun(batchID string) *run {
 		byHash:     map[[32]byte]*lineage{},
 		edges:      map[edgeKey]int64{},
 		waiting:    map[string][]*lineage{},
+		byStart:    map[[32]byte]*lineage{},
 		startOnly:  true,
 		dirtyMeta:  true,
 	}

@@ -93,7 +93,7 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 	case auditevent.RecordRead:
 		t.read(ctx, r, in, &out)
 	case auditevent.RecordTransform:
-		t.transform(ctx, r, in)
+		out = t.transform(ctx, r, in, out)
 	case auditevent.RecordWrite:
 		out = t.write(ctx, r, in, false, out)
 	case auditevent.RecordSkip:
@@ -159,21 +159,26 @@ func (t *Tracker) read(ctx context.Context, r *run, in *Input, out *[]auditevent
 		key = auditevent.DeterministicID("lineage", r.batchID, in.Source.String(), in.RecordID)
 	}
 	l := r.lineages[key]
-	if l != nil && !t.orphan(ctx, l) {
+	if l != nil && !adoptable(l) {
 		return // redelivered read
 	}
 	if l == nil && in.RecordID != "" {
-		if o := r.byRecord[in.RecordID]; o != nil && t.orphan(ctx, o) {
+		if o := r.byRecord[in.RecordID]; o != nil && adoptable(o) {
+			l = o
+		}
+	}
+	if l == nil && in.RecordHash != "" {
+		// Steps of a record whose id changed, sent before its read, name
+		// the read's hash as their input.
+		if o := r.byStart[hashKey(in.RecordHash)]; o != nil && adoptable(o) {
 			l = o
 		}
 	}
 	if l == nil {
 		l = t.newLineage(r, key, in.RecordID)
-	} else if l.key != key {
-		delete(r.lineages, l.key)
-		l.key = key
-		r.lineages[key] = l
-		t.touch(l.seg)
+	} else if t.load(ctx, l); l.state != stateConsumed {
+		// A chain already named as a parent keeps its key.
+		t.rekey(r, l, key)
 	}
 	before := l.body.size()
 	l.flags |= flagRead
@@ -187,28 +192,59 @@ func (t *Tracker) read(ctx context.Context, r *run, in *Input, out *[]auditevent
 	if !l.hasHash && in.RecordHash != "" {
 		r.index(l, "", in.RecordHash)
 	}
-	t.resolveWaiting(ctx, r, in.RecordID, l)
-	if l.flags&flagPending != 0 {
-		*out = t.emitPending(ctx, r, l, *out)
+	t.claim(ctx, r, l)
+	*out = t.resolveWaiting(ctx, r, in.RecordID, l, *out)
+	*out = t.emitPending(ctx, r, l, false, *out)
+}
+
+// claim takes over an orphan whose write named l's latest hash: a write of
+// a renamed record that came before l's read or last step, and that in
+// order would have found l by that hash.
+func (t *Tracker) claim(ctx context.Context, r *run, l *lineage) {
+	if !l.hasHash || adoptable(l) {
+		return
+	}
+	if o := r.byStart[l.hash]; o != nil && o != l && adoptable(o) {
+		t.absorb(ctx, r, l, o)
 	}
 }
 
-// orphan reports whether l was started by events that came before its read:
-// no read, no parents. Its body is loaded.
-func (t *Tracker) orphan(ctx context.Context, l *lineage) bool {
+// adoptable reports whether l was started by events of its record that came
+// before its read (a transform, write, skip or error): a read adopts it.
+func adoptable(l *lineage) bool { return l.flags&(flagRead|flagDerived) == 0 }
+
+// waitsForStart reports whether a write of l must wait: a record's own read,
+// or a new record's first parent, has not arrived yet. Its body is loaded.
+func (t *Tracker) waitsForStart(ctx context.Context, l *lineage) bool {
 	if l.flags&flagRead != 0 {
 		return false
 	}
+	if l.flags&flagDerived == 0 {
+		return true
+	}
 	t.load(ctx, l)
-	return len(l.body.parents) == 0 && l.body.source.name == "" && l.body.source.recordID == ""
+	return len(l.body.parents) == 0
+}
+
+// rekey gives l the key the in-order events would have given it; it has
+// emitted nothing under the old one.
+func (t *Tracker) rekey(r *run, l *lineage, key string) {
+	if l.key == key {
+		return
+	}
+	delete(r.lineages, l.key)
+	l.key = key
+	r.lineages[key] = l
+	t.touch(l.seg)
 }
 
 // resolveWaiting makes l a parent of the joins and splits that named its
-// record id as an input before it was read.
-func (t *Tracker) resolveWaiting(ctx context.Context, r *run, recordID string, l *lineage) {
+// record id as an input before it was read; their writes that waited for a
+// parent are emitted now.
+func (t *Tracker) resolveWaiting(ctx context.Context, r *run, recordID string, l *lineage, out []auditevent.Event) []auditevent.Event {
 	ws := r.waiting[recordID]
 	if len(ws) == 0 {
-		return
+		return out
 	}
 	delete(r.waiting, recordID)
 	for _, w := range ws {
@@ -216,16 +252,24 @@ func (t *Tracker) resolveWaiting(ctx context.Context, r *run, recordID string, l
 			continue
 		}
 		t.load(ctx, w)
+		t.load(ctx, l)
 		before := w.body.size()
 		w.body.unresolved = slices.DeleteFunc(w.body.unresolved, func(s string) bool { return s == recordID })
 		if !slices.Contains(w.body.parents, l.key) {
+			if len(w.body.parents) == 0 && w.flags&flagDerived != 0 {
+				// As in order: a new record's chain shows where its first
+				// input came from.
+				w.body.source, w.src = l.body.source, l.src
+			}
 			w.body.parents = append(w.body.parents, l.key)
 		}
 		t.account(w, w.body.size()-before)
 		if l.state == stateOpen {
 			t.setState(ctx, l, stateConsumed)
 		}
+		out = t.emitPending(ctx, r, w, false, out)
 	}
+	return out
 }
 
 func (t *Tracker) newLineage(r *run, key, recordID string) *lineage {
@@ -258,7 +302,7 @@ func (t *Tracker) account(l *lineage, delta int64) {
 }
 
 // find locates the lineage an event continues.
-func (t *Tracker) find(r *run, in *Input) *lineage {
+func (t *Tracker) find(ctx context.Context, r *run, in *Input) *lineage {
 	if in.LineageID != "" {
 		if l := r.lineages[in.LineageID]; l != nil {
 			return l
@@ -266,6 +310,15 @@ func (t *Tracker) find(r *run, in *Input) *lineage {
 	}
 	if in.RecordID != "" {
 		if l := r.byRecord[in.RecordID]; l != nil {
+			if adoptable(l) && in.InputHash != "" {
+				// Events of a renamed record came before the step that
+				// renames it: the chain it continues (found by hash) takes
+				// them over, as if they had come in order.
+				if m := r.byHash[hashKey(in.InputHash)]; m != nil && m != l && !adoptable(m) {
+					t.absorb(ctx, r, m, l)
+					return m
+				}
+			}
 			return l
 		}
 	}
@@ -279,6 +332,40 @@ func (t *Tracker) find(r *run, in *Input) *lineage {
 	return nil
 }
 
+// absorb moves what the orphan o collected (steps, writes, outcome) into l
+// and leaves o inert.
+func (t *Tracker) absorb(ctx context.Context, r *run, l, o *lineage) {
+	t.load(ctx, l)
+	t.load(ctx, o)
+	before := l.body.size()
+	for _, st := range o.body.steps {
+		if !slices.Contains(l.body.steps, st) {
+			l.body.steps = append(l.body.steps, st)
+		}
+	}
+	for _, p := range o.body.pending {
+		if !slices.Contains(l.body.pending, p) {
+			l.body.pending = append(l.body.pending, p)
+		}
+	}
+	if l.body.writeHash == "" {
+		l.body.writeHash = o.body.writeHash
+	}
+	if len(l.body.pending) > 0 {
+		l.flags |= flagPending
+	}
+	t.account(l, l.body.size()-before)
+	if o.state != stateOpen && l.state == stateOpen {
+		t.setState(ctx, l, o.state)
+	}
+	before = o.body.size()
+	o.body.steps, o.body.pending = nil, nil
+	o.flags &^= flagPending
+	t.account(o, o.body.size()-before)
+	t.setState(ctx, o, stateConsumed)
+	r.byRecord[o.recordID] = l
+}
+
 // setState changes l's state; the segment is loaded first so the stored copy
 // written later carries the change.
 func (t *Tracker) setState(ctx context.Context, l *lineage, s uint8) {
@@ -290,21 +377,21 @@ func (t *Tracker) setState(ctx context.Context, l *lineage, s uint8) {
 	t.touch(l.seg)
 }
 
-func (t *Tracker) transform(ctx context.Context, r *run, in *Input) {
+func (t *Tracker) transform(ctx context.Context, r *run, in *Input, out []auditevent.Event) []auditevent.Event {
 	st := step{name: in.StepName, typ: in.StepType, subtype: in.StepSubtype, params: in.StepParams,
 		inHash: in.InputHash, outHash: in.RecordHash, seq: in.StepSeq, time: in.Time.UnixNano(),
 		multi: len(in.InputRecordIDs) > 1}
 	var l *lineage
 	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
 		l = t.merge(ctx, r, in)
-	} else if l = t.find(r, in); l == nil {
+	} else if l = t.find(ctx, r, in); l == nil {
 		// A transform with no read (yet): keep the chain for the read.
 		l = t.newLineage(r, t.orphanKey(r, in), in.RecordID)
 	}
 	t.load(ctx, l)
 	for _, s := range l.body.steps {
 		if s == st {
-			return // redelivered step
+			return out // redelivered step
 		}
 	}
 	before := l.body.size()
@@ -313,12 +400,18 @@ func (t *Tracker) transform(ctx context.Context, r *run, in *Input) {
 		l.recordID = in.RecordID
 	}
 	t.account(l, l.body.size()-before)
-	r.index(l, in.RecordID, in.RecordHash)
-	if l.flags&flagEmitted != 0 {
-		// A step that arrived after the write: the findings (not the chain
-		// already emitted) take it into account.
-		t.verify(l, sortedSteps(l.body.steps), l.body.writeHash)
+	// Indexed by the output of its last step in sequence, whatever the
+	// order the steps came in.
+	r.index(l, in.RecordID, lastHash(l.body))
+	if adoptable(l) {
+		// A read whose record id differs from the step's finds it by hash.
+		if h := sortedSteps(l.body.steps)[0].inHash; h != "" {
+			r.byStart[hashKey(h)] = l
+		}
+	} else {
+		t.claim(ctx, r, l)
 	}
+	return t.emitPending(ctx, r, l, false, out) // a write may have waited for this step
 }
 
 // merge handles a step with explicit input records: a join or merge (several
@@ -331,7 +424,11 @@ func (t *Tracker) merge(ctx context.Context, r *run, in *Input) *lineage {
 		cont = r.lineages[in.LineageID]
 	}
 	if cont == nil && slices.Contains(in.InputRecordIDs, in.RecordID) {
-		cont = r.byRecord[in.RecordID]
+		if cont = r.byRecord[in.RecordID]; cont == nil {
+			// Its own record, not read yet: the read will adopt it.
+			cont = t.newLineage(r, t.orphanKey(r, in), in.RecordID)
+			r.index(cont, in.RecordID, "")
+		}
 	}
 	var parents []*lineage
 	var unresolved []string
@@ -352,7 +449,16 @@ func (t *Tracker) merge(ctx context.Context, r *run, in *Input) *lineage {
 			key = auditevent.DeterministicID("lineage", r.batchID, "derived", in.RecordID, strings.Join(ids, "\x00"))
 		}
 		if cont = r.lineages[key]; cont == nil {
-			cont = t.newLineage(r, key, in.RecordID)
+			if o := r.byRecord[in.RecordID]; in.RecordID != "" && o != nil && adoptable(o) {
+				// Events of the new record came before the step that made
+				// it: they continue here.
+				cont = o
+				t.load(ctx, cont)
+				t.rekey(r, cont, key)
+			} else {
+				cont = t.newLineage(r, key, in.RecordID)
+			}
+			cont.flags |= flagDerived
 			if len(parents) > 0 {
 				// The chain shows where its first input came from; parents
 				// lead to the rest.
@@ -423,7 +529,7 @@ func cmpStep(a, b step) int {
 }
 
 func (t *Tracker) terminate(ctx context.Context, r *run, in *Input, s uint8) {
-	l := t.find(r, in)
+	l := t.find(ctx, r, in)
 	if l == nil {
 		if in.RecordID == "" {
 			return
@@ -457,8 +563,9 @@ func (t *Tracker) write(ctx context.Context, r *run, in *Input, replay bool, out
 	var l *lineage
 	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
 		l = t.merge(ctx, r, in)
+		out = t.emitPending(ctx, r, l, false, out)
 	} else {
-		l = t.find(r, in)
+		l = t.find(ctx, r, in)
 	}
 	if l == nil {
 		if replay {
@@ -474,7 +581,17 @@ func (t *Tracker) write(ctx context.Context, r *run, in *Input, replay bool, out
 		l.body.writeHash = in.InputHash
 		t.account(l, l.body.size()-before)
 	}
-	if t.orphan(ctx, l) {
+	if t.waitsForStart(ctx, l) || !t.continuous(ctx, r, l, target) {
+		if adoptable(l) {
+			// A chain that ends in this hash (found by hash, as a write
+			// coming in order would be) takes the write over when it comes.
+			for _, h := range [...]string{in.InputHash, in.RecordHash} {
+				if h != "" {
+					r.byStart[hashKey(h)] = l
+					break
+				}
+			}
+		}
 		if !replay && !slices.Contains(l.body.pending, target) {
 			before := l.body.size()
 			l.body.pending = append(l.body.pending, target)
@@ -514,20 +631,53 @@ func (t *Tracker) complete(ctx context.Context, r *run, l *lineage, target hop, 
 	return out
 }
 
-// emitPending emits the writes that waited for l's read.
-func (t *Tracker) emitPending(ctx context.Context, r *run, l *lineage, out []auditevent.Event) []auditevent.Event {
+// emitPending emits the writes that waited, once their chain is complete
+// (see continuous), or all of them when force is set (at settlement).
+func (t *Tracker) emitPending(ctx context.Context, r *run, l *lineage, force bool, out []auditevent.Event) []auditevent.Event {
+	if l.flags&flagPending == 0 || !force && t.waitsForStart(ctx, l) {
+		return out
+	}
 	t.load(ctx, l)
-	pending := l.body.pending
+	var keep, ready []hop
+	for _, target := range l.body.pending {
+		if force || t.continuous(ctx, r, l, target) {
+			ready = append(ready, target)
+		} else {
+			keep = append(keep, target)
+		}
+	}
+	if len(ready) == 0 {
+		return out
+	}
 	before := l.body.size()
-	l.body.pending = nil
-	l.flags &^= flagPending
+	l.body.pending = keep
+	if len(keep) == 0 {
+		l.flags &^= flagPending
+	}
 	t.account(l, l.body.size()-before)
-	for _, target := range pending {
+	for _, target := range ready {
 		out = t.complete(ctx, r, l, target, false, out)
 	}
 	return out
 }
 
+// continuous reports whether the chain of l is complete up to a write: no
+// input of a join unread, and unbroken to the write's hash (its input hash,
+// else its record hash). Then its lineage record is emitted right away. A
+// write whose chain has a gap waits for what may still arrive, or for the
+// run to settle, so the record is the same in any arrival order. Where
+// hashes are missing there is nothing to wait for.
+func (t *Tracker) continuous(ctx context.Context, r *run, l *lineage, target hop) bool {
+	t.load(ctx, l)
+	if len(l.body.unresolved) > 0 {
+		return false
+	}
+	w := l.body.writeHash
+	if w == "" {
+		w = target.hash
+	}
+	return !t.broken(ctx, r, l, w)
+}
 // roots returns the distinct source datasets l derives from.
 func (t *Tracker) roots(ctx context.Context, r *run, l *lineage) []int32 {
 	if len(l.body.parents) == 0 {

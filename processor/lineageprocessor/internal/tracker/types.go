@@ -118,7 +118,8 @@ const (
 	flagEmitted                   // a lineage record was emitted for it
 	flagBroken                    // its chain has a checksum break
 	flagCounted                   // counted as completed
-	flagPending                   // written, but no read or parent known yet: the write waits in body.pending
+	flagPending                   // written before its start was known: the write waits in body.pending
+	flagDerived                   // a new record made by a join or split: it starts at its parents, not at a read
 )
 
 // lineage is the always-resident index entry of one chain. Its body (the
