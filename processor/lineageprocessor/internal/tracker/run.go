@@ -89,8 +89,8 @@ func newRun(batchID string) *run {
 
 // runEnd is what a run's batch end said, kept until the run settles.
 type runEnd struct {
-	At       int64                `json:"at"`        // clock time the end was handled
-	Time     int64                `json:"time"`      // the batch end's event time, unix nanos
+	At       int64                `json:"at"`   // clock time the end was handled
+	Time     int64                `json:"time"` // the batch end's event time, unix nanos
 	Result   string               `json:"result,omitempty"`
 	Counters *auditevent.Counters `json:"counters,omitempty"`
 	// Statistics: the counters are OpenLineage dataset statistics.

@@ -678,6 +678,7 @@ func (t *Tracker) continuous(ctx context.Context, r *run, l *lineage, target hop
 	}
 	return !t.broken(ctx, r, l, w)
 }
+
 // roots returns the distinct source datasets l derives from.
 func (t *Tracker) roots(ctx context.Context, r *run, l *lineage) []int32 {
 	if len(l.body.parents) == 0 {
