@@ -19,6 +19,8 @@ func runsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 	status := fs.String("status", "", "only runs with this status (running, success, failure, error, timeout, cancellation, skip)")
 	since := fs.Duration("since", 0, "only runs that started within this duration (e.g. 24h)")
 	limit := fs.Int("limit", 0, "at most this many runs (0: all)")
+	showContext := fs.Bool("context", false, "show each run's context: run type, logical date, job version, config hash, authenticated principals")
+	changes := fs.Bool("changes", false, "only runs whose job version or config hash differs from the job's previous run")
 	return func(ctx context.Context, c *cli, _ []string) error {
 		q := store.RunQuery{JobName: *job, Status: *status, Limit: *limit}
 		if *since < 0 {
@@ -30,6 +32,9 @@ func runsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 		runs, err := c.store.Runs(ctx, q)
 		if err != nil {
 			return err
+		}
+		if *changes || *showContext {
+			return c.printRunContext(runs, *changes)
 		}
 		if c.json {
 			return c.writeJSON(nonNil(runs))

@@ -48,7 +48,7 @@ const (
 const usage = `batchaudit reads the audit trail written by otelcol-batchaudit.
 
 Usage:
-  batchaudit runs [--job J] [--status S] [--since DURATION] [--limit N]
+  batchaudit runs [--job J] [--status S] [--since DURATION] [--limit N] [--context | --changes]
   batchaudit events --batch ID [--name N] [--limit N]
   batchaudit history RECORD_ID
   batchaudit deadletters [--since DURATION]
@@ -68,6 +68,7 @@ Every reading command takes:
 
 Examples:
   batchaudit runs --since 24h --status failure
+  batchaudit runs --job orders-clean --changes     (runs with new code or configuration)
   batchaudit events --batch 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
   batchaudit history A-1002
   batchaudit verify
