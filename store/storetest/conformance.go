@@ -56,11 +56,18 @@ func testRunContext(t *testing.T, open Opener) {
 			evs[j].AuthPrincipal = c.principal
 		}
 		evs[1].AuthPrincipal = "other"
+		evs[1].Source = auditevent.Dataset{Namespace: "file", Name: fmt.Sprintf("/data/in-%d.csv", i)}
 		write(t, s, "default", Stored(evs...))
 	}
+	// A scheme-only namespace: the dataset id is file:/data/in-0.csv.
+	got, err := s.Events(ctx, store.EventQuery{Dataset: "file:/data/in-0.csv"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "/data/in-0.csv", got[0].Source.Name)
 	runs, err := s.Runs(ctx, store.RunQuery{JobName: "orders-clean"})
 	require.NoError(t, err)
 	require.Len(t, runs, 4)
+	assert.Contains(t, runs[0].Sources, "file:/data/in-0.csv")
 	r := runs[3]
 	assert.Equal(t, [4]string{"v2", "c2", auditevent.RunBackfill, "2026-11-04"}, [4]string{r.JobVersion, r.ConfigHash, r.RunType, r.LogicalDate})
 	assert.Equal(t, []string{"loader", "other"}, r.Principals)
