@@ -342,6 +342,7 @@ func TestRealClients(t *testing.T) {
 	assert.Contains(t, olNames, auditevent.BatchEnd)
 	assert.Contains(t, olNames, auditevent.LineageDataset)
 	assert.Equal(t, auditevent.ResultSuccess, findRun(t, s, olRun).Status)
+	assert.Zero(t, findRun(t, s, olRun).Findings, "output statistics are no record accounting: no count finding")
 
 	curlEvs := runEvents(t, s, "curl-run")
 	var ids []string

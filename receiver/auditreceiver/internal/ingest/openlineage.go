@@ -333,11 +333,12 @@ func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...
 		}
 	}
 	if nt := ol.Run.Facets.NominalTime; nt != nil && nt.NominalStartTime != "" {
-		// The schedule time the run is for: its logical date.
+		// The schedule time the run is for: its logical date. A facet is
+		// optional metadata: a value that is no RFC 3339 date-time (a
+		// date, say) is kept as sent rather than failing the run event.
+		ev.LogicalDate = nt.NominalStartTime
 		if t, err := time.Parse(time.RFC3339Nano, nt.NominalStartTime); err == nil {
 			ev.LogicalDate = t.UTC().Format(time.RFC3339Nano)
-		} else {
-			bad("run.facets.nominalTime.nominalStartTime", "is not an RFC 3339 date-time")
 		}
 	}
 	// A run id is a UUID, the size of a trace id: deriving the trace id from

@@ -196,4 +196,11 @@ func TestOpenLineageByteCounts(t *testing.T) {
 	require.NotNil(t, ev.BytesRead)
 	require.NotNil(t, ev.BytesWritten)
 	assert.Equal(t, [2]int64{1000, 705}, [2]int64{*ev.BytesRead, *ev.BytesWritten})
+
+	// A nominal time that is only a date is kept as sent.
+	ev, probs, err = EventFromOpenLineage([]byte(`{"eventType":"START","eventTime":"2026-11-01T00:00:00Z","producer":"p",` +
+		`"run":{"runId":"3b452093-782c-4ef2-9c0c-aafe2aa6f34d","facets":{"nominalTime":{"nominalStartTime":"2020-01-01"}}},"job":{"namespace":"n","name":"j"}}`))
+	require.NoError(t, err)
+	require.Empty(t, probs)
+	assert.Equal(t, "2020-01-01", ev.LogicalDate)
 }
