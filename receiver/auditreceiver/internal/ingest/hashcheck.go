@@ -4,11 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"maps"
-	"math"
+		"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -45,68 +45,111 @@ func checkRecordHash(ev *auditevent.Event) {
 	}
 	ev.SenderHash, ev.RecordHash = sent, want
 	ev.HashCheck = auditevent.HashCheckMismatch
-	for _, compact := range []bool{false, true} {
-		if b, err := pythonJSON(nil, data, compact); err == nil {
-			sum := sha256.Sum256(b)
-			if strings.EqualFold(sent, hex.EncodeToString(sum[:])) {
-				ev.HashCheck = auditevent.HashCheckPythonJSON
-				return
-			}
+	var sum [sha256.Size]byte
+	if len(sent) != 2*len(sum) {
+		return
+	}
+	if _, err := hex.Decode(sum[:], []byte(sent)); err != nil { // either case
+		return
+	}
+	pw := pyPool.Get().(*pyWriter)
+	defer pyPool.Put(pw)
+	if err := pw.write(data); err == nil {
+		if sha256.Sum256(pw.spaced) == sum || sha256.Sum256(pw.compact) == sum {
+			ev.HashCheck = auditevent.HashCheckPythonJSON
 		}
 	}
 }
 
-// pythonJSON writes v as Python's json.dumps(v, sort_keys=True) does, with
-// its default separators (", " and ": ") or compact ones (",", ":"), and
-// ensure_ascii. Floats are written like Python's repr, so a value decoded
-// as float64 (written with a fraction or exponent) comes out as Python
-// wrote it: 100.0, 1e-05, 1e+16.
-func pythonJSON(dst []byte, v any, compact bool) ([]byte, error) {
-	item, key := ", ", ": "
-	if compact {
-		item, key = ",", ":"
-	}
-	var err error
+// pyWriter writes a value as Python's json.dumps(v, sort_keys=True) does,
+// with ensure_ascii, in both of its common forms at once: the default
+// separators (", " and ": ") and the compact ones (",", ":"). Floats are
+// written like Python's repr, so a value decoded as float64 (written with a
+// fraction or exponent) comes out as Python wrote it: 100.0, 1e-05, 1e+16.
+type pyWriter struct {
+	spaced, compact []byte
+	keys            []string
+}
+
+var pyPool = sync.Pool{New: func() any { return &pyWriter{spaced: make([]byte, 0, 512), compact: make([]byte, 0, 512)} }}
+
+func (w *pyWriter) write(v any) error {
+	w.spaced, w.compact = w.spaced[:0], w.compact[:0]
+	return w.value(v)
+}
+
+// both appends the same text to both forms.
+func (w *pyWriter) both(s string) {
+	w.spaced = append(w.spaced, s...)
+	w.compact = append(w.compact, s...)
+}
+
+func (w *pyWriter) sep(spaced, compact string) {
+	w.spaced = append(w.spaced, spaced...)
+	w.compact = append(w.compact, compact...)
+}
+
+func (w *pyWriter) value(v any) error {
 	switch t := v.(type) {
 	case nil:
-		return append(dst, "null"...), nil
+		w.both("null")
 	case bool:
-		return strconv.AppendBool(dst, t), nil
+		w.both(strconv.FormatBool(t))
 	case string:
-		return pythonString(dst, t), nil
+		n := len(w.spaced)
+		w.spaced = pythonString(w.spaced, t)
+		w.compact = append(w.compact, w.spaced[n:]...)
 	case int64:
-		return strconv.AppendInt(dst, t, 10), nil
+		n := len(w.spaced)
+		w.spaced = strconv.AppendInt(w.spaced, t, 10)
+		w.compact = append(w.compact, w.spaced[n:]...)
 	case float64:
-		return pythonFloat(dst, t)
+		n := len(w.spaced)
+		var err error
+		if w.spaced, err = pythonFloat(w.spaced, t); err != nil {
+			return err
+		}
+		w.compact = append(w.compact, w.spaced[n:]...)
 	case []any:
-		dst = append(dst, '[')
+		w.both("[")
 		for i, e := range t {
 			if i > 0 {
-				dst = append(dst, item...)
+				w.sep(", ", ",")
 			}
-			if dst, err = pythonJSON(dst, e, compact); err != nil {
-				return dst, err
+			if err := w.value(e); err != nil {
+				return err
 			}
 		}
-		return append(dst, ']'), nil
+		w.both("]")
 	case map[string]any:
 		// Python compares str by code point; for valid UTF-8 that is byte
-		// order.
-		keys := slices.Sorted(maps.Keys(t))
-		dst = append(dst, '{')
-		for i, k := range keys {
+		// order. The key slice is shared scratch: take this level's part.
+		start := len(w.keys)
+		for k := range t {
+			w.keys = append(w.keys, k)
+		}
+		keys := w.keys[start:]
+		slices.Sort(keys)
+		w.both("{")
+		for i := range keys {
+			k := w.keys[start+i] // w.keys may grow (and move) below
 			if i > 0 {
-				dst = append(dst, item...)
+				w.sep(", ", ",")
 			}
-			dst = pythonString(dst, k)
-			dst = append(dst, key...)
-			if dst, err = pythonJSON(dst, t[k], compact); err != nil {
-				return dst, err
+			n := len(w.spaced)
+			w.spaced = pythonString(w.spaced, k)
+			w.compact = append(w.compact, w.spaced[n:]...)
+			w.sep(": ", ":")
+			if err := w.value(t[k]); err != nil {
+				return err
 			}
 		}
-		return append(dst, '}'), nil
+		w.keys = w.keys[:start]
+		w.both("}")
+	default:
+		return fmt.Errorf("%T has no Python JSON form", v)
 	}
-	return dst, fmt.Errorf("%T has no Python JSON form", v)
+	return nil
 }
 
 // pythonFloat is repr(float): the shortest digits that round-trip, in
