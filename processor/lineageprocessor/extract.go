@@ -53,6 +53,8 @@ func extract(lr plog.LogRecord, res pcommon.Resource, in *tracker.Input) {
 			in.LineageID = str(v)
 		case auditevent.AttrRecordHash:
 			in.RecordHash = str(v)
+		case auditevent.AttrSenderHash:
+			in.SenderHash = str(v)
 		case auditevent.AttrInputHash:
 			in.InputHash = str(v)
 		case auditevent.AttrInputRecordIDs:

@@ -103,21 +103,23 @@ func (t *Tracker) verify(ctx context.Context, r *run, l *lineage) {
 // a break; join steps are not checked.
 func (t *Tracker) broken(ctx context.Context, r *run, l *lineage, writeHash string) bool {
 	t.load(ctx, l)
-	prev := l.body.startHash
+	// Each output is known in its canonical form and, when the job sent
+	// another one, in the job's form: the next input may name either.
+	prev, alt := l.body.startHash, l.body.startAlt
 	if l.flags&flagRead == 0 && len(l.body.parents) == 1 {
 		// A split child continues its parent's chain.
 		if p := r.lineages[l.body.parents[0]]; p != nil {
 			t.load(ctx, p)
-			prev = lastHash(p.body)
+			prev, alt = lastHashes(p.body)
 		}
 	}
 	for _, st := range sortedSteps(l.body.steps) {
-		if !st.multi && st.inHash != "" && prev != "" && st.inHash != prev {
+		if !st.multi && st.inHash != "" && prev != "" && st.inHash != prev && st.inHash != alt {
 			return true
 		}
-		prev = st.outHash
+		prev, alt = st.outHash, st.outAlt
 	}
-	return writeHash != "" && prev != "" && writeHash != prev
+	return writeHash != "" && prev != "" && writeHash != prev && writeHash != alt
 }
 
 func hopMap(h hop) map[string]any {

@@ -7,8 +7,9 @@ import (
 
 // Segments are stored in a compact binary form: they are written on every
 // spill and checkpoint, so JSON would dominate the cost. Version 2 added the
-// write hash and the pending writes of a body; version 1 is still read.
-const segVersion = 2
+// write hash and the pending writes of a body, version 3 the job's own form
+// of replaced hashes; older versions are still read.
+const segVersion = 3
 
 var errCorrupt = errors.New("lineage segment is corrupt")
 
@@ -139,6 +140,10 @@ func encodeSegment(s *segment) []byte {
 		for _, p := range b.pending {
 			e.hop(p)
 		}
+		e.s(b.startAlt)
+		for _, st := range b.steps {
+			e.s(st.outAlt)
+		}
 	}
 	return e.b
 }
@@ -147,7 +152,7 @@ func encodeSegment(s *segment) []byte {
 func decodeSegment(data []byte) ([]*lineage, error) {
 	d := dec{b: data}
 	v := d.u()
-	if d.err == nil && v != 1 && v != segVersion {
+	if d.err == nil && (v < 1 || v > segVersion) {
 		return nil, errCorrupt
 	}
 	n := d.u()
@@ -189,6 +194,12 @@ func decodeSegment(data []byte) ([]*lineage, error) {
 			}
 			for j := uint64(0); j < np; j++ {
 				b.pending = append(b.pending, d.hop())
+			}
+		}
+		if v >= 3 {
+			b.startAlt = d.s()
+			for j := range b.steps {
+				b.steps[j].outAlt = d.s()
 			}
 		}
 		l.body = b

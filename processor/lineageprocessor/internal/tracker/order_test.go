@@ -324,3 +324,21 @@ func findingsOf(evs []auditevent.Event) []string {
 	slices.Sort(out)
 	return out
 }
+
+// A job that hashes records its own way and sends the data with some events:
+// the receiver replaces those hashes by canonical ones and keeps the job's
+// (SenderHash), and the job's next steps name the job's form. The chain is
+// continuous in either form.
+func TestSenderHashesContinueChains(t *testing.T) {
+	b := &builder{batch: "py"}
+	b.ev(auditevent.RecordRead, func(in *Input) { in.Source, in.RecordID, in.RecordHash, in.SenderHash = src, "A", h("c0"), h("py0") }).
+		ev(auditevent.RecordTransform, func(in *Input) {
+			in.RecordID, in.StepName, in.InputHash, in.RecordHash, in.SenderHash = "A", "clean", h("py0"), h("c1"), h("py1")
+		}).
+		ev(auditevent.RecordTransform, func(in *Input) { in.RecordID, in.StepName, in.StepSeq, in.InputHash, in.RecordHash = "A", "enrich", 2, h("py1"), h("py2") }).
+		ev(auditevent.RecordWrite, func(in *Input) { in.Target, in.RecordID, in.InputHash, in.RecordHash = dst, "A", h("py2"), h("c2") }).
+		end(&auditevent.Counters{Read: 1, Written: 1})
+	out := feed(settleTracker(nil), b.evs[:4])
+	assert.Len(t, byName(out, auditevent.LineageRecord), 1, "continuous: emitted with the write")
+	assert.Empty(t, findingTypes(feedAndSettle(settleTracker(nil), b.evs)))
+}

@@ -135,6 +135,14 @@ func (r *run) note(in *Input, now int64) {
 	}
 }
 
+// alias makes l findable by the job's own form of a hash the receiver
+// replaced, which the job's next event names.
+func (r *run) alias(l *lineage, senderHash string) {
+	if senderHash != "" {
+		r.byHash[hashKey(senderHash)] = l
+	}
+}
+
 // index makes l findable by its record id and latest output hash.
 func (r *run) index(l *lineage, recordID, hash string) {
 	if recordID != "" {

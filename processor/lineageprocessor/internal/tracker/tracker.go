@@ -185,7 +185,9 @@ func (t *Tracker) read(ctx context.Context, r *run, in *Input, out *[]auditevent
 	l.src = r.dataset(in.Source)
 	l.body.source = hop{namespace: in.Source.Namespace, name: in.Source.Name, recordID: in.RecordID, hash: in.RecordHash, time: in.Time.UnixNano()}
 	l.body.startHash = in.RecordHash
+	l.body.startAlt = in.SenderHash
 	t.account(l, l.body.size()-before)
+	r.alias(l, in.SenderHash)
 	if in.RecordID != "" && r.byRecord[in.RecordID] == nil {
 		r.byRecord[in.RecordID] = l
 	}
@@ -379,7 +381,7 @@ func (t *Tracker) setState(ctx context.Context, l *lineage, s uint8) {
 
 func (t *Tracker) transform(ctx context.Context, r *run, in *Input, out []auditevent.Event) []auditevent.Event {
 	st := step{name: in.StepName, typ: in.StepType, subtype: in.StepSubtype, params: in.StepParams,
-		inHash: in.InputHash, outHash: in.RecordHash, seq: in.StepSeq, time: in.Time.UnixNano(),
+		inHash: in.InputHash, outHash: in.RecordHash, outAlt: in.SenderHash, seq: in.StepSeq, time: in.Time.UnixNano(),
 		multi: len(in.InputRecordIDs) > 1}
 	var l *lineage
 	if len(in.InputRecordIDs) > 0 && !(len(in.InputRecordIDs) == 1 && in.InputRecordIDs[0] == in.RecordID) {
@@ -403,6 +405,7 @@ func (t *Tracker) transform(ctx context.Context, r *run, in *Input, out []audite
 	// Indexed by the output of its last step in sequence, whatever the
 	// order the steps came in.
 	r.index(l, in.RecordID, lastHash(l.body))
+	r.alias(l, in.SenderHash)
 	if adoptable(l) {
 		// A read whose record id differs from the step's finds it by hash.
 		if h := sortedSteps(l.body.steps)[0].inHash; h != "" {
@@ -496,11 +499,17 @@ func (t *Tracker) merge(ctx context.Context, r *run, in *Input) *lineage {
 
 // lastHash is the hash a chain's next step should consume.
 func lastHash(b *body) string {
-	h := b.startHash
-	for _, s := range sortedSteps(b.steps) {
-		h = s.outHash
-	}
+	h, _ := lastHashes(b)
 	return h
+}
+
+// lastHashes is lastHash and, when the job sent it in another form, that.
+func lastHashes(b *body) (string, string) {
+	h, alt := b.startHash, b.startAlt
+	for _, s := range sortedSteps(b.steps) {
+		h, alt = s.outHash, s.outAlt
+	}
+	return h, alt
 }
 
 func sortedSteps(steps []step) []step {

@@ -27,9 +27,13 @@ type Input struct {
 	JobName      string
 	JobNamespace string
 
-	RecordID       string
-	LineageID      string
-	RecordHash     string
+	RecordID   string
+	LineageID  string
+	RecordHash string
+	// SenderHash is the record hash as the job sent it, when the receiver
+	// replaced it with the canonical hash (batchaudit.record.sender_hash):
+	// the job's next step names this one as its input.
+	SenderHash     string
 	InputHash      string
 	InputRecordIDs []string
 	Source         auditevent.Dataset
@@ -143,13 +147,17 @@ type hop struct {
 
 type step struct {
 	name, typ, subtype, params, inHash, outHash string
-	seq, time                                   int64
-	multi                                       bool // a join of several inputs: its input hash is not one chain's
+	// outAlt is the job's own form of outHash, when the receiver replaced
+	// it with the canonical one (see Input.SenderHash).
+	outAlt    string
+	seq, time int64
+	multi     bool // a join of several inputs: its input hash is not one chain's
 }
 
 type body struct {
 	source     hop
 	startHash  string // the hash the first step must consume
+	startAlt   string // the job's own form of startHash, if it differs
 	steps      []step
 	parents    []string
 	unresolved []string
@@ -168,7 +176,7 @@ func (b *body) size() int64 {
 	n := int64(160) + int64(len(b.source.namespace)+len(b.source.name)+len(b.source.recordID)+len(b.source.hash)+len(b.startHash))
 	for i := range b.steps {
 		s := &b.steps[i]
-		n += 112 + int64(len(s.name)+len(s.typ)+len(s.subtype)+len(s.params)+len(s.inHash)+len(s.outHash))
+		n += 112 + int64(len(s.name)+len(s.typ)+len(s.subtype)+len(s.params)+len(s.inHash)+len(s.outHash)+len(s.outAlt))
 	}
 	for _, p := range b.parents {
 		n += 16 + int64(len(p))
@@ -176,7 +184,7 @@ func (b *body) size() int64 {
 	for _, p := range b.unresolved {
 		n += 16 + int64(len(p))
 	}
-	n += int64(len(b.writeHash))
+	n += int64(len(b.writeHash) + len(b.startAlt))
 	for _, p := range b.pending {
 		n += 80 + int64(len(p.namespace)+len(p.name)+len(p.recordID)+len(p.hash))
 	}
