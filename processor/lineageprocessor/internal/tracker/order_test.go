@@ -335,7 +335,9 @@ func TestSenderHashesContinueChains(t *testing.T) {
 		ev(auditevent.RecordTransform, func(in *Input) {
 			in.RecordID, in.StepName, in.InputHash, in.RecordHash, in.SenderHash = "A", "clean", h("py0"), h("c1"), h("py1")
 		}).
-		ev(auditevent.RecordTransform, func(in *Input) { in.RecordID, in.StepName, in.StepSeq, in.InputHash, in.RecordHash = "A", "enrich", 2, h("py1"), h("py2") }).
+		ev(auditevent.RecordTransform, func(in *Input) {
+			in.RecordID, in.StepName, in.StepSeq, in.InputHash, in.RecordHash = "A", "enrich", 2, h("py1"), h("py2")
+		}).
 		ev(auditevent.RecordWrite, func(in *Input) { in.Target, in.RecordID, in.InputHash, in.RecordHash = dst, "A", h("py2"), h("c2") }).
 		end(&auditevent.Counters{Read: 1, Written: 1})
 	out := feed(settleTracker(nil), b.evs[:4])

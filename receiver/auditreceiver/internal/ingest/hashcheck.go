@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-		"math"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
