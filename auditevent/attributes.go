@@ -16,6 +16,12 @@ const (
 	AttrRecordsWrite  = "batchaudit.batch.records.written"
 	AttrRecordsSkip   = "batchaudit.batch.records.skipped"
 	AttrRecordsError  = "batchaudit.batch.records.errored"
+	// Run context, sent on batch start.
+	AttrRunType     = "batchaudit.batch.run_type"     // normal, rerun, backfill, dry_run
+	AttrLogicalDate = "batchaudit.batch.logical_date" // the date or interval start the run processes
+	// Sizes a run reports (OpenLineage input/output statistics).
+	AttrBytesRead    = "batchaudit.batch.bytes.read"
+	AttrBytesWritten = "batchaudit.batch.bytes.written"
 	// Change-type totals of a run, added to the batch end event by
 	// cdcprocessor (they include no_change events it did not export).
 	AttrRecordsInserted  = "batchaudit.batch.records.inserted"
@@ -25,6 +31,14 @@ const (
 
 	AttrJobName      = "batchaudit.job.name"
 	AttrJobNamespace = "batchaudit.job.namespace"
+	AttrJobVersion   = "batchaudit.job.version"     // code version, e.g. a git sha
+	AttrConfigHash   = "batchaudit.job.config_hash" // SHA-256 of the canonical JSON of the configuration
+	AttrJobConfig    = "batchaudit.job.config"      // the configuration itself, when not secret
+
+	// AttrAuthPrincipal is the principal the receiver authenticated the
+	// request as (basic auth user, token subject, or a bearer token
+	// fingerprint); set by the collector only.
+	AttrAuthPrincipal = "batchaudit.auth.principal"
 
 	AttrUserID    = "user.id"
 	AttrUserName  = "user.name"
@@ -40,10 +54,16 @@ const (
 	AttrRecordKeyFields = "batchaudit.record.key_fields"
 	AttrRecordHash      = "batchaudit.record.hash"
 	AttrHashAlgorithm   = "batchaudit.record.hash_algorithm"
-	AttrPreviousHash    = "batchaudit.record.previous_hash"
-	AttrRecordData      = "batchaudit.record.data"
-	AttrSkipReason      = "batchaudit.record.skip_reason"
-	AttrPartition       = "batchaudit.record.partition"
+	// AttrSenderHash keeps a record hash as sent when it is not the canonical
+	// hash of the record data the event carries (batchaudit.record.hash is
+	// then the canonical one, computed by the receiver); AttrHashCheck says
+	// how it relates to the data (see HashCheck* values).
+	AttrSenderHash   = "batchaudit.record.sender_hash"
+	AttrHashCheck    = "batchaudit.record.hash_check"
+	AttrPreviousHash = "batchaudit.record.previous_hash"
+	AttrRecordData   = "batchaudit.record.data"
+	AttrSkipReason   = "batchaudit.record.skip_reason"
+	AttrPartition    = "batchaudit.record.partition"
 
 	AttrChangeType    = "batchaudit.change.type"
 	AttrChangedFields = "batchaudit.change.fields"
@@ -100,3 +120,22 @@ const (
 
 // RunEventsAsLogs is the value of AttrRunEvents set by jobaudit.
 const RunEventsAsLogs = "logs"
+
+// Values of AttrHashCheck.
+const (
+	// HashCheckPythonJSON: the sender's hash is SHA-256 of Python's
+	// json.dumps(record, sort_keys=True) (default or compact separators):
+	// a different format, consistent with the data.
+	HashCheckPythonJSON = "python_json_sorted"
+	// HashCheckMismatch: the sender's hash matches the record data in no
+	// format the receiver knows; the data and the hash disagree.
+	HashCheckMismatch = "mismatch"
+)
+
+// Run types (AttrRunType).
+const (
+	RunNormal   = "normal"
+	RunRerun    = "rerun"
+	RunBackfill = "backfill"
+	RunDryRun   = "dry_run"
+)

@@ -14,14 +14,6 @@ type Dataset struct {
 // IsZero reports whether no dataset is set.
 func (d Dataset) IsZero() bool { return d.Namespace == "" && d.Name == "" }
 
-// String returns namespace/name, or just the name without a namespace.
-func (d Dataset) String() string {
-	if d.Namespace == "" {
-		return d.Name
-	}
-	return d.Namespace + "/" + d.Name
-}
-
 // Actor is who ran or triggered the batch.
 type Actor struct {
 	ID    string   `json:"id,omitempty"`
@@ -71,12 +63,27 @@ type Event struct {
 	ParentBatchID string
 	BatchState    string
 	BatchResult   string
-	Counters      *Counters       // batch end only
-	Changes       *ChangeCounters // batch end only, set by cdcprocessor
+	// RunType and LogicalDate are the run context a batch start carries:
+	// normal, rerun, backfill or dry_run, and the date the run processes.
+	RunType     string
+	LogicalDate string
+	Counters    *Counters       // batch end only
+	Changes     *ChangeCounters // batch end only, set by cdcprocessor
+	// BytesRead and BytesWritten are reported sizes (OpenLineage statistics).
+	BytesRead    *int64
+	BytesWritten *int64
 
 	JobName      string
 	JobNamespace string
-	Actor        Actor
+	// JobVersion, JobConfigHash and JobConfig say which code with which
+	// configuration ran; JobConfig only when its values are not secret.
+	JobVersion    string
+	JobConfigHash string
+	JobConfig     map[string]any
+	Actor         Actor
+	// AuthPrincipal is who the collector authenticated as the sender; it is
+	// set by the receiver only, never by a job (unlike Actor).
+	AuthPrincipal string
 
 	Source Dataset
 	Target Dataset
@@ -85,10 +92,14 @@ type Event struct {
 	KeyFields     []string
 	RecordHash    string
 	HashAlgorithm string
-	PreviousHash  string
-	RecordData    map[string]any
-	SkipReason    string
-	Partition     string
+	// SenderHash is the record hash as sent, kept when it is not the
+	// canonical hash of the record data; HashCheck says how it relates.
+	SenderHash   string
+	HashCheck    string
+	PreviousHash string
+	RecordData   map[string]any
+	SkipReason   string
+	Partition    string
 
 	ChangeType    string
 	ChangedFields []string

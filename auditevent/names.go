@@ -116,6 +116,9 @@ const (
 	FindingChecksumBreak    = "checksum_break"     // a step's input hash differs from the previous output hash
 	FindingCountMismatch    = "count_mismatch"     // job counters do not reconcile
 	FindingRunTimeout       = "run_timeout"        // a run never ended
+	// FindingLateEvent: an event arrived after its run settled and may
+	// resolve one of the run's findings (which were decided without it).
+	FindingLateEvent = "late_event"
 )
 
 // Finding severities.

@@ -39,8 +39,13 @@ var strFields = []strField{
 	{AttrParentBatchID, func(e *Event) *string { return &e.ParentBatchID }},
 	{AttrBatchState, func(e *Event) *string { return &e.BatchState }},
 	{AttrBatchResult, func(e *Event) *string { return &e.BatchResult }},
+	{AttrRunType, func(e *Event) *string { return &e.RunType }},
+	{AttrLogicalDate, func(e *Event) *string { return &e.LogicalDate }},
 	{AttrJobName, func(e *Event) *string { return &e.JobName }},
 	{AttrJobNamespace, func(e *Event) *string { return &e.JobNamespace }},
+	{AttrJobVersion, func(e *Event) *string { return &e.JobVersion }},
+	{AttrConfigHash, func(e *Event) *string { return &e.JobConfigHash }},
+	{AttrAuthPrincipal, func(e *Event) *string { return &e.AuthPrincipal }},
 	{AttrUserID, func(e *Event) *string { return &e.Actor.ID }},
 	{AttrUserName, func(e *Event) *string { return &e.Actor.Name }},
 	{AttrActorType, func(e *Event) *string { return &e.Actor.Type }},
@@ -51,6 +56,8 @@ var strFields = []strField{
 	{AttrRecordID, func(e *Event) *string { return &e.RecordID }},
 	{AttrRecordHash, func(e *Event) *string { return &e.RecordHash }},
 	{AttrHashAlgorithm, func(e *Event) *string { return &e.HashAlgorithm }},
+	{AttrSenderHash, func(e *Event) *string { return &e.SenderHash }},
+	{AttrHashCheck, func(e *Event) *string { return &e.HashCheck }},
 	{AttrPreviousHash, func(e *Event) *string { return &e.PreviousHash }},
 	{AttrSkipReason, func(e *Event) *string { return &e.SkipReason }},
 	{AttrPartition, func(e *Event) *string { return &e.Partition }},
@@ -95,11 +102,14 @@ var mapFields = []mapField{
 	{AttrLineageChain, func(e *Event) *map[string]any { return &e.LineageChain }},
 	{AttrColumnLineage, func(e *Event) *map[string]any { return &e.ColumnLineage }},
 	{AttrTransformParams, func(e *Event) *map[string]any { return &e.Transform.Params }},
+	{AttrJobConfig, func(e *Event) *map[string]any { return &e.JobConfig }},
 }
 
 var intFields = []intField{
 	{AttrRecordCount, func(e *Event) **int64 { return &e.RecordCount }},
 	{AttrCheckpointRecords, func(e *Event) **int64 { return &e.CheckpointRecords }},
+	{AttrBytesRead, func(e *Event) **int64 { return &e.BytesRead }},
+	{AttrBytesWritten, func(e *Event) **int64 { return &e.BytesWritten }},
 }
 
 var anyFields = []anyField{
@@ -254,7 +264,7 @@ func (e *Event) walk(fn func(k string, v any)) {
 
 // resourceFallback lists attributes a job may set once on its resource
 // instead of on every event.
-var resourceFallback = []string{AttrJobName, AttrJobNamespace, AttrBatchID, AttrUserID, AttrUserName, AttrActorType}
+var resourceFallback = []string{AttrJobName, AttrJobNamespace, AttrJobVersion, AttrBatchID, AttrUserID, AttrUserName, AttrActorType}
 
 // FromLogRecord reads a canonical event from a log record; res may be an empty
 // resource. Values of the wrong type end up in Extra and are reported by
@@ -463,3 +473,7 @@ func DefaultSeverity(name string) plog.SeverityNumber {
 	}
 	return plog.SeverityNumberInfo
 }
+
+// IsAttribute reports whether key is an attribute of the model (a field of
+// Event rather than an extra attribute).
+func IsAttribute(key string) bool { _, ok := setters[key]; return ok }

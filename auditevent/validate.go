@@ -35,8 +35,10 @@ func (v *ValidationError) Error() string {
 // required lists the fields each event name must carry beyond the common
 // ones (id, name, time, batch id). Alternatives are separated by "|".
 var required = map[string][]string{
-	BatchStart:         {AttrJobName},
-	BatchEnd:           {AttrJobName, AttrBatchResult},
+	BatchStart: {AttrJobName},
+	// A batch end without a job name belongs to the job of its run (the
+	// store's run summary takes the name from the run's other events).
+	BatchEnd:           {AttrBatchResult},
 	RecordRead:         {AttrRecordID, AttrSourceName},
 	RecordTransform:    {AttrRecordID + "|" + AttrLineageID, AttrTransformName},
 	RecordWrite:        {AttrRecordID, AttrTargetName},
@@ -160,3 +162,6 @@ func isSHA256Hex(s string) bool {
 	}
 	return true
 }
+
+// ValidResult reports whether s is one of the batch results.
+func ValidResult(s string) bool { return results[s] }

@@ -67,6 +67,8 @@ type RunOption func(*runConfig)
 type runConfig struct {
 	batchID, parentID, namespace string
 	attrs                        []attribute.KeyValue
+	// start are attributes of the batch start event only (run context).
+	start []attribute.KeyValue
 }
 
 // WithBatchID sets the run id (default: a new UUIDv7). Use the orchestrator's
@@ -101,6 +103,45 @@ func WithCompliance(frameworks, classifications []string) RunOption {
 	}
 }
 
+// WithVersion records the version of the job's code (a release or git sha)
+// on the batch start, so a change of code between runs can be found.
+func WithVersion(v string) RunOption {
+	return func(c *runConfig) { c.start = appendNonEmpty(c.start, auditevent.AttrJobVersion, v) }
+}
+
+// WithConfig records the run's configuration (its parameters) and its hash
+// on the batch start. Use WithConfigHash instead when a value is secret.
+func WithConfig(params map[string]any) RunOption {
+	return func(c *runConfig) {
+		if params == nil {
+			return
+		}
+		c.start = append(c.start, attribute.KeyValue{Key: auditevent.AttrJobConfig, Value: toValue(params)})
+		if h, err := canonical.Hash(params); err == nil {
+			c.start = append(c.start, attribute.String(auditevent.AttrConfigHash, h))
+		}
+	}
+}
+
+// WithConfigHash records only a hash of the run's configuration (for
+// configurations with secrets): canonical.Hash of the parameters gives the
+// hash the collector computes for WithConfig.
+func WithConfigHash(h string) RunOption {
+	return func(c *runConfig) { c.start = appendNonEmpty(c.start, auditevent.AttrConfigHash, h) }
+}
+
+// WithRunType says why the run ran: auditevent.RunNormal, RunRerun,
+// RunBackfill or RunDryRun.
+func WithRunType(t string) RunOption {
+	return func(c *runConfig) { c.start = appendNonEmpty(c.start, auditevent.AttrRunType, t) }
+}
+
+// WithLogicalDate records the date (or interval start) the run processes,
+// e.g. the partition date of a daily load.
+func WithLogicalDate(d string) RunOption {
+	return func(c *runConfig) { c.start = appendNonEmpty(c.start, auditevent.AttrLogicalDate, d) }
+}
+
 func appendNonEmpty(kvs []attribute.KeyValue, k, v string) []attribute.KeyValue {
 	if v == "" {
 		return kvs
@@ -132,7 +173,7 @@ func (a *Auditor) StartRun(ctx context.Context, job string, opts ...RunOption) (
 		// derive them a second time from the span.
 		trace.WithAttributes(attribute.String(auditevent.AttrRunEvents, auditevent.RunEventsAsLogs)))
 	r := &Run{a: a, span: span, id: cfg.batchID, common: common, start: time.Now()}
-	r.emit(ctx, auditevent.BatchStart, log.SeverityInfo, nil)
+	r.emit(ctx, auditevent.BatchStart, log.SeverityInfo, cfg.start)
 	return ctx, r
 }
 

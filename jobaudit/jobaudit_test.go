@@ -193,3 +193,30 @@ func BenchmarkWrite(b *testing.B) {
 type discard struct{ *memExporter }
 
 func (discard) Export(context.Context, []sdklog.Record) error { return nil }
+
+func TestRunContext(t *testing.T) {
+	a, exp, _ := setup()
+	params := map[string]any{"min_amount": 50, "currency": "EUR"}
+	ctx, run := a.StartRun(context.Background(), "orders", WithVersion("3f2c1ab"), WithConfig(params),
+		WithRunType(auditevent.RunBackfill), WithLogicalDate("2026-10-31"))
+	run.End(ctx, nil)
+	evs := toEvents(t, exp.recs)
+	start := evs[0]
+	require.NoError(t, start.Validate())
+	assert.Equal(t, "3f2c1ab", start.JobVersion)
+	assert.Equal(t, auditevent.RunBackfill, start.RunType)
+	assert.Equal(t, "2026-10-31", start.LogicalDate)
+	assert.Equal(t, map[string]any{"min_amount": int64(50), "currency": "EUR"}, start.JobConfig)
+	h, err := canonical.Hash(start.JobConfig)
+	require.NoError(t, err)
+	assert.Equal(t, h, start.JobConfigHash, "the hash the collector computes from the configuration")
+	assert.Empty(t, evs[1].JobVersion, "run context is on the batch start only")
+
+	// A secret configuration: only its hash.
+	a, exp, _ = setup()
+	ctx, run = a.StartRun(context.Background(), "orders", WithConfigHash(h))
+	run.End(ctx, nil)
+	evs = toEvents(t, exp.recs)
+	assert.Equal(t, h, evs[0].JobConfigHash)
+	assert.Nil(t, evs[0].JobConfig)
+}

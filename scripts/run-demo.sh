@@ -28,6 +28,8 @@ echo "==> day 1: ordersjob over examples/ordersjob/testdata/orders_day1.csv"
 echo "==> day 2: ordersjob over examples/ordersjob/testdata/orders_day2.csv"
 "$BUILD/ordersjob" -in examples/ordersjob/testdata/orders_day2.csv -out "$DATA/orders_clean_day2.csv"
 
+echo "==> waiting for the lineage processor to settle both runs (settle_time 2s in configs/local.yaml)"
+sleep 3
 echo "==> stopping the collector (it drains its queue into the store)"
 kill -TERM $pid; wait $pid || true; trap - EXIT
 

@@ -22,6 +22,13 @@ func ApplyToRun(r *Run, e *auditevent.Event) {
 	setIfEmpty(&r.Actor.ID, e.Actor.ID)
 	setIfEmpty(&r.Actor.Name, e.Actor.Name)
 	setIfEmpty(&r.Actor.Type, e.Actor.Type)
+	setIfEmpty(&r.JobVersion, e.JobVersion)
+	setIfEmpty(&r.ConfigHash, e.JobConfigHash)
+	setIfEmpty(&r.RunType, e.RunType)
+	setIfEmpty(&r.LogicalDate, e.LogicalDate)
+	if e.AuthPrincipal != "" {
+		r.Principals = addUnique(r.Principals, e.AuthPrincipal)
+	}
 	// The batch start event defines the start; before it arrives, the
 	// earliest event seen stands in.
 	if !e.Time.IsZero() && (r.Start.IsZero() || e.Name == auditevent.BatchStart || e.Time.Before(r.Start)) {

@@ -113,6 +113,16 @@ type Run struct {
 	Events       int64    `json:"events"`
 	Sources      []string `json:"sources,omitempty"`
 	Targets      []string `json:"targets,omitempty"`
+	// Run context, from the first event that carries it (the batch start):
+	// code version, configuration hash, run type, logical date.
+	JobVersion  string `json:"job_version,omitempty"`
+	ConfigHash  string `json:"config_hash,omitempty"`
+	RunType     string `json:"run_type,omitempty"`
+	LogicalDate string `json:"logical_date,omitempty"`
+	// Principals are who the collector authenticated as the senders of the
+	// run's events (batchaudit.auth.principal), apart from Actor, which is
+	// who the job says ran it.
+	Principals []string `json:"principals,omitempty"`
 }
 
 // DeadLetter is an event the store could not keep as an audit event, with the

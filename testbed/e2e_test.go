@@ -50,6 +50,7 @@ processors:
       - name: "*"
   lineage:
     storage: journal
+    settle_time: 1s
 exporters:
   audit:
     stream: e2e
@@ -72,6 +73,38 @@ service:
                 host: 127.0.0.1
                 port: {{METRICS}}
 `
+
+// waitSettled waits until the lineage processor has settled every run it
+// tracks (settle_time after the run's batch end); the derived events are
+// then on their way to the store, and Stop drains them.
+func waitSettled(t *testing.T, c *harness.Collector) {
+	t.Helper()
+	harness.Eventually(t, time.Minute, func() error {
+		v, err := c.Metric("otelcol_processor_lineage_active_runs")
+		if err != nil {
+			return err
+		}
+		if v > 0 {
+			return fmt.Errorf("%v runs not settled yet", v)
+		}
+		return nil
+	})
+}
+
+// python returns the interpreter with the test clients installed.
+func python(t *testing.T) string {
+	t.Helper()
+	py := os.Getenv("BATCHAUDIT_PYTHON")
+	if py == "" {
+		root, err := harness.RepoRoot()
+		require.NoError(t, err)
+		py = filepath.Join(root, "testbed", ".venv", "bin", "python") // made by `make pyenv`
+	}
+	if _, err := os.Stat(py); err != nil {
+		t.Fatalf("python with the test clients not found at %s: run `make pyenv` (or set BATCHAUDIT_PYTHON)", py)
+	}
+	return py
+}
 
 func sqliteConfig() string {
 	return strings.Replace(pipeline, "{{EXPORTER}}", "    sqlite:\n      path: {{DIR}}/audit.db", 1)
@@ -203,6 +236,7 @@ func TestOrdersJobTwoRunsSQLite(t *testing.T) {
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), sqliteConfig())
 	runOrdersJob(t, c, testdata("orders_day1.csv"), filepath.Join(dir, "day1.csv"), "e2e-day1")
 	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "e2e-day2")
+	waitSettled(t, c)
 	c.Stop() // drains the queue; a clean exit is asserted
 
 	s := openSQLite(t, dir)
@@ -241,13 +275,7 @@ func TestOrdersJobTwoRunsSQLite(t *testing.T) {
 func TestRealClients(t *testing.T) {
 	root, err := harness.RepoRoot()
 	require.NoError(t, err)
-	py := os.Getenv("BATCHAUDIT_PYTHON")
-	if py == "" {
-		py = filepath.Join(root, "testbed", ".venv", "bin", "python") // made by `make pyenv`
-	}
-	if _, err := os.Stat(py); err != nil {
-		t.Fatalf("python with the test clients not found at %s: run `make pyenv` (or set BATCHAUDIT_PYTHON)", py)
-	}
+	py := python(t)
 	dir := t.TempDir()
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), sqliteConfig())
 
@@ -271,6 +299,7 @@ func TestRealClients(t *testing.T) {
 	assert.Equal(t, "400", string(code), "a request with a bad item is answered 400: %s", resp)
 	assert.Contains(t, string(resp), "batchaudit.record.id", "the bad item's problems are listed")
 	assert.Contains(t, string(resp), "batchaudit.target.name")
+	waitSettled(t, c)
 	c.Stop()
 
 	s := openSQLite(t, dir)
@@ -309,6 +338,7 @@ func TestRealClients(t *testing.T) {
 	assert.Contains(t, olNames, auditevent.BatchEnd)
 	assert.Contains(t, olNames, auditevent.LineageDataset)
 	assert.Equal(t, auditevent.ResultSuccess, findRun(t, s, olRun).Status)
+	assert.Zero(t, findRun(t, s, olRun).Findings, "output statistics are no record accounting: no count finding")
 
 	curlEvs := runEvents(t, s, "curl-run")
 	var ids []string

@@ -131,6 +131,7 @@ func TestKill9DuringLoad(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the job meets a dead collector and keeps its events
 	c.Restart()
 	wait()
+	waitSettled(t, c)
 	c.Stop()
 
 	s := openSQLite(t, dir)

@@ -103,7 +103,8 @@ func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay
 		map[string]any{"event_id": "o-2", "batch_id": "kb-old", "event_type": "batch_end", "job_name": "customers-export",
 			"actor": "ops-alice", "status": "success", "timestamp": oldDay.Add(2*time.Hour + time.Second).Format(time.RFC3339)},
 	)
-	c.Stop() // drains the queue
+	waitSettled(t, c) // the runs' derived events (settle_time after their ends)
+	c.Stop()          // drains the queue
 	res, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(prefix + "-*"))
 	require.NoError(t, err)
 	res.Body.Close()

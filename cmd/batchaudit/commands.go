@@ -24,12 +24,21 @@ func runsCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 	latest := fs.Bool("latest", false, "only the latest run of each job (ordered by job name)")
 	period := periodFlags(fs, "runs that started")
 	limit := fs.Int("limit", 0, "at most this many runs (0: all)")
+	showContext := fs.Bool("context", false, "show each run's context: run type, logical date, job version, config hash, authenticated principals")
+	changes := fs.Bool("changes", false, "only runs whose job version or config hash differs from the job's previous run")
 	return func(ctx context.Context, c *cli, _ []string) error {
 		q := store.RunQuery{JobName: *job, Status: *status, ActorID: *actor, ParentBatchID: *children,
 			Latest: *latest, Limit: *limit}
 		var err error
 		if q.From, q.To, err = period(); err != nil {
 			return err
+		}
+		if *changes || *showContext {
+			runs, err := c.store.Runs(ctx, q)
+			if err != nil {
+				return err
+			}
+			return c.printRunContext(runs, *changes)
 		}
 		return emit(c, runView, "No runs found.", func(fn func(*store.Run) error) error {
 			return c.store.EachRun(ctx, q, fn)

@@ -51,6 +51,7 @@ const usage = `batchaudit reads the audit trail written by otelcol-batchaudit.
 
 Usage:
   batchaudit runs [--job J] [--status S] [--actor A] [--children BATCH] [--latest] [PERIOD] [--limit N]
+                 [--context | --changes]
   batchaudit events [--batch ID] [--name N]... [--dataset D] [--actor A] [--record R]
                     [--change C] [--finding F] [--lineage L] [PERIOD] [--limit N]
   batchaudit history RECORD_ID
@@ -76,6 +77,7 @@ Examples:
   batchaudit runs --since 24h --status failure
   batchaudit runs --latest                      the latest run of every job
   batchaudit runs --children 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
+  batchaudit runs --job orders-clean --changes     (runs with new code or configuration)
   batchaudit events --batch 01934f6e-8a00-7d11-8f2e-6c3b2a1d0e9f
   batchaudit events --actor alice --since 7d
   batchaudit events --dataset dw.orders --change delete --output csv

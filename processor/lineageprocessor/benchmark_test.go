@@ -35,7 +35,7 @@ func benchProcessLogs(b *testing.B, withStorage bool) {
 	const records, request = 1000, 500
 	tmpl := runEvents("tmpl", records)
 	events := len(tmpl)
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	host := testHost{}
 	if withStorage {
 		var ext extension.Extension
@@ -84,7 +84,7 @@ func BenchmarkLineageMemory(b *testing.B) {
 			active = append(active, e)
 		}
 	}
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.MaxActiveLineages, cfg.MemoryLimitMiB = 0, 0
 	for i := 0; i < b.N; i++ {
 		ld := toLogs(active)
@@ -123,7 +123,7 @@ func BenchmarkInFlight(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
 		ext, host := startFileStorage(&testing.T{}, dir)
-		cfg := createDefaultConfig().(*Config)
+		cfg := inlineConfig()
 		cfg.Storage = &storageID
 		cfg.MaxActiveLineages = 0
 		cfg.MemoryLimitMiB = memMiB

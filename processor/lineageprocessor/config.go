@@ -19,6 +19,10 @@ type Config struct {
 	// RunTimeout finishes a run with no event for this long, with a
 	// run_timeout finding and the findings found so far.
 	RunTimeout time.Duration `mapstructure:"run_timeout"`
+	// SettleTime is how long a run's findings wait after its batch end (and
+	// after its last event) for events still on their way: a job's requests
+	// may arrive in any order. 0 decides at the batch end.
+	SettleTime time.Duration `mapstructure:"settle_time"`
 	// CheckpointInterval is how often expired runs are looked for. The state
 	// changes of each request are persisted before it is acknowledged,
 	// independently of this interval.
@@ -44,6 +48,7 @@ var (
 func createDefaultConfig() component.Config {
 	return &Config{
 		RunTimeout:          24 * time.Hour,
+		SettleTime:          30 * time.Second,
 		CheckpointInterval:  30 * time.Second,
 		MaxActiveLineages:   200_000,
 		MemoryLimitMiB:      256,
@@ -56,6 +61,9 @@ func (cfg *Config) Validate() error {
 	var errs []error
 	if cfg.RunTimeout <= 0 {
 		errs = append(errs, errors.New("run_timeout must be positive"))
+	}
+	if cfg.SettleTime < 0 {
+		errs = append(errs, errors.New("settle_time must not be negative (0 decides findings at the batch end)"))
 	}
 	if cfg.CheckpointInterval <= 0 {
 		errs = append(errs, errors.New("checkpoint_interval must be positive"))

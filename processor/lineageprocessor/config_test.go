@@ -25,11 +25,12 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{name: "", expected: createDefaultConfig().(*Config)},
 		{name: "custom", expected: &Config{
-			Storage: &storageID, RunTimeout: 2 * time.Hour, CheckpointInterval: 10 * time.Second,
+			Storage: &storageID, RunTimeout: 2 * time.Hour, SettleTime: 5 * time.Second, CheckpointInterval: 10 * time.Second,
 			MaxActiveLineages: 5000, MemoryLimitMiB: 64, MaxFindingRecordIDs: 20,
 		}},
 		{name: "bad_timeout", errMsg: "run_timeout must be positive"},
-		{name: "bad_limits", errMsg: "max_active_lineages must not be negative (0 means no count limit)\n" +
+		{name: "bad_limits", errMsg: "settle_time must not be negative (0 decides findings at the batch end)\n" +
+			"max_active_lineages must not be negative (0 means no count limit)\n" +
 			"memory_limit_mib must not be negative (0 means no memory limit)\n" +
 			"max_finding_record_ids must be positive"},
 	}
@@ -54,6 +55,7 @@ func TestDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	assert.Nil(t, cfg.Storage)
 	assert.Equal(t, 24*time.Hour, cfg.RunTimeout)
+	assert.Equal(t, 30*time.Second, cfg.SettleTime)
 	assert.Equal(t, 30*time.Second, cfg.CheckpointInterval)
 	assert.Equal(t, 200_000, cfg.MaxActiveLineages)
 	assert.Equal(t, 256, cfg.MemoryLimitMiB)

@@ -43,7 +43,7 @@ func send(t *testing.T, consume func(context.Context, plog.Logs) error, evs []au
 // reference runs evs through a processor without storage in one piece.
 func reference(t *testing.T, evs []auditevent.Event) []auditevent.Event {
 	ref := new(consumertest.LogsSink)
-	pr := newProc(t, createDefaultConfig().(*Config), ref)
+	pr := newProc(t, inlineConfig(), ref)
 	require.NoError(t, pr.Start(context.Background(), testHost{}))
 	require.NoError(t, pr.ConsumeLogs(context.Background(), toLogs(evs)))
 	require.NoError(t, pr.Shutdown(context.Background()))
@@ -87,7 +87,7 @@ func TestKill9MidRun(t *testing.T) {
 	evs := runEvents("b-kill", 300)
 	cut := 9 * request // mid-run, mid-chain
 
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.Storage = &storageID
 	cfg.MaxActiveLineages = 50 // spills to the real store as well
 
@@ -120,7 +120,7 @@ func TestKill9MidRun(t *testing.T) {
 // false findings of the original bug (lost state of an acked request).
 func TestKill9BeforeAnyRequestLosesOnlyUnacked(t *testing.T) {
 	evs := runEvents("b-early", 20)
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.Storage = &storageID
 	dir, crashed := t.TempDir(), t.TempDir()
 	ext, host := startFileStorage(t, dir)
@@ -150,7 +150,7 @@ func TestKill9BeforeAnyRequestLosesOnlyUnacked(t *testing.T) {
 // lost ack) counts once: no double counts, no extra finding.
 func TestRedeliveredRequest(t *testing.T) {
 	evs := runEvents("b-dup", 50)
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.Storage = &storageID
 	ext, host := startFileStorage(t, t.TempDir())
 	sink := new(consumertest.LogsSink)

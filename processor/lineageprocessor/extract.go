@@ -41,12 +41,20 @@ func extract(lr plog.LogRecord, res pcommon.Resource, in *tracker.Input) {
 			in.JobName = str(v)
 		case auditevent.AttrJobNamespace:
 			in.JobNamespace = str(v)
+		case auditevent.AttrParentBatchID:
+			in.ParentBatchID = str(v)
+		case auditevent.AttrBatchResult:
+			in.Result = str(v)
+		case auditevent.AttrOriginalFormat:
+			in.OpenLineage = str(v) == "openlineage"
 		case auditevent.AttrRecordID:
 			in.RecordID = str(v)
 		case auditevent.AttrLineageID:
 			in.LineageID = str(v)
 		case auditevent.AttrRecordHash:
 			in.RecordHash = str(v)
+		case auditevent.AttrSenderHash:
+			in.SenderHash = str(v)
 		case auditevent.AttrInputHash:
 			in.InputHash = str(v)
 		case auditevent.AttrInputRecordIDs:

@@ -40,12 +40,16 @@ type lineageProcessor struct {
 	in      tracker.Input
 	scratch []auditevent.Event
 
+	// now is the clock of the tracker's time decisions (tests replace it).
+	now func() time.Time
+
 	stop chan struct{}
 	done chan struct{}
 
 	// driven: the state lives in a journal, which supplies the time of each
-	// delivery (clock) and drives expiry through deliveries, so a replay
-	// after a rollback or crash decides exactly as the first delivery did.
+	// delivery (clock) and drives expiry and settling through deliveries, so
+	// a replay after a rollback or crash decides exactly as the first
+	// delivery did.
 	driven bool
 	clock  time.Time
 }
@@ -55,7 +59,7 @@ func newLineageProcessor(set processor.Settings, cfg *Config, next consumer.Logs
 	if err != nil {
 		return nil, err
 	}
-	p := &lineageProcessor{cfg: cfg, set: set, next: next, tb: tb, logger: set.Logger, pending: plog.NewLogs()}
+	p := &lineageProcessor{cfg: cfg, set: set, next: next, tb: tb, logger: set.Logger, pending: plog.NewLogs(), now: time.Now}
 	p.tr = tracker.New(p.trackerConfig(nil))
 	return p, nil
 }
@@ -66,8 +70,9 @@ func (p *lineageProcessor) trackerConfig(store tracker.Store) tracker.Config {
 		return func(n int64) { c.Add(ctx, n, opts...) }
 	}
 	return tracker.Config{
-		Now:                 p.now,
 		RunTimeout:          p.cfg.RunTimeout,
+		SettleTime:          p.cfg.SettleTime,
+		Now:                 p.trackerNow,
 		MaxResidentLineages: p.cfg.MaxActiveLineages,
 		MemoryLimitBytes:    int64(p.cfg.MemoryLimitMiB) << 20,
 		MaxFindingIDs:       p.cfg.MaxFindingRecordIDs,
@@ -110,11 +115,13 @@ func (p *lineageProcessor) start(ctx context.Context, host component.Host) error
 		if p.driven = journal.Driven(client); p.driven {
 			journal.OnReset(client, p.reload)
 		}
+		// Derived events not delivered before a stop (or a crash) are
+		// delivered by the first tick (when driven: the first delivery);
+		// the key goes once they are.
 		if data, err := client.Get(ctx, pendingKey); err == nil && data != nil {
 			if ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data); err == nil {
 				ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
 			}
-			_ = client.Delete(ctx, pendingKey)
 		}
 		p.mu.Unlock()
 	}
@@ -126,12 +133,12 @@ func (p *lineageProcessor) start(ctx context.Context, host component.Host) error
 	return nil
 }
 
-// now is the tracker's clock: the journal delivery's time when driven.
-func (p *lineageProcessor) now() time.Time {
+// trackerNow is the tracker's clock: the journal delivery's time when driven.
+func (p *lineageProcessor) trackerNow() time.Time {
 	if p.driven && !p.clock.IsZero() {
 		return p.clock
 	}
-	return time.Now()
+	return p.now()
 }
 
 // reload drops the tracked state and loads it again from storage: the
@@ -141,7 +148,19 @@ func (p *lineageProcessor) reload(ctx context.Context) error {
 	defer p.mu.Unlock()
 	p.tr = tracker.New(p.trackerConfig(p.client))
 	p.pending = plog.NewLogs()
-	return p.tr.Load(ctx)
+	if err := p.tr.Load(ctx); err != nil {
+		return err
+	}
+	if data, err := p.client.Get(ctx, pendingKey); err != nil {
+		return err
+	} else if data != nil {
+		ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data)
+		if err != nil {
+			return err
+		}
+		ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
+	}
+	return nil
 }
 
 func storageClient(ctx context.Context, host component.Host, id, owner component.ID) (storage.Client, error) {
@@ -156,10 +175,17 @@ func storageClient(ctx context.Context, host component.Host, id, owner component
 	return se.GetClient(ctx, component.KindProcessor, owner, "")
 }
 
-// loop persists state and expires abandoned runs every checkpoint_interval.
+// loop settles ended runs, expires abandoned ones and delivers their
+// derived events, every checkpoint_interval or half the settle_time,
+// whichever is shorter. The tracker takes the time from its clock, not from
+// the ticker.
 func (p *lineageProcessor) loop() {
 	defer close(p.done)
-	t := time.NewTicker(p.cfg.CheckpointInterval)
+	every := p.cfg.CheckpointInterval
+	if s := max(p.cfg.SettleTime/2, 10*time.Millisecond); p.cfg.SettleTime > 0 && s < every {
+		every = s
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -173,8 +199,14 @@ func (p *lineageProcessor) loop() {
 
 func (p *lineageProcessor) tick(ctx context.Context) {
 	p.mu.Lock()
-	if evs := p.tr.Expire(ctx); len(evs) > 0 {
+	evs := p.tr.Expire(ctx)
+	evs = append(evs, p.tr.Settle(ctx)...)
+	if len(evs) > 0 {
 		appendEvents(p.pending, evs)
+		// The settled runs' state is deleted in the same storage batch as
+		// their derived events are saved: a crash before delivery loses
+		// neither (they are delivered after the restart, same ids).
+		p.stagePending()
 	}
 	_ = p.tr.Checkpoint(ctx)
 	p.recordGauges(ctx)
@@ -184,10 +216,29 @@ func (p *lineageProcessor) tick(ctx context.Context) {
 		return
 	}
 	if err := p.next.ConsumeLogs(ctx, ld); err != nil {
-		p.logger.Warn("Could not deliver expired-run findings; retrying", zap.Error(err))
+		p.logger.Warn("Could not deliver settled-run events; retrying", zap.Error(err))
 		p.mu.Lock()
 		ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
 		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	if p.pending.LogRecordCount() == 0 {
+		p.tr.Stage(pendingKey, nil) // delivered: removed with the next checkpoint
+	} else {
+		p.stagePending()
+	}
+	p.mu.Unlock()
+}
+
+// stagePending queues the undelivered derived events for the next
+// checkpoint.
+func (p *lineageProcessor) stagePending() {
+	if p.client == nil {
+		return
+	}
+	if data, err := (&plog.ProtoMarshaler{}).MarshalLogs(p.pending); err == nil {
+		p.tr.Stage(pendingKey, data)
 	}
 }
 
@@ -202,11 +253,13 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 	defer p.mu.Unlock()
 	out := p.scratch[:0]
 	if p.driven {
-		// Expiry runs in every delivery, on journal time (an idle journal
-		// delivers empty batches to carry the time forward): what expires
-		// then depends only on the journal, so a replay expires the same.
-		p.clock = journal.Now(ctx, time.Now)
+		// Expiry and settling run in every delivery, on journal time (an
+		// idle journal delivers empty batches to carry the time forward):
+		// what expires or settles then depends only on the journal, so a
+		// replay decides the same.
+		p.clock = journal.Now(ctx, p.now)
 		out = append(out, p.tr.Expire(ctx)...)
+		out = append(out, p.tr.Settle(ctx)...)
 	}
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
@@ -237,12 +290,14 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 	// forwarded and acknowledged: a crash after this point loses nothing the
 	// client will not resend. On failure the request is refused (retryable);
 	// its redelivery is deduplicated by event id and re-emits its chains.
+	if p.driven && p.pending.LogRecordCount() > 0 {
+		// Left over from before the journal drove this state: they travel
+		// with this delivery, and the key goes with its checkpoint.
+		p.takePending().ResourceLogs().MoveAndAppendTo(rls)
+		p.tr.Stage(pendingKey, nil)
+	}
 	if err := p.tr.Checkpoint(ctx); err != nil {
 		return ld, fmt.Errorf("lineage state could not be persisted: %w", err)
-	}
-	// Expired-run findings waiting for delivery travel with this batch.
-	if p.pending.LogRecordCount() > 0 {
-		p.takePending().ResourceLogs().MoveAndAppendTo(rls)
 	}
 	if len(out) > 0 {
 		appendEvents(ld, out)
@@ -282,9 +337,25 @@ func (p *lineageProcessor) shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
+	if p.client == nil {
+		// Without a store the runs' state is lost at shutdown: settle the
+		// ended ones now rather than lose their findings.
+		if evs := p.tr.SettleEnded(ctx); len(evs) > 0 {
+			appendEvents(p.pending, evs)
+		}
+	}
 	if ld := p.takePending(); ld.LogRecordCount() > 0 {
 		if err := p.next.ConsumeLogs(ctx, ld); err != nil {
-			errs = append(errs, p.savePending(ctx, ld, err))
+			if p.client == nil {
+				errs = append(errs, fmt.Errorf("%d derived lineage events could not be delivered: %w", ld.LogRecordCount(), err))
+			} else {
+				// Saved with the state by the checkpoint below and
+				// delivered after the restart.
+				ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
+				p.stagePending()
+			}
+		} else {
+			p.tr.Stage(pendingKey, nil)
 		}
 	}
 	if p.client != nil {
@@ -293,18 +364,4 @@ func (p *lineageProcessor) shutdown(ctx context.Context) error {
 	}
 	p.tb.Shutdown()
 	return errors.Join(errs...)
-}
-
-func (p *lineageProcessor) savePending(ctx context.Context, ld plog.Logs, cause error) error {
-	if p.client == nil {
-		return fmt.Errorf("%d derived lineage events could not be delivered: %w", ld.LogRecordCount(), cause)
-	}
-	data, err := (&plog.ProtoMarshaler{}).MarshalLogs(ld)
-	if err == nil {
-		err = p.client.Set(ctx, pendingKey, data)
-	}
-	if err != nil {
-		return fmt.Errorf("%d derived lineage events could not be delivered or saved: %w", ld.LogRecordCount(), errors.Join(cause, err))
-	}
-	return nil
 }

@@ -188,7 +188,7 @@ func TestBatchIDFromResourceAndUntracked(t *testing.T) {
 
 func TestRunTimeoutFindingDelivered(t *testing.T) {
 	sink := new(consumertest.LogsSink)
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.RunTimeout = time.Nanosecond
 	cfg.CheckpointInterval = 10 * time.Millisecond
 	p := newProc(t, cfg, sink)
@@ -206,7 +206,7 @@ func TestRunTimeoutFindingDelivered(t *testing.T) {
 }
 
 func TestStorageExtensionMissing(t *testing.T) {
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.Storage = &storageID
 	p := newProc(t, cfg, new(consumertest.LogsSink))
 	err := p.Start(context.Background(), testHost{})
@@ -222,7 +222,7 @@ func TestRestartMidRun(t *testing.T) {
 	evs := runEvents("b-restart", 200)
 	half := len(evs)/2 + 1 // in the middle of a chain
 
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.Storage = &storageID
 	cfg.MaxActiveLineages = 50 // forces spills to the real store as well
 
@@ -242,7 +242,7 @@ func TestRestartMidRun(t *testing.T) {
 	require.NoError(t, ext2.Shutdown(context.Background()))
 
 	ref := new(consumertest.LogsSink)
-	pr := newProc(t, createDefaultConfig().(*Config), ref)
+	pr := newProc(t, inlineConfig(), ref)
 	require.NoError(t, pr.Start(context.Background(), testHost{}))
 	require.NoError(t, pr.ConsumeLogs(context.Background(), toLogs(evs)))
 	require.NoError(t, pr.Shutdown(context.Background()))
@@ -265,7 +265,7 @@ func TestRestartMidRun(t *testing.T) {
 // never ends still yields its findings after the restart.
 func TestRestartKeepsRunForTimeout(t *testing.T) {
 	dir := t.TempDir()
-	cfg := createDefaultConfig().(*Config)
+	cfg := inlineConfig()
 	cfg.Storage = &storageID
 	ext, host := startFileStorage(t, dir)
 	p := newProc(t, cfg, new(consumertest.LogsSink))
@@ -292,4 +292,12 @@ func TestRestartKeepsRunForTimeout(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"R-0"}, lost, "R-0 was read and transformed before the restart, never written")
+}
+
+// inlineConfig settles a run at its batch end (settle_time 0), for tests of
+// other behaviour that read the derived events of the request carrying it.
+func inlineConfig() *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.SettleTime = 0
+	return cfg
 }

@@ -95,6 +95,7 @@ func (r *auditReceiver) retryAfter() time.Duration {
 	return d
 }
 
-func (r *auditReceiver) options(ndjson bool) ingest.Options {
-	return ingest.Options{MaxEvents: r.cfg.Limits.MaxEventsPerRequest, ScopeName: metadata.ScopeName, NDJSON: ndjson}
+func (r *auditReceiver) options(ndjson bool, principal string) ingest.Options {
+	return ingest.Options{MaxEvents: r.cfg.Limits.MaxEventsPerRequest, ScopeName: metadata.ScopeName, NDJSON: ndjson,
+		Principal: principal}
 }

@@ -24,7 +24,7 @@ type grpcLogs struct {
 
 func (s *grpcLogs) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
 	resp := plogotlp.NewExportResponse()
-	res, err := ingest.OTLPLogs(req.Logs(), s.r.options(false))
+	res, err := ingest.OTLPLogs(req.Logs(), s.r.options(false, s.r.grpcPrincipal(ctx)))
 	rejected, msg, err := s.r.exportGRPC(ctx, endpointGRPCLogs, res, err)
 	if err == nil && rejected > 0 {
 		resp.PartialSuccess().SetRejectedLogRecords(rejected)
@@ -41,7 +41,7 @@ type grpcTraces struct {
 
 func (s *grpcTraces) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
 	resp := ptraceotlp.NewExportResponse()
-	res, err := ingest.OTLPTraces(req.Traces(), s.r.options(false))
+	res, err := ingest.OTLPTraces(req.Traces(), s.r.options(false, s.r.grpcPrincipal(ctx)))
 	rejected, msg, err := s.r.exportGRPC(ctx, endpointGRPCTraces, res, err)
 	if err == nil && rejected > 0 {
 		resp.PartialSuccess().SetRejectedSpans(rejected)

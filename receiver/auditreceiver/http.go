@@ -87,7 +87,7 @@ func (r *auditReceiver) serveJSON(w http.ResponseWriter, req *http.Request, endp
 		fail(be.status, reasonFor(be.status), 0, be.msg)
 		return
 	}
-	res, err := parse(body, r.options(ndjson))
+	res, err := parse(body, r.options(ndjson, r.httpPrincipal(req)))
 	if err != nil {
 		re := err.(*ingest.RequestError)
 		if re.TooLarge {

@@ -56,7 +56,7 @@ func TestOpenLineageEndpoints(t *testing.T) {
 	for _, f := range []string{"run_start.json", "run_complete.json"} {
 		arr = append(arr, testdata(t, "openlineage", f))
 	}
-	arr = append(arr, json.RawMessage(`{"eventType":"START","eventTime":"2026-11-01T00:00:00Z","run":{"runId":"r1"},"job":{"namespace":"n"},"producer":"p","schemaURL":"s"}`))
+	arr = append(arr, json.RawMessage(`{"eventType":"START","eventTime":"2026-11-01T00:00:00Z","run":{"runId":"3b452093-782c-4ef2-9c0c-aafe2aa6f34d"},"job":{"namespace":"n"},"producer":"p","schemaURL":"s"}`))
 	body, _ := json.Marshal(arr)
 	res := tr.post(t, pathLineageBatch, "application/json", body)
 	require.Equal(t, http.StatusBadRequest, res.status, "%s", res.body)
@@ -133,6 +133,50 @@ func TestBasicAuth(t *testing.T) {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 	}
 	assertAuth(t, startWithAuth(t, f, extCfg), basic("loader", "s3cret"), basic("loader", "wrong"))
+}
+
+// The principal the receiver authenticated is recorded on each event, apart
+// from the actor the job claims: basic auth names the user; a bearer token
+// that names nobody is recorded as a fingerprint, never as the token.
+func TestAuthPrincipalRecorded(t *testing.T) {
+	claimed := []byte(`{"event_type":"batch_start","timestamp":"2026-11-01T02:00:00Z","batch_id":"b","job_name":"j","actor":"admin"}`)
+
+	bf := basicauthextension.NewFactory()
+	bcfg := bf.CreateDefaultConfig().(*basicauthextension.Config)
+	bcfg.Htpasswd = &basicauthextension.HtpasswdSettings{Inline: "loader:s3cret\n"}
+	tr := startWithAuth(t, bf, bcfg)
+	res := tr.post(t, pathAuditEvents, "application/json", claimed,
+		"Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("loader:s3cret")))
+	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
+	pb, _ := plogotlp.NewExportRequestFromLogs(auditLogs(1, 0)).MarshalProto()
+	res = tr.post(t, pathOTLPLogs, contentTypeProto, pb, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("loader:s3cret")))
+	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
+	evs := sinkEvents(t, tr.sink)
+	require.Len(t, evs, 2)
+	for _, ev := range evs {
+		assert.Equal(t, "loader", ev.AuthPrincipal)
+	}
+	assert.Equal(t, "admin", evs[0].Actor.ID, "the claimed actor is kept apart")
+
+	tf := bearertokenauthextension.NewFactory()
+	tcfg := tf.CreateDefaultConfig().(*bearertokenauthextension.Config)
+	tcfg.Tokens = []configopaque.String{"team-a-token", "team-b-token"}
+	tr = startWithAuth(t, tf, tcfg)
+	for _, tok := range []string{"team-a-token", "team-b-token"} {
+		res = tr.post(t, pathAuditEvents, "application/json", claimed, "Authorization", "Bearer "+tok)
+		require.Equal(t, http.StatusOK, res.status, "%s", res.body)
+	}
+	evs = sinkEvents(t, tr.sink)
+	require.Len(t, evs, 2)
+	assert.Regexp(t, `^token:sha256:[0-9a-f]{16}$`, evs[0].AuthPrincipal)
+	assert.NotEqual(t, evs[0].AuthPrincipal, evs[1].AuthPrincipal, "two tokens, two principals")
+	assert.NotContains(t, evs[0].AuthPrincipal, "team-a")
+
+	// Without auth nobody is recorded.
+	tr = startReceiver(t, testConfig(), nil, nil)
+	res = tr.post(t, pathAuditEvents, "application/json", claimed)
+	require.Equal(t, http.StatusOK, res.status)
+	assert.Empty(t, sinkEvents(t, tr.sink)[0].AuthPrincipal)
 }
 
 func TestTelemetry(t *testing.T) {

@@ -139,7 +139,7 @@ func (r *auditReceiver) serveOTLP(w http.ResponseWriter, req *http.Request, sig 
 		fail(be.status, reasonFor(be.status), be.msg, 0)
 		return
 	}
-	res, err := sig.normalize(body, isJSON, r.options(false))
+	res, err := sig.normalize(body, isJSON, r.options(false, r.httpPrincipal(req)))
 	if err != nil {
 		var re *ingest.RequestError
 		switch {

@@ -189,12 +189,15 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64
 	w.str("category", auditevent.Category(e.Name))
 	w.key("canonical")
 	w.b = appendJSONString(w.b, canonicalJSON)
-	if e.BatchID != "" || e.ParentBatchID != "" || e.BatchState != "" || e.BatchResult != "" || e.Counters != nil {
+	if e.BatchID != "" || e.ParentBatchID != "" || e.BatchState != "" || e.BatchResult != "" || e.Counters != nil ||
+		e.RunType != "" || e.LogicalDate != "" || e.BytesRead != nil || e.BytesWritten != nil {
 		w.begin("batch")
 		w.str("id", e.BatchID)
 		w.str("parent_id", e.ParentBatchID)
 		w.str("state", e.BatchState)
 		w.str("result", e.BatchResult)
+		w.str("run_type", e.RunType)
+		w.str("logical_date", e.LogicalDate)
 		if c := e.Counters; c != nil {
 			w.begin("records")
 			w.int("read", c.Read)
@@ -203,12 +206,26 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64
 			w.int("errored", c.Errored)
 			w.end()
 		}
+		if e.BytesRead != nil || e.BytesWritten != nil {
+			w.begin("bytes")
+			w.intp("read", e.BytesRead)
+			w.intp("written", e.BytesWritten)
+			w.end()
+		}
 		w.end()
 	}
-	if e.JobName != "" || e.JobNamespace != "" {
+	if e.JobName != "" || e.JobNamespace != "" || e.JobVersion != "" || e.JobConfigHash != "" || e.JobConfig != nil {
 		w.begin("job")
 		w.str("name", e.JobName)
 		w.str("namespace", e.JobNamespace)
+		w.str("version", e.JobVersion)
+		w.str("config_hash", e.JobConfigHash)
+		w.obj("config", e.JobConfig)
+		w.end()
+	}
+	if e.AuthPrincipal != "" {
+		w.begin("auth")
+		w.str("principal", e.AuthPrincipal)
 		w.end()
 	}
 	if e.Actor.Type != "" {
@@ -219,12 +236,14 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64
 	w.dataset("source", e.Source)
 	w.dataset("target", e.Target)
 	if e.RecordID != "" || len(e.KeyFields) > 0 || e.RecordHash != "" || e.HashAlgorithm != "" || e.PreviousHash != "" ||
-		e.RecordData != nil || e.SkipReason != "" || e.Partition != "" {
+		e.RecordData != nil || e.SkipReason != "" || e.Partition != "" || e.SenderHash != "" || e.HashCheck != "" {
 		w.begin("record")
 		w.str("id", e.RecordID)
 		w.strs("key_fields", e.KeyFields)
 		w.str("hash", e.RecordHash)
 		w.str("hash_algorithm", e.HashAlgorithm)
+		w.str("sender_hash", e.SenderHash)
+		w.str("hash_check", e.HashCheck)
 		w.str("previous_hash", e.PreviousHash)
 		w.obj("data", e.RecordData)
 		w.str("skip_reason", e.SkipReason)

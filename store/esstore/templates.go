@@ -48,13 +48,15 @@ var eventsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 		f("stream", kw),
 		f("category", kw),
 		f("canonical", blob),
-		f("batch", props(f("id", kw), f("parent_id", kw), f("state", kw), f("result", kw),
-			f("records", props(f("read", longT), f("written", longT), f("skipped", longT), f("errored", longT))))),
-		f("job", props(f("name", kw), f("namespace", kw))),
+		f("batch", props(f("id", kw), f("parent_id", kw), f("state", kw), f("result", kw), f("run_type", kw), f("logical_date", kw),
+			f("records", props(f("read", longT), f("written", longT), f("skipped", longT), f("errored", longT))),
+			f("bytes", props(f("read", longT), f("written", longT))))),
+		f("job", props(f("name", kw), f("namespace", kw), f("version", kw), f("config_hash", kw), f("config", flat))),
+		f("auth", props(f("principal", kw))),
 		f("actor", props(f("type", kw))),
 		f("source", dataset),
 		f("target", dataset),
-		f("record", props(f("id", kw), f("key_fields", kw), f("hash", kw), f("hash_algorithm", kw),
+		f("record", props(f("id", kw), f("key_fields", kw), f("hash", kw), f("hash_algorithm", kw), f("sender_hash", kw), f("hash_check", kw),
 			f("previous_hash", kw), f("data", flat), f("skip_reason", kw), f("partition", kw))),
 		f("change", props(f("type", kw), f("fields", kw), f("old_value", flat), f("new_value", flat))),
 		f("lineage", props(f("id", kw), f("input_record_ids", kw), f("input_hash", kw), f("chain", flat),
@@ -80,6 +82,7 @@ var runsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	// The events' name for the batch id, so that one query
 	// (batchaudit.batch.id:"...") selects a run across all indices.
 	f("batchaudit", props(f("batch", props(f("id", `{"type":"alias","path":"batch_id"}`))))),
+	f("job_version", kw), f("config_hash", kw), f("run_type", kw), f("logical_date", kw), f("principals", kw),
 }, ",") + `}}`
 
 var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
@@ -92,7 +95,7 @@ var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]stri
 
 // templateVersion is bumped with every mapping change; a newer template
 // then replaces the installed one (new indices pick it up).
-const templateVersion = 2
+const templateVersion = 3
 
 // indexTemplate is a composable template for exactly one index name.
 func indexTemplate(index, mappings string) string {

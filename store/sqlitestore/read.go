@@ -232,11 +232,12 @@ func (s *Store) DeadLetters(ctx context.Context, from, to time.Time, limit int) 
 
 // datasetNames returns the names a dataset filter can mean: the whole string,
 // and every part after a "/" (namespaces such as postgres://db:5432 contain
-// slashes, so the split point is unknown).
+// slashes, so the split point is unknown) or after a ":" (a scheme-only
+// namespace, as in file:/data/in.csv).
 func datasetNames(d string) []any {
 	out := []any{d}
 	for i := 0; i < len(d); i++ {
-		if d[i] == '/' && i+1 < len(d) {
+		if (d[i] == '/' || d[i] == ':') && i+1 < len(d) {
 			out = append(out, d[i+1:])
 		}
 	}

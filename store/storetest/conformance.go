@@ -35,6 +35,49 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("Paging", func(t *testing.T) { testPaging(t, newLocation(t)) })
 	t.Run("SequenceAfterReopen", func(t *testing.T) { testReopen(t, newLocation(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, newLocation(t)) })
+	t.Run("RunContext", func(t *testing.T) { testRunContext(t, newLocation(t)) })
+}
+
+// testRunContext: the run context of batch starts and the authenticated
+// principals reach the run summaries, and a change of job version or
+// configuration between runs of a job is found from them.
+func testRunContext(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	for i, c := range []struct{ version, config, runType, principal string }{
+		{"v1", "c1", auditevent.RunNormal, "loader"},
+		{"v1", "c1", auditevent.RunRerun, "loader"},
+		{"v2", "c1", auditevent.RunNormal, "ci-bot"},
+		{"v2", "c2", auditevent.RunBackfill, "loader"},
+	} {
+		evs := RunEvents(fmt.Sprint("ctx", i), T0.Add(time.Duration(i)*time.Hour))
+		evs[0].JobVersion, evs[0].JobConfigHash, evs[0].RunType = c.version, c.config, c.runType
+		evs[0].LogicalDate = T0.Add(time.Duration(i) * 24 * time.Hour).Format(time.DateOnly)
+		for j := range evs {
+			evs[j].AuthPrincipal = c.principal
+		}
+		evs[1].AuthPrincipal = "other"
+		evs[1].Source = auditevent.Dataset{Namespace: "file", Name: fmt.Sprintf("/data/in-%d.csv", i)}
+		write(t, s, "default", Stored(evs...))
+	}
+	// A scheme-only namespace: the dataset id is file:/data/in-0.csv.
+	got, err := s.Events(ctx, store.EventQuery{Dataset: "file:/data/in-0.csv"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "/data/in-0.csv", got[0].Source.Name)
+	runs, err := s.Runs(ctx, store.RunQuery{JobName: "orders-clean"})
+	require.NoError(t, err)
+	require.Len(t, runs, 4)
+	assert.Contains(t, runs[0].Sources, "file:/data/in-0.csv")
+	r := runs[3]
+	assert.Equal(t, [4]string{"v2", "c2", auditevent.RunBackfill, "2026-11-04"}, [4]string{r.JobVersion, r.ConfigHash, r.RunType, r.LogicalDate})
+	assert.Equal(t, []string{"loader", "other"}, r.Principals)
+	var changes []string
+	for _, c := range store.RunChanges(runs) {
+		changes = append(changes, c.BatchID+" after "+c.Previous.BatchID+": "+strings.Join(c.Changed, ","))
+	}
+	assert.Equal(t, []string{"ctx2 after ctx1: job_version", "ctx3 after ctx2: config_hash"}, changes)
 }
 
 func write(t *testing.T, s store.Store, stream string, events []store.StoredEvent) []store.Result {

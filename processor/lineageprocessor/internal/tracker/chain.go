@@ -11,12 +11,11 @@ import (
 // emitChain appends the lineage record of l ending in target, then the
 // records of l's parents that were not emitted yet (they ended up in the
 // same target through l; via names the lineage that carried them there).
-func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop, in *Input, via string, out []auditevent.Event) []auditevent.Event {
+func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop, via string, out []auditevent.Event) []auditevent.Event {
 	t.load(ctx, l)
 	t.touch(l.seg)
 	b := l.body
 	steps := sortedSteps(b.steps)
-	t.verify(r, l, steps, in)
 
 	chain := map[string]any{"target": hopMap(target)}
 	if b.source.name != "" || b.source.recordID != "" {
@@ -70,7 +69,7 @@ func (t *Tracker) emitChain(ctx context.Context, r *run, l *lineage, target hop,
 	l.flags |= flagEmitted
 	for _, pk := range b.parents {
 		if p := r.lineages[pk]; p != nil && p.flags&flagEmitted == 0 {
-			out = t.emitChain(ctx, r, p, target, in, l.key, out)
+			out = t.emitChain(ctx, r, p, target, l.key, out)
 		}
 	}
 	return out
@@ -86,29 +85,41 @@ func (t *Tracker) parentRecords(r *run, keys []string) []string {
 	return ids
 }
 
-// verify reports a checksum break when a step's input hash differs from the
-// output hash of the step before it (or the read, or the parent it split
-// from). An unknown hash on either side is not a break.
-func (t *Tracker) verify(r *run, l *lineage, steps []step, in *Input) {
-	if l.flags&flagBroken != 0 {
-		return
-	}
-	prev := l.body.startHash
-	broken := false
-	for i := range steps {
-		if !steps[i].multi && steps[i].inHash != "" && prev != "" && steps[i].inHash != prev {
-			broken = true
-		}
-		prev = steps[i].outHash
-	}
-	if in != nil && in.Name == auditevent.RecordWrite && in.InputHash != "" && prev != "" && in.InputHash != prev {
-		broken = true
-	}
-	if broken {
+// verify marks l broken when its chain breaks (see broken) before its
+// latest write. It runs when the run settles, on the whole chain, so a step
+// that arrived after the write counts like any other.
+func (t *Tracker) verify(ctx context.Context, r *run, l *lineage) {
+	t.load(ctx, l)
+	if t.broken(ctx, r, l, l.body.writeHash) {
 		l.flags |= flagBroken
-		r.breaks.add(l.recordID, t.cfg.MaxFindingIDs)
-		r.dirtyMeta = true
+	} else {
+		l.flags &^= flagBroken
 	}
+}
+
+// broken reports whether a step's input hash differs from the output hash
+// of the step before it (or the read's, or the split parent's last output),
+// or writeHash from the last output. An unknown hash on either side is not
+// a break; join steps are not checked.
+func (t *Tracker) broken(ctx context.Context, r *run, l *lineage, writeHash string) bool {
+	t.load(ctx, l)
+	// Each output is known in its canonical form and, when the job sent
+	// another one, in the job's form: the next input may name either.
+	prev, alt := l.body.startHash, l.body.startAlt
+	if l.flags&flagRead == 0 && len(l.body.parents) == 1 {
+		// A split child continues its parent's chain.
+		if p := r.lineages[l.body.parents[0]]; p != nil {
+			t.load(ctx, p)
+			prev, alt = lastHashes(p.body)
+		}
+	}
+	for _, st := range sortedSteps(l.body.steps) {
+		if !st.multi && st.inHash != "" && prev != "" && st.inHash != prev && st.inHash != alt {
+			return true
+		}
+		prev, alt = st.outHash, st.outAlt
+	}
+	return writeHash != "" && prev != "" && writeHash != prev && writeHash != alt
 }
 
 func hopMap(h hop) map[string]any {

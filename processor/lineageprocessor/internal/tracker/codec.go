@@ -6,8 +6,10 @@ import (
 )
 
 // Segments are stored in a compact binary form: they are written on every
-// spill and checkpoint, so JSON would dominate the cost.
-const segVersion = 1
+// spill and checkpoint, so JSON would dominate the cost. Version 2 added the
+// write hash and the pending writes of a body, version 3 the job's own form
+// of replaced hashes; older versions are still read.
+const segVersion = 3
 
 var errCorrupt = errors.New("lineage segment is corrupt")
 
@@ -133,6 +135,15 @@ func encodeSegment(s *segment) []byte {
 		} else {
 			e.u(0)
 		}
+		e.s(b.writeHash)
+		e.u(uint64(len(b.pending)))
+		for _, p := range b.pending {
+			e.hop(p)
+		}
+		e.s(b.startAlt)
+		for _, st := range b.steps {
+			e.s(st.outAlt)
+		}
 	}
 	return e.b
 }
@@ -140,7 +151,8 @@ func encodeSegment(s *segment) []byte {
 // decodeSegment reads lineages written by encodeSegment.
 func decodeSegment(data []byte) ([]*lineage, error) {
 	d := dec{b: data}
-	if v := d.u(); d.err == nil && v != segVersion {
+	v := d.u()
+	if d.err == nil && (v < 1 || v > segVersion) {
 		return nil, errCorrupt
 	}
 	n := d.u()
@@ -174,6 +186,22 @@ func decodeSegment(data []byte) ([]*lineage, error) {
 		b.parents = d.ss()
 		b.unresolved = d.ss()
 		b.truncated = d.u() == 1
+		if v >= 2 {
+			b.writeHash = d.s()
+			np := d.u()
+			if d.err != nil || np > uint64(len(d.b)) {
+				return nil, errCorrupt
+			}
+			for j := uint64(0); j < np; j++ {
+				b.pending = append(b.pending, d.hop())
+			}
+		}
+		if v >= 3 {
+			b.startAlt = d.s()
+			for j := range b.steps {
+				b.steps[j].outAlt = d.s()
+			}
+		}
 		l.body = b
 		out = append(out, l)
 	}

@@ -83,16 +83,19 @@ func (t *Tracker) loadSeen(ctx context.Context, r *run, n int) error {
 	return nil
 }
 
+// idsVersion versions the chunks of event ids.
+const idsVersion = 1
+
 func encodeIDs(ids []string) []byte {
 	e := enc{b: make([]byte, 0, 40*len(ids)+8)}
-	e.u(segVersion)
+	e.u(idsVersion)
 	e.ss(ids)
 	return e.b
 }
 
 func decodeIDs(data []byte) ([]string, error) {
 	d := dec{b: data}
-	if v := d.u(); d.err == nil && v != segVersion {
+	if v := d.u(); d.err == nil && v != idsVersion {
 		return nil, errCorrupt
 	}
 	ids := d.ss()

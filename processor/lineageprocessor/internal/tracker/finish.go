@@ -10,77 +10,241 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 )
 
-// finish closes a run at its batch end (or at run_timeout when timedOut):
-// it emits the dataset edges and the findings, forgets the run's state and
-// remembers the derived events for a redelivered batch end.
-func (t *Tracker) finish(ctx context.Context, r *run, in *Input, timedOut bool, out []auditevent.Event) []auditevent.Event {
+// closedRun is what the tracker keeps of a settled run: its derived events,
+// re-emitted for a redelivered batch end, and its result, for children that
+// start late. After a restart only the id is known.
+type closedRun struct {
+	events []auditevent.Event
+	result string
+}
+
+// settle closes a run: after its batch end and settle_time (or at its batch
+// end when settle_time is 0), or at run_timeout when timedOut. It emits the
+// writes still waiting for a read, the dataset edges and the findings,
+// decided on the whole run; closes its start-only children; forgets the
+// run's state and remembers its derived events.
+func (t *Tracker) settle(ctx context.Context, r *run, timedOut bool, out []auditevent.Event) []auditevent.Event {
 	at := time.Unix(0, r.lastTime).UTC()
-	if in != nil && !in.Time.IsZero() {
-		at = in.Time.UTC()
+	if r.end != nil && r.end.Time > 0 {
+		at = time.Unix(0, r.end.Time).UTC()
 	}
 	if timedOut || at.Unix() <= 0 {
 		at = t.cfg.Now().UTC()
 	}
 	start := len(out)
-	out = t.edges(r, at, out)
+	if r.end != nil && r.end.ByParent {
+		out = append(out, t.childEnd(r, r.parent, at, r.end.Result))
+	}
 
-	var lost idList
+	// Writes whose read never came: their chains start at the write.
+	var lost, noRead, breaks []string
 	for _, seg := range r.segments {
 		for _, l := range seg.lineages {
-			if l.state == stateOpen && l.flags&flagRead != 0 {
-				lost.add(l.recordID, t.cfg.MaxFindingIDs)
+			if l.flags&flagPending != 0 {
+				if t.waitsForStart(ctx, l) {
+					noRead = append(noRead, l.recordID)
+				}
+				out = t.emitPending(ctx, r, l, true, out)
 			}
 		}
 	}
-	if lost.Total > 0 {
+	out = t.edges(r, at, out)
+	for _, seg := range r.segments {
+		for _, l := range seg.lineages {
+			if l.state == stateOpen && l.flags&flagRead != 0 {
+				lost = append(lost, l.recordID)
+			}
+			if l.flags&flagEmitted != 0 {
+				if t.verify(ctx, r, l); l.flags&flagBroken != 0 {
+					breaks = append(breaks, l.recordID)
+				}
+			}
+		}
+		t.enforceBudget(ctx)
+	}
+	if len(lost) > 0 {
 		out = t.finding(r, at, auditevent.FindingDataLoss, auditevent.SeverityHigh, lost,
-			fmt.Sprintf("%d record(s) were read but never written, skipped or errored", lost.Total), out)
+			fmt.Sprintf("%d record(s) were read but never written, skipped or errored", len(lost)), out)
 	}
-	if r.noRead.Total > 0 {
-		out = t.finding(r, at, auditevent.FindingWriteWithoutRead, auditevent.SeverityMedium, r.noRead,
-			fmt.Sprintf("%d record write(s) have no matching read", r.noRead.Total), out)
+	if len(noRead) > 0 {
+		out = t.finding(r, at, auditevent.FindingWriteWithoutRead, auditevent.SeverityMedium, noRead,
+			fmt.Sprintf("%d record write(s) have no matching read", len(noRead)), out)
 	}
-	if r.breaks.Total > 0 {
-		out = t.finding(r, at, auditevent.FindingChecksumBreak, auditevent.SeverityHigh, r.breaks,
-			fmt.Sprintf("%d chain(s) have a step whose input hash differs from the previous output hash", r.breaks.Total), out)
+	if len(breaks) > 0 {
+		out = t.finding(r, at, auditevent.FindingChecksumBreak, auditevent.SeverityHigh, breaks,
+			fmt.Sprintf("%d chain(s) have a step whose input hash differs from the previous output hash", len(breaks)), out)
 	}
-	if in != nil && in.Counters != nil {
-		if msg := reconcile(*in.Counters, r.observed); msg != "" {
-			out = t.finding(r, at, auditevent.FindingCountMismatch, auditevent.SeverityHigh, idList{}, msg, out)
+	if e := r.end; e != nil && e.Counters != nil && !e.Statistics {
+		if msg := reconcile(*e.Counters, r.observed); msg != "" {
+			out = t.finding(r, at, auditevent.FindingCountMismatch, auditevent.SeverityHigh, nil, msg, out)
 		}
 	}
 	if timedOut {
 		idle := time.Duration(t.cfg.Now().UnixNano() - r.lastSeen).Round(time.Second)
-		out = t.finding(r, at, auditevent.FindingRunTimeout, auditevent.SeverityMedium, idList{},
+		out = t.finding(r, at, auditevent.FindingRunTimeout, auditevent.SeverityMedium, nil,
 			fmt.Sprintf("run has no batch end after %s without events (run_timeout %s); findings are as of its last event", idle, t.cfg.RunTimeout), out)
 	}
+	result := ""
+	if r.end != nil {
+		result = r.end.Result
+	}
 	t.drop(ctx, r)
-	t.remember(r.batchID, slices.Clone(out[start:]))
+	t.remember(r.batchID, &closedRun{events: slices.Clone(out[start:]), result: result})
+	return t.closeChildren(ctx, r, at, result, out)
+}
+
+// closeChildren ends the runs of this parent that only ever started (Spark
+// reports actions as child runs that send START and nothing else): each gets
+// a batch end derived from the parent's, with the parent's result, and is
+// settled with it.
+func (t *Tracker) closeChildren(ctx context.Context, parent *run, at time.Time, result string, out []auditevent.Event) []auditevent.Event {
+	var kids []*run
+	for _, c := range t.runs {
+		if c.parent == parent.batchID && c.startOnly && (c.end == nil || c.end.ByParent) {
+			kids = append(kids, c)
+		}
+	}
+	slices.SortFunc(kids, func(a, b *run) int { return strings.Compare(a.batchID, b.batchID) })
+	for _, c := range kids {
+		c.end = &runEnd{At: t.cfg.Now().UnixNano(), Time: at.UnixNano(), Result: result, ByParent: true}
+		out = t.settle(ctx, c, false, out)
+	}
 	return out
 }
 
-// reconcile compares the job's counters with themselves and with the events
-// observed; it returns "" when they agree.
+// childEnd is the batch end derived for a start-only child run.
+func (t *Tracker) childEnd(c *run, parent string, at time.Time, result string) auditevent.Event {
+	if result == "" {
+		result = auditevent.ResultSuccess
+	}
+	return auditevent.Event{
+		ID:            auditevent.DeterministicID(DerivedBy, auditevent.BatchEnd, c.batchID),
+		Name:          auditevent.BatchEnd,
+		Time:          at,
+		BatchID:       c.batchID,
+		ParentBatchID: parent,
+		JobName:       c.jobName,
+		JobNamespace:  c.jobNamespace,
+		BatchResult:   result,
+		Body:          "run sent no end of its own; closed when its parent run " + parent + " ended",
+		DerivedBy:     DerivedBy,
+	}
+}
+
+// late handles an event of a run that has settled. It is not tracked; a
+// redelivered batch end re-emits the run's derived events (same ids), and an
+// event that would have resolved one of the run's findings is reported as a
+// late_event finding, so the trail never holds a finding and its refutation
+// without saying so.
+func (t *Tracker) late(c *closedRun, in *Input, out []auditevent.Event) []auditevent.Event {
+	if in.Name == auditevent.BatchEnd {
+		return append(out, c.events...)
+	}
+	if t.cfg.Hooks.Late != nil {
+		t.cfg.Hooks.Late()
+	}
+	var resolves []string
+	for _, f := range c.events {
+		if f.Name != auditevent.Finding {
+			continue
+		}
+		if f.FindingType == auditevent.FindingCountMismatch && isRecordEvent(in.Name) {
+			resolves = append(resolves, f.FindingType)
+			continue
+		}
+		listed := slices.Contains(f.FindingRecords, in.RecordID) || int64(len(f.FindingRecords)) < findingTotal(f)
+		switch {
+		case !listed || in.RecordID == "":
+		case f.FindingType == auditevent.FindingDataLoss && in.Name != auditevent.RecordRead && isRecordEvent(in.Name),
+			f.FindingType == auditevent.FindingWriteWithoutRead && in.Name == auditevent.RecordRead,
+			f.FindingType == auditevent.FindingChecksumBreak && in.Name == auditevent.RecordTransform:
+			resolves = append(resolves, f.FindingType)
+		}
+	}
+	if len(resolves) == 0 {
+		return out
+	}
+	what := in.EventID
+	if what == "" {
+		what = in.Name + "/" + in.RecordID
+	}
+	var ids []string
+	if in.RecordID != "" {
+		ids = []string{in.RecordID}
+	}
+	msg := fmt.Sprintf("%s of record %q arrived after the run settled (settle_time %s) and was not taken into account; "+
+		"it may resolve the run's %s finding(s)", in.Name, in.RecordID, t.cfg.SettleTime, strings.Join(resolves, ", "))
+	at := in.Time
+	if at.IsZero() {
+		at = t.cfg.Now()
+	}
+	ev := auditevent.Event{
+		ID:              auditevent.DeterministicID(DerivedBy, auditevent.Finding, in.BatchID, auditevent.FindingLateEvent, what),
+		Name:            auditevent.Finding,
+		Time:            at.UTC(),
+		BatchID:         in.BatchID,
+		JobName:         in.JobName,
+		JobNamespace:    in.JobNamespace,
+		FindingType:     auditevent.FindingLateEvent,
+		FindingSeverity: auditevent.SeverityLow,
+		FindingRecords:  ids,
+		FindingMessage:  msg,
+		DerivedBy:       DerivedBy,
+	}
+	if t.cfg.Hooks.Finding != nil {
+		t.cfg.Hooks.Finding(ev.FindingType)
+	}
+	return append(out, ev)
+}
+
+func isRecordEvent(name string) bool {
+	switch name {
+	case auditevent.RecordRead, auditevent.RecordTransform, auditevent.RecordWrite, auditevent.RecordSkip, auditevent.RecordError:
+		return true
+	}
+	return false
+}
+
+// findingTotal is the number of records a finding covers (its message
+// says when more than the listed ids).
+func findingTotal(f auditevent.Event) int64 {
+	var n int64
+	if _, err := fmt.Sscanf(f.FindingMessage, "%d", &n); err != nil {
+		return int64(len(f.FindingRecords))
+	}
+	return n
+}
+
+// reconcile compares the job's counters with themselves and, when the run
+// sent record events at all, with the events observed; it returns "" when
+// they agree. A run that reports only totals is not compared with events
+// it never meant to send.
 func reconcile(c, seen auditevent.Counters) string {
 	var probs []string
 	if c.Read != c.Written+c.Skipped+c.Errored {
 		probs = append(probs, fmt.Sprintf("job counters do not add up: read %d != written %d + skipped %d + errored %d",
 			c.Read, c.Written, c.Skipped, c.Errored))
 	}
-	for _, x := range []struct {
-		name       string
-		job, event int64
-	}{{"read", c.Read, seen.Read}, {"written", c.Written, seen.Written}, {"skipped", c.Skipped, seen.Skipped}, {"errored", c.Errored, seen.Errored}} {
-		if x.job != x.event {
-			probs = append(probs, fmt.Sprintf("job reports %s %d but %d %s event(s) were observed", x.name, x.job, x.event, x.name))
+	if seen != (auditevent.Counters{}) {
+		for _, x := range []struct {
+			name       string
+			job, event int64
+		}{{"read", c.Read, seen.Read}, {"written", c.Written, seen.Written}, {"skipped", c.Skipped, seen.Skipped}, {"errored", c.Errored, seen.Errored}} {
+			if x.job != x.event {
+				probs = append(probs, fmt.Sprintf("job reports %s %d but %d %s event(s) were observed", x.name, x.job, x.event, x.name))
+			}
 		}
 	}
 	return strings.Join(probs, "; ")
 }
 
-func (t *Tracker) finding(r *run, at time.Time, typ, severity string, ids idList, msg string, out []auditevent.Event) []auditevent.Event {
-	if int64(len(ids.IDs)) < ids.Total {
-		msg += fmt.Sprintf(" (first %d of %d ids listed)", len(ids.IDs), ids.Total)
+// finding appends a finding listing the first record ids in sorted order,
+// so it reads the same whatever order the events arrived in.
+func (t *Tracker) finding(r *run, at time.Time, typ, severity string, ids []string, msg string, out []auditevent.Event) []auditevent.Event {
+	slices.Sort(ids)
+	if len(ids) > t.cfg.MaxFindingIDs {
+		msg += fmt.Sprintf(" (first %d of %d ids listed)", t.cfg.MaxFindingIDs, len(ids))
+		ids = ids[:t.cfg.MaxFindingIDs]
 	}
 	if t.cfg.Hooks.Finding != nil {
 		t.cfg.Hooks.Finding(typ)
@@ -94,7 +258,7 @@ func (t *Tracker) finding(r *run, at time.Time, typ, severity string, ids idList
 		JobNamespace:    r.jobNamespace,
 		FindingType:     typ,
 		FindingSeverity: severity,
-		FindingRecords:  slices.Clone(ids.IDs),
+		FindingRecords:  slices.Clone(ids),
 		FindingMessage:  msg,
 		DerivedBy:       DerivedBy,
 	})
@@ -132,7 +296,7 @@ func (t *Tracker) edges(r *run, at time.Time, out []auditevent.Event) []auditeve
 		for _, o := range r.outputs {
 			if !seen[[2]string{i, o}] {
 				seen[[2]string{i, o}] = true
-				list = append(list, edge{src: ParseDataset(i), dst: ParseDataset(o)})
+				list = append(list, edge{src: auditevent.ParseDataset(i), dst: auditevent.ParseDataset(o)})
 			}
 		}
 	}
@@ -192,26 +356,11 @@ func columnsFor(columns map[string]any, src, dst auditevent.Dataset) map[string]
 	return map[string]any{dst.String(): out}
 }
 
-// ParseDataset splits an OpenLineage "namespace/name" string. Namespaces are
-// URIs whose authority ends at the first slash after "://"
-// (postgres://db:5432/sales.orders); without a scheme the first slash splits.
-func ParseDataset(s string) auditevent.Dataset {
-	from := 0
-	if i := strings.Index(s, "://"); i >= 0 {
-		from = i + 3
-	}
-	j := strings.IndexByte(s[from:], '/')
-	if j < 0 {
-		return auditevent.Dataset{Name: s}
-	}
-	return auditevent.Dataset{Namespace: s[:from+j], Name: s[from+j+1:]}
-}
-
-func (t *Tracker) remember(batchID string, events []auditevent.Event) {
+func (t *Tracker) remember(batchID string, c *closedRun) {
 	if _, ok := t.closed[batchID]; !ok {
 		t.closedOrder = append(t.closedOrder, batchID)
 	}
-	t.closed[batchID] = events
+	t.closed[batchID] = c
 	for len(t.closedOrder) > t.cfg.MaxClosedRuns {
 		delete(t.closed, t.closedOrder[0])
 		t.closedOrder = t.closedOrder[1:]
@@ -219,22 +368,52 @@ func (t *Tracker) remember(batchID string, events []auditevent.Event) {
 	t.indexDirty = true
 }
 
-// Expire finishes the runs that had no event for run_timeout.
+// Expire settles the runs that had no event for run_timeout and no batch
+// end, with a run_timeout finding.
 func (t *Tracker) Expire(ctx context.Context) []auditevent.Event {
 	if t.cfg.RunTimeout <= 0 {
 		return nil
 	}
 	now := t.cfg.Now().UnixNano()
-	var expired []*run
+	return t.settleWhere(ctx, true, func(r *run) bool {
+		return (r.end == nil || r.end.ByParent && !r.startOnly) && now-r.lastSeen >= int64(t.cfg.RunTimeout)
+	})
+}
+
+// Settle settles the runs whose batch end came at least settle_time ago,
+// with no event for settle_time since. The caller calls it periodically
+// (the processor from its ticker); the clock is Config.Now.
+func (t *Tracker) Settle(ctx context.Context) []auditevent.Event {
+	now := t.cfg.Now().UnixNano()
+	settle := int64(t.cfg.SettleTime)
+	return t.settleWhere(ctx, false, func(r *run) bool {
+		if r.end == nil || (r.end.ByParent && !r.startOnly) {
+			return false // a child that did more than start waits for its own end
+		}
+		return now-max(r.end.At, r.lastSeen) >= settle
+	})
+}
+
+// SettleEnded settles every run whose batch end has arrived, without
+// waiting for settle_time: for a shutdown without a store, which would lose
+// the runs' state anyway.
+func (t *Tracker) SettleEnded(ctx context.Context) []auditevent.Event {
+	return t.settleWhere(ctx, false, func(r *run) bool { return r.end != nil && (!r.end.ByParent || r.startOnly) })
+}
+
+func (t *Tracker) settleWhere(ctx context.Context, timedOut bool, due func(*run) bool) []auditevent.Event {
+	var list []*run
 	for _, r := range t.runs {
-		if now-r.lastSeen >= int64(t.cfg.RunTimeout) {
-			expired = append(expired, r)
+		if due(r) {
+			list = append(list, r)
 		}
 	}
-	slices.SortFunc(expired, func(a, b *run) int { return strings.Compare(a.batchID, b.batchID) })
+	slices.SortFunc(list, func(a, b *run) int { return strings.Compare(a.batchID, b.batchID) })
 	var out []auditevent.Event
-	for _, r := range expired {
-		out = t.finish(ctx, r, nil, true, out)
+	for _, r := range list {
+		if t.runs[r.batchID] == r { // not settled already as a child of an earlier one
+			out = t.settle(ctx, r, timedOut, out)
+		}
 	}
 	return out
 }

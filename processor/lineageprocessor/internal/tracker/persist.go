@@ -41,12 +41,15 @@ type runMeta struct {
 	Segments     int                  `json:"segments"`
 	Observed     auditevent.Counters  `json:"observed"`
 	Edges        [][3]int64           `json:"edges,omitempty"`
-	NoRead       idList               `json:"no_read"`
-	Breaks       idList               `json:"breaks"`
 	Inputs       []string             `json:"inputs,omitempty"`
 	Outputs      []string             `json:"outputs,omitempty"`
 	Columns      map[string]any       `json:"columns,omitempty"`
 	SeenChunks   int                  `json:"seen_chunks,omitempty"`
+	Parent       string               `json:"parent,omitempty"`
+	// StartOnly is stored inverted so that summaries written before it
+	// existed read as "did more than start".
+	NotStartOnly bool    `json:"not_start_only,omitempty"`
+	End          *runEnd `json:"end,omitempty"`
 }
 
 // put queues a write for the next Checkpoint.
@@ -55,6 +58,15 @@ func (t *Tracker) put(key string, value []byte) {
 		t.pending = map[string][]byte{}
 	}
 	t.pending[key] = value
+}
+
+// Stage queues a write of the caller's own key (nil: a delete) into the next
+// Checkpoint, so it is stored in the same batch as the state it belongs to.
+// Without a store it does nothing.
+func (t *Tracker) Stage(key string, value []byte) {
+	if t.cfg.Store != nil {
+		t.put(key, value)
+	}
 }
 
 // del queues a delete for the next Checkpoint (a nil pending value).
@@ -275,8 +287,8 @@ func (r *run) meta() runMeta {
 	m := runMeta{
 		BatchID: r.batchID, JobName: r.jobName, JobNamespace: r.jobNamespace,
 		LastSeen: r.lastSeen, LastTime: r.lastTime, Datasets: r.datasets, Segments: len(r.segments),
-		Observed: r.observed, NoRead: r.noRead, Breaks: r.breaks, Inputs: r.inputs, Outputs: r.outputs, Columns: r.columns,
-		SeenChunks: r.seenN,
+		Observed: r.observed, Inputs: r.inputs, Outputs: r.outputs, Columns: r.columns,
+		SeenChunks: r.seenN, Parent: r.parent, NotStartOnly: !r.startOnly, End: r.end,
 	}
 	for k, n := range r.edges {
 		m.Edges = append(m.Edges, [3]int64{int64(k.src), int64(k.dst), n})
@@ -298,7 +310,7 @@ func (t *Tracker) Load(ctx context.Context) error {
 		return fmt.Errorf("lineage state index: %w", err)
 	}
 	for _, id := range doc.Closed {
-		t.remember(id, nil)
+		t.remember(id, &closedRun{})
 	}
 	var errs []error
 	for _, id := range doc.Active {
@@ -325,7 +337,8 @@ func (t *Tracker) loadRun(ctx context.Context, batchID string) error {
 	for _, d := range m.Datasets {
 		r.dataset(d)
 	}
-	r.observed, r.noRead, r.breaks, r.inputs, r.outputs, r.columns = m.Observed, m.NoRead, m.Breaks, m.Inputs, m.Outputs, m.Columns
+	r.observed, r.inputs, r.outputs, r.columns = m.Observed, m.Inputs, m.Outputs, m.Columns
+	r.parent, r.startOnly, r.end = m.Parent, !m.NotStartOnly, m.End
 	for _, e := range m.Edges {
 		r.edges[edgeKey{int32(e[0]), int32(e[1])}] = e[2]
 	}
@@ -365,6 +378,14 @@ func (t *Tracker) loadRun(ctx context.Context, batchID string) error {
 			}
 			if l.hasHash {
 				r.byHash[l.hash] = l
+			}
+			for _, u := range l.body.unresolved {
+				r.waiting[u] = append(r.waiting[u], l)
+			}
+			if adoptable(l) && len(l.body.steps) > 0 {
+				if h := sortedSteps(l.body.steps)[0].inHash; h != "" {
+					r.byStart[hashKey(h)] = l
+				}
 			}
 			if l.state == stateOpen {
 				t.open++

@@ -26,19 +26,6 @@ func segKey(batchID string, n int) string {
 
 func runKey(batchID string) string { return "run/" + batchID }
 
-// idList keeps the first ids of a finding and the total count.
-type idList struct {
-	IDs   []string `json:"ids,omitempty"`
-	Total int64    `json:"total"`
-}
-
-func (l *idList) add(id string, limit int) {
-	l.Total++
-	if len(l.IDs) < limit {
-		l.IDs = append(l.IDs, id)
-	}
-}
-
 type edgeKey struct{ src, dst int32 }
 
 // run is the state of one batch run.
@@ -55,12 +42,23 @@ type run struct {
 	lineages map[string]*lineage   // by lineage id
 	byRecord map[string]*lineage   // record id -> latest lineage
 	byHash   map[[32]byte]*lineage // latest output hash -> lineage
+	// waiting: input record ids a join or split named before they were
+	// read -> the lineages waiting for them.
+	waiting map[string][]*lineage
+	// byStart: the first input hash of chains begun by a step before any
+	// read, for a read whose record id differs from the step's.
+	byStart  map[[32]byte]*lineage
 	segments []*segment
+
+	parent string // parent batch id
+	// startOnly: the run has had only batch start/progress events so far.
+	startOnly bool
+	// end is set once the run's batch end arrived (or, for a start-only
+	// child, its parent settled): the run settles settle_time after it.
+	end *runEnd
 
 	observed  auditevent.Counters
 	edges     map[edgeKey]int64
-	noRead    idList
-	breaks    idList
 	inputs    []string
 	outputs   []string
 	columns   map[string]any
@@ -82,8 +80,23 @@ func newRun(batchID string) *run {
 		byRecord:   map[string]*lineage{},
 		byHash:     map[[32]byte]*lineage{},
 		edges:      map[edgeKey]int64{},
+		waiting:    map[string][]*lineage{},
+		byStart:    map[[32]byte]*lineage{},
+		startOnly:  true,
 		dirtyMeta:  true,
 	}
+}
+
+// runEnd is what a run's batch end said, kept until the run settles.
+type runEnd struct {
+	At       int64                `json:"at"`   // clock time the end was handled
+	Time     int64                `json:"time"` // the batch end's event time, unix nanos
+	Result   string               `json:"result,omitempty"`
+	Counters *auditevent.Counters `json:"counters,omitempty"`
+	// Statistics: the counters are OpenLineage dataset statistics.
+	Statistics bool `json:"statistics,omitempty"`
+	// ByParent: no batch end of its own; closed because its parent ended.
+	ByParent bool `json:"by_parent,omitempty"`
 }
 
 func (r *run) dataset(d auditevent.Dataset) int32 {
@@ -111,6 +124,22 @@ func (r *run) note(in *Input, now int64) {
 	if r.jobNamespace == "" && in.JobNamespace != "" {
 		r.jobNamespace = in.JobNamespace
 		r.dirtyMeta = true
+	}
+	if r.parent == "" && in.ParentBatchID != "" {
+		r.parent = in.ParentBatchID
+		r.dirtyMeta = true
+	}
+	if r.startOnly && in.Name != auditevent.BatchStart && in.Name != auditevent.BatchProgress {
+		r.startOnly = false
+		r.dirtyMeta = true
+	}
+}
+
+// alias makes l findable by the job's own form of a hash the receiver
+// replaced, which the job's next event names.
+func (r *run) alias(l *lineage, senderHash string) {
+	if senderHash != "" {
+		r.byHash[hashKey(senderHash)] = l
 	}
 }
 

@@ -27,9 +27,13 @@ type Input struct {
 	JobName      string
 	JobNamespace string
 
-	RecordID       string
-	LineageID      string
-	RecordHash     string
+	RecordID   string
+	LineageID  string
+	RecordHash string
+	// SenderHash is the record hash as the job sent it, when the receiver
+	// replaced it with the canonical hash (batchaudit.record.sender_hash):
+	// the job's next step names this one as its input.
+	SenderHash     string
 	InputHash      string
 	InputRecordIDs []string
 	Source         auditevent.Dataset
@@ -45,6 +49,12 @@ type Input struct {
 	Inputs        []string
 	Outputs       []string
 	ColumnLineage map[string]any
+
+	ParentBatchID string
+	Result        string // batch end result
+	// OpenLineage is set for events derived from OpenLineage: their
+	// counters are dataset statistics, not record accounting.
+	OpenLineage bool
 }
 
 // Store is the subset of the collector storage client the tracker uses.
@@ -72,6 +82,10 @@ type Hooks struct {
 type Config struct {
 	// RunTimeout expires runs with no event for this long.
 	RunTimeout time.Duration
+	// SettleTime is how long after its batch end (and its last event) a
+	// run's record-level findings wait for events still on their way (a
+	// job's requests may arrive in any order). 0 decides at the batch end.
+	SettleTime time.Duration
 	// MaxResidentLineages and MemoryLimitBytes bound the chain bodies held
 	// in memory; beyond either, the oldest segments are spilled to Store
 	// (or, without a Store, evicted and their chains marked truncated).
@@ -86,7 +100,10 @@ type Config struct {
 	MaxClosedRuns int
 	Store         Store
 	Hooks         Hooks
-	// Now is the wall clock (tests replace it).
+	// Now is the clock of every time decision (run_timeout, settle time);
+	// it defaults to the wall clock. Nothing else in the tracker reads the
+	// time, so a caller that replays events with their recorded times
+	// gets the same decisions.
 	Now func() time.Time
 }
 
@@ -103,8 +120,10 @@ const (
 const (
 	flagRead    uint8 = 1 << iota // started by a read event
 	flagEmitted                   // a lineage record was emitted for it
-	flagBroken                    // a checksum break was reported
+	flagBroken                    // its chain has a checksum break
 	flagCounted                   // counted as completed
+	flagPending                   // written before its start was known: the write waits in body.pending
+	flagDerived                   // a new record made by a join or split: it starts at its parents, not at a read
 )
 
 // lineage is the always-resident index entry of one chain. Its body (the
@@ -128,17 +147,28 @@ type hop struct {
 
 type step struct {
 	name, typ, subtype, params, inHash, outHash string
-	seq, time                                   int64
-	multi                                       bool // a join of several inputs: its input hash is not one chain's
+	// outAlt is the job's own form of outHash, when the receiver replaced
+	// it with the canonical one (see Input.SenderHash).
+	outAlt    string
+	seq, time int64
+	multi     bool // a join of several inputs: its input hash is not one chain's
 }
 
 type body struct {
 	source     hop
 	startHash  string // the hash the first step must consume
+	startAlt   string // the job's own form of startHash, if it differs
 	steps      []step
 	parents    []string
 	unresolved []string
 	truncated  bool // evicted without a store: steps were lost
+	// writeHash is the input hash of the latest write, kept so the chain
+	// can be verified again when a step arrives after the write.
+	writeHash string
+	// pending are writes that arrived before the lineage's read (or
+	// parent): their lineage records are emitted when it arrives, or when
+	// the run settles.
+	pending []hop
 }
 
 // size estimates the heap bytes of a body, for the memory budget.
@@ -146,13 +176,17 @@ func (b *body) size() int64 {
 	n := int64(160) + int64(len(b.source.namespace)+len(b.source.name)+len(b.source.recordID)+len(b.source.hash)+len(b.startHash))
 	for i := range b.steps {
 		s := &b.steps[i]
-		n += 112 + int64(len(s.name)+len(s.typ)+len(s.subtype)+len(s.params)+len(s.inHash)+len(s.outHash))
+		n += 112 + int64(len(s.name)+len(s.typ)+len(s.subtype)+len(s.params)+len(s.inHash)+len(s.outHash)+len(s.outAlt))
 	}
 	for _, p := range b.parents {
 		n += 16 + int64(len(p))
 	}
 	for _, p := range b.unresolved {
 		n += 16 + int64(len(p))
+	}
+	n += int64(len(b.writeHash) + len(b.startAlt))
+	for _, p := range b.pending {
+		n += 80 + int64(len(p.namespace)+len(p.name)+len(p.recordID)+len(p.hash))
 	}
 	return n
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 )
@@ -26,7 +28,7 @@ func jsonItemEvents(body []byte, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sink := newEventSink(FormatJSON, opt.ScopeName)
+	sink := newEventSink(FormatJSON, opt)
 	sink.res.Items = len(items)
 	keys, vals := internTables(len(items))
 	var members []kv
@@ -57,7 +59,7 @@ func jsonArrayEvents(body []byte, opt Options) (res *Result, ok bool) {
 	if opt.NDJSON {
 		return nil, false
 	}
-	sink := newEventSink(FormatJSON, opt.ScopeName)
+	sink := newEventSink(FormatJSON, opt)
 	keys, vals := internTables(min(len(body)/64+1, maxInterned))
 	var members []kv
 	f := flatBuilder{}
@@ -148,36 +150,52 @@ func EventFromFlat(m map[string]any) (auditevent.Event, []auditevent.FieldError)
 
 // flatBuilder maps the members of a flat JSON object one by one, so
 // JSONEvents can feed it straight from the reader without building the
-// top-level map.
+// top-level map. Members whose meaning depends on others (the event type,
+// metadata objects, the fields of a workflow audit record) are kept until
+// finish, when the whole object has been seen.
 type flatBuilder struct {
 	ev                           *auditevent.Event
 	probs                        []auditevent.FieldError
 	impliedResult, impliedChange string
+
+	// typeKey/typeVal: the event_name, event_type or type member (the last
+	// one wins, as before); named: an event_name or event_type was sent.
+	typeKey string
+	typeVal any
+	named   bool
+	// name and release: members of a ddeutil-workflow audit record.
+	name, release any
+	// meta: members of metadata / runs_metadata objects, mapped in finish.
+	meta        []kv
+	topCounters bool
 }
 
 // reset starts a new object that fills ev.
 func (f *flatBuilder) reset(ev *auditevent.Event) {
-	*f = flatBuilder{ev: ev}
+	meta := f.meta[:0]
+	*f = flatBuilder{ev: ev, meta: meta}
 }
 
 func (f *flatBuilder) bad(field, format string, args ...any) {
 	f.probs = append(f.probs, auditevent.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
 
-// member maps one top-level member.
+// member maps one top-level member. A null member is absent, whatever the
+// field: loggers that serialize every field send null for the unset ones.
 func (f *flatBuilder) member(k string, v any) {
+	if v == nil {
+		return
+	}
 	switch k {
 	case "event_name", "event_type", "type":
-		s, ok := v.(string)
-		if !ok {
-			f.bad(k, "must be a string, got %s", jsonKind(v))
-			return
+		f.typeKey, f.typeVal = k, v
+		if k != "type" {
+			f.named = true
 		}
-		name, res, change, known := eventName(s)
-		if !known {
-			f.bad(k, "unknown event type %q (use a batchaudit.* event name or its short form, e.g. record_write, batch_start, validation_pass)", s)
-		}
-		f.ev.Name, f.impliedResult, f.impliedChange = name, res, change
+	case "name":
+		f.name = v
+	case "release":
+		f.release = v
 	case "timestamp", "time", "event_time", "@timestamp":
 		t, err := parseTime(v)
 		if err != nil {
@@ -219,6 +237,9 @@ func (f *flatBuilder) member(k string, v any) {
 		case map[string]any:
 			for _, ak := range sortedKeys(a) {
 				av := a[ak]
+				if av == nil {
+					continue
+				}
 				if key, ok := actorKeys[ak]; ok {
 					f.ev.Set(key, av)
 				} else {
@@ -250,27 +271,83 @@ func (f *flatBuilder) member(k string, v any) {
 		}
 		for _, ck := range sortedKeys(c) {
 			cv := c[ck]
+			if cv == nil {
+				continue
+			}
 			if key, ok := counterKeys[ck]; ok {
 				f.ev.Set(key, cv)
 			} else {
 				f.bad(k+"."+ck, "unknown counter (use read, written, skipped, errored)")
 			}
 		}
-	case "attributes", "metadata", "labels":
+	case "attributes", "labels":
 		attrs, ok := v.(map[string]any)
 		if !ok {
 			f.bad(k, "must be an object, got %s", jsonKind(v))
 			return
 		}
 		for ak, av := range attrs {
-			f.ev.Set(ak, av) // reports nothing: order does not matter
+			if av != nil {
+				f.ev.Set(ak, av) // reports nothing: order does not matter
+			}
 		}
+	case "metadata", "runs_metadata":
+		attrs, ok := v.(map[string]any)
+		if !ok {
+			f.bad(k, "must be an object, got %s", jsonKind(v))
+			return
+		}
+		for _, ak := range sortedKeys(attrs) {
+			if av := attrs[ak]; av != nil {
+				f.meta = append(f.meta, kv{ak, av})
+			}
+		}
+	case "config", "params", "parameters":
+		f.config(k, v)
+	case "run_type":
+		f.runType(k, v)
+	case "logical_date", "execution_date", "data_interval_start":
+		f.logicalDate(k, v)
 	default:
 		if canon, ok := flatAliases[k]; ok {
 			k = canon
 		}
 		f.ev.Set(k, v)
 	}
+}
+
+// config takes a job configuration object; anything else is kept under its
+// own name.
+func (f *flatBuilder) config(k string, v any) {
+	if m, ok := v.(map[string]any); ok && f.ev.JobConfig == nil {
+		f.ev.JobConfig = m
+		return
+	}
+	f.ev.SetExtra(k, v)
+}
+
+func (f *flatBuilder) runType(k string, v any) {
+	if s, ok := v.(string); ok && f.ev.RunType == "" {
+		f.ev.RunType = runType(s)
+		return
+	}
+	f.ev.SetExtra(k, v)
+}
+
+// logicalDate keeps a date as sent, or as RFC 3339 UTC when it is a
+// timestamp (text or epoch number), so runs compare by it.
+func (f *flatBuilder) logicalDate(k string, v any) {
+	if f.ev.LogicalDate == "" {
+		if t, err := parseTime(v); err == nil {
+			f.ev.LogicalDate = t.Format(time.RFC3339Nano)
+			return
+		}
+		if s, ok := v.(string); ok && s != "" {
+			f.ev.LogicalDate = s
+			return
+		}
+	}
+	f.ev.SetExtra(k, v)
 }
 
 // add maps one object's members onto the sink's next event and adds it as
@@ -284,8 +361,28 @@ func (f *flatBuilder) add(sink *eventSink, idx int, members []kv) {
 	sink.add(idx, f.ev, "", f.finish())
 }
 
-// finish applies what the event type implied and returns the problems found.
+// finish resolves what needed the whole object (event type, workflow audit
+// records, metadata), applies what the event type implied and returns the
+// problems found.
 func (f *flatBuilder) finish() []auditevent.FieldError {
+	if f.release != nil && !f.named && !isEventType(f.typeVal) {
+		f.workflowRecord()
+	} else {
+		if f.typeVal != nil {
+			f.eventType(f.typeKey, f.typeVal)
+		}
+		if f.name != nil {
+			f.ev.Set("name", f.name)
+		}
+		if f.release != nil {
+			f.ev.Set("release", f.release)
+		}
+	}
+	f.topCounters = f.ev.Counters != nil
+	for _, m := range f.meta {
+		f.metaMember(m.k, m.v)
+	}
+	clear(f.meta)
 	if f.ev.BatchResult == "" && f.impliedResult != "" {
 		f.ev.BatchResult = f.impliedResult
 	}
@@ -293,6 +390,273 @@ func (f *flatBuilder) finish() []auditevent.FieldError {
 		f.ev.ChangeType = f.impliedChange
 	}
 	return f.probs
+}
+
+func (f *flatBuilder) eventType(k string, v any) {
+	s, ok := v.(string)
+	if !ok {
+		f.bad(k, "must be a string, got %s", jsonKind(v))
+		return
+	}
+	name, res, change, known := eventName(s)
+	if !known {
+		f.bad(k, "unknown event type %q (use a batchaudit.* event name or its short form, e.g. record_write, batch_start, validation_pass)", s)
+	}
+	f.ev.Name, f.impliedResult, f.impliedChange = name, res, change
+}
+
+func isEventType(v any) bool {
+	s, ok := v.(string)
+	if !ok {
+		return false
+	}
+	_, _, _, known := eventName(s)
+	return known
+}
+
+// workflowRecord maps a ddeutil-workflow audit record (name, release, type,
+// context, run_id, parent_run_id, runs_metadata), written once a workflow
+// release has run, onto the batch end of that run.
+func (f *flatBuilder) workflowRecord() {
+	ev := f.ev
+	ev.Name = auditevent.BatchEnd
+	if s, ok := f.name.(string); ok {
+		ev.JobName = s
+	} else if f.name != nil {
+		f.bad("name", "must be a string (the workflow name), got %s", jsonKind(f.name))
+	}
+	if s, ok := f.typeVal.(string); ok {
+		ev.RunType = runType(s)
+	} else if f.typeVal != nil {
+		f.bad("type", "must be a string (the release type), got %s", jsonKind(f.typeVal))
+	}
+	t, err := parseTime(f.release)
+	if err != nil {
+		f.bad("release", "%s", err.Error())
+	} else {
+		ev.LogicalDate = t.Format(time.RFC3339Nano)
+		if ev.Time.IsZero() {
+			ev.Time = t // the record carries no other time
+		}
+	}
+	ctx, _ := ev.Extra["context"].(map[string]any)
+	if ctx == nil {
+		if ev.BatchResult == "" {
+			f.bad("context.status", "is required: the workflow's result (SUCCESS, FAILED, SKIP or CANCEL)")
+		}
+		return
+	}
+	rest := make(map[string]any, len(ctx))
+	for k, v := range ctx {
+		switch k {
+		case "params":
+			if m, ok := v.(map[string]any); ok && ev.JobConfig == nil {
+				ev.JobConfig = m
+				continue
+			}
+		case "status":
+			if s, ok := v.(string); ok && ev.BatchResult == "" {
+				ev.BatchResult = batchResult(s)
+				continue
+			}
+		case "errors":
+			if m, ok := v.(map[string]any); ok {
+				if s, ok := firstString(m, "error_type", "name", "class"); ok && ev.ErrorType == "" {
+					ev.ErrorType = s
+				}
+				if s, ok := firstString(m, "message", "error_message"); ok && ev.ErrorMessage == "" {
+					ev.ErrorMessage = s
+				}
+			}
+		}
+		rest[k] = v
+	}
+	if ev.BatchResult == "" {
+		ev.BatchResult = workflowResult(ctx)
+	}
+	if ev.BatchResult == "" {
+		f.bad("context.status", "is required: the workflow's result (SUCCESS, FAILED, SKIP or CANCEL)")
+	}
+	if len(rest) > 0 {
+		ev.Extra["context"] = rest
+	} else {
+		delete(ev.Extra, "context")
+	}
+}
+
+// workflowResult derives a workflow's result from its context when it has
+// no status: failed when it reports errors or a failed job, cancelled when a
+// job was cancelled, successful when every job succeeded or was skipped.
+func workflowResult(ctx map[string]any) string {
+	if ctx["errors"] != nil {
+		return auditevent.ResultFailure
+	}
+	jobs, _ := ctx["jobs"].(map[string]any)
+	if len(jobs) == 0 {
+		return ""
+	}
+	res := auditevent.ResultSuccess
+	for _, j := range jobs {
+		m, _ := j.(map[string]any)
+		s, _ := m["status"].(string)
+		switch batchResult(s) {
+		case auditevent.ResultFailure:
+			return auditevent.ResultFailure
+		case auditevent.ResultCancellation:
+			res = auditevent.ResultCancellation
+		case auditevent.ResultSuccess, auditevent.ResultSkip:
+		default:
+			return ""
+		}
+	}
+	return res
+}
+
+func firstString(m map[string]any, keys ...string) (string, bool) {
+	for _, k := range keys {
+		if s, ok := m[k].(string); ok && s != "" {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// metaMember maps one member of a metadata object. Well-known keys of
+// hand-written loggers become model attributes when the event type gives
+// them that meaning and the field is still empty; canonical keys are taken
+// as they are; everything else (and any value that does not fit) is kept
+// under its own name. Nothing here rejects an event.
+func (f *flatBuilder) metaMember(k string, v any) {
+	ev := f.ev
+	if auditevent.IsAttribute(k) {
+		ev.Set(k, v)
+		return
+	}
+	run := ev.Name == auditevent.BatchStart || ev.Name == auditevent.BatchProgress || ev.Name == auditevent.BatchEnd
+	switch {
+	case k == "job_name" || k == "job":
+		if setStr(&ev.JobName, v) {
+			return
+		}
+	case k == "job_namespace":
+		if setStr(&ev.JobNamespace, v) {
+			return
+		}
+	case run && (k == "job_version" || k == "code_version" || k == "version" || k == "git_sha" || k == "git_commit"):
+		if setStr(&ev.JobVersion, v) {
+			return
+		}
+	case run && k == "config_hash":
+		if setStr(&ev.JobConfigHash, v) {
+			return
+		}
+	case run && (k == "config" || k == "params" || k == "parameters"):
+		if m, ok := v.(map[string]any); ok && ev.JobConfig == nil {
+			ev.JobConfig = m
+			return
+		}
+	case run && k == "run_type":
+		if s, ok := v.(string); ok && ev.RunType == "" {
+			ev.RunType = runType(s)
+			return
+		}
+	case run && (k == "logical_date" || k == "execution_date" || k == "data_interval_start"):
+		if ev.LogicalDate == "" {
+			f.logicalDate(k, v)
+			return
+		}
+	case run && (k == "parent_run_id" || k == "parent_batch_id"):
+		if setStr(&ev.ParentBatchID, v) {
+			return
+		}
+	case ev.Name == auditevent.BatchEnd && (k == "status" || k == "result"):
+		if s, ok := v.(string); ok && ev.BatchResult == "" {
+			if r := batchResult(s); auditevent.ValidResult(r) {
+				ev.BatchResult = r
+				return
+			}
+		}
+	case ev.Name == auditevent.BatchEnd && metaCounter[k] != "":
+		// Counters sent at the top level win as a whole.
+		if n, ok := v.(int64); ok && n >= 0 && !f.topCounters {
+			ev.Set(metaCounter[k], n)
+			return
+		}
+	case ev.Name == auditevent.RecordSkip && (k == "reason" || k == "skip_reason"):
+		if setStr(&ev.SkipReason, v) {
+			return
+		}
+	case ev.Name == auditevent.Checkpoint && (k == "checkpoint_id" || k == "id"):
+		if setStr(&ev.CheckpointID, v) {
+			return
+		}
+	case ev.Name == auditevent.Checkpoint && (k == "checkpoint_position" || k == "position" || k == "offset" || k == "last_record_id"):
+		if setStr(&ev.CheckpointPosition, v) {
+			return
+		}
+	case ev.Name == auditevent.Checkpoint && (k == "records_processed" || k == "processed"):
+		if n, ok := v.(int64); ok && ev.CheckpointRecords == nil {
+			ev.CheckpointRecords = &n
+			return
+		}
+	case ev.Name == auditevent.RecordError && (k == "error_type" || k == "error_message" || k == "error" || k == "error_stack" || k == "stacktrace"):
+		if setStr(errorField(ev, k), v) {
+			return
+		}
+	}
+	if _, taken := ev.Extra[k]; taken {
+		k = "metadata." + k // a top-level member of the same name was kept already
+	}
+	ev.SetExtra(k, v)
+}
+
+// setStr fills an empty string field with a string (or number) value and
+// reports whether it did.
+func setStr(dst *string, v any) bool {
+	if *dst != "" {
+		return false
+	}
+	switch t := v.(type) {
+	case string:
+		*dst = t
+	case int64:
+		*dst = strconv.FormatInt(t, 10)
+	default:
+		return false
+	}
+	return *dst != ""
+}
+
+func errorField(ev *auditevent.Event, k string) *string {
+	switch k {
+	case "error_type":
+		return &ev.ErrorType
+	case "error_stack", "stacktrace":
+		return &ev.ErrorStacktrace
+	}
+	return &ev.ErrorMessage
+}
+
+var metaCounter = map[string]string{
+	"records_read": auditevent.AttrRecordsRead, "records_written": auditevent.AttrRecordsWrite,
+	"records_skipped": auditevent.AttrRecordsSkip, "records_errored": auditevent.AttrRecordsError,
+}
+
+// runType maps the run types of schedulers and workflow tools onto normal,
+// rerun, backfill and dry_run; other values are kept (lower case).
+func runType(s string) string {
+	switch l := strings.ToLower(strings.TrimSpace(s)); l {
+	case "normal", "scheduled", "schedule", "manual", "triggered", "event", "asset_triggered":
+		return auditevent.RunNormal
+	case "rerun", "re-run", "retry", "force", "repair":
+		return auditevent.RunRerun
+	case "backfill", "catchup", "catch_up":
+		return auditevent.RunBackfill
+	case "dry_run", "dryrun", "dry-run":
+		return auditevent.RunDryRun
+	default:
+		return l
+	}
 }
 
 // sortedKeys gives the members of a decoded object in key order, so that the
@@ -390,7 +754,7 @@ func batchResult(s string) string {
 func toDataset(v any) (auditevent.Dataset, bool) {
 	switch t := v.(type) {
 	case string:
-		return splitDataset(t), true
+		return auditevent.ParseDataset(t), true
 	case map[string]any:
 		ns, ok1 := t["namespace"].(string)
 		name, ok2 := t["name"].(string)
@@ -400,21 +764,6 @@ func toDataset(v any) (auditevent.Dataset, bool) {
 		return auditevent.Dataset{Namespace: ns, Name: name}, true
 	}
 	return auditevent.Dataset{}, false
-}
-
-// splitDataset follows OpenLineage naming: the namespace is scheme://authority
-// and the name the rest of the path, e.g. postgres://db:5432/sales.orders.
-func splitDataset(s string) auditevent.Dataset {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return auditevent.Dataset{Name: s}
-	}
-	rest := s[i+3:]
-	j := strings.IndexByte(rest, '/')
-	if j < 0 {
-		return auditevent.Dataset{Namespace: s}
-	}
-	return auditevent.Dataset{Namespace: s[:i+3+j], Name: rest[j+1:]}
 }
 
 func hexID(v any, n int, field string, bad func(string, string, ...any)) string {

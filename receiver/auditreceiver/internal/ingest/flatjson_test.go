@@ -205,12 +205,6 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
-func TestSplitDataset(t *testing.T) {
-	assert.Equal(t, auditevent.Dataset{Namespace: "s3://bucket", Name: "a/b.csv"}, splitDataset("s3://bucket/a/b.csv"))
-	assert.Equal(t, auditevent.Dataset{Name: "orders.csv"}, splitDataset("orders.csv"))
-	assert.Equal(t, auditevent.Dataset{Namespace: "kafka://broker:9092"}, splitDataset("kafka://broker:9092"))
-}
-
 func TestWrongTypesAreReported(t *testing.T) {
 	body := `{"event_type":"record_write","timestamp":"2026-11-01T02:00:00Z","batch_id":"b","record_id":"1","target":"t",
 	  "new_value":"scalar","actor":7,"counters":{"read":"x","bogus":1},"source":[1]}`

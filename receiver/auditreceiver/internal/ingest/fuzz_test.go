@@ -42,7 +42,19 @@ func seedJSON(f *testing.F) {
 	f.Add([]byte(`{"event_type":"record_write","timestamp":1793498400,"batch_id":"b","record_id":1,"target":{"namespace":"n","name":"t"}}`))
 	f.Add([]byte("{\"a\":1}\n{\"b\":\n[1]\n"))
 	f.Add([]byte(`{"attributes":{"batchaudit.batch.records.read":"x"},"counters":[],"actor":{"roles":[1,{}]}}`))
+	// Hand-written loggers: nulls, metadata, a workflow audit record, a
+	// sender's hash in another format.
+	f.Add([]byte(seedBody))
+	f.Add([]byte(handWrittenBody))
 }
+
+// handWrittenBody mixes the shapes whose members are resolved only once the
+// whole object is seen, so both JSON paths must resolve them alike.
+const handWrittenBody = `[{"name":"w","release":"2024-01-15T10:30:00","type":"rerun","run_id":"r","context":{"status":"FAILED","params":{"a":1},"errors":{"name":"E"}},"runs_metadata":{"x":1}},
+ {"type":"record_write","release":1,"name":2,"timestamp":1793498400,"batch_id":"b","record_id":"1","target":"t","record_hash":"AB","new_value":{"a":1.0},"metadata":{"status":"s","custom":1},"custom":2},
+ {"event_type":"batch_end","batch_id":"b","timestamp":"2026-11-01T00:00:00Z","metadata":{"status":"done","records_read":1,"records_written":null,"job":"j","run_type":"dryrun","logical_date":1793498400},"counters":{"read":null}},
+ {"event_type":"checkpoint","batch_id":"b","timestamp":"2026-11-01T00:00:00Z","metadata":{"position":7,"processed":"x"}},
+ {"name":null,"release":"x","type":{},"batchaudit.auth.principal":"p","config":[1]}]`
 
 func FuzzJSONEvents(f *testing.F) {
 	seedJSON(f)
@@ -226,6 +238,8 @@ func TestJSONArrayFastPathAgrees(t *testing.T) {
 	for _, body := range []string{
 		string(jsonPayload(20, true)),
 		string(jsonPayload(20, false)),
+		seedBody,
+		handWrittenBody,
 		` [ {"event_type":"record_write","batch_id":"b","record_id":"1","target":"t","timestamp":"2026-11-01T00:00:00Z","record_id":"2"} ,` +
 			`{"event_type":"nope"}, {"event_type":"batch_start","batch_id":"b","job_name":"j","timestamp":"2026-11-01T00:00:00Z"} ] `,
 	} {

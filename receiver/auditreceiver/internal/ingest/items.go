@@ -17,6 +17,9 @@ type Options struct {
 	// NDJSON forces newline-delimited parsing (Content-Type
 	// application/x-ndjson); otherwise the shape is detected.
 	NDJSON bool
+	// Principal is who the receiver authenticated the request as; every
+	// accepted event records it in batchaudit.auth.principal.
+	Principal string
 }
 
 // splitItems accepts one JSON value, a JSON array of values, or NDJSON (one

@@ -38,6 +38,9 @@ type (
 				ProgrammingLanguage string `json:"programmingLanguage"`
 				StackTrace          string `json:"stackTrace"`
 			} `json:"errorMessage"`
+			NominalTime *struct {
+				NominalStartTime string `json:"nominalStartTime"`
+			} `json:"nominalTime"`
 		} `json:"facets"`
 	}
 	olRunRef struct {
@@ -71,6 +74,7 @@ type (
 	}
 	olRowCount struct {
 		RowCount *int64 `json:"rowCount"`
+		Size     *int64 `json:"size"`
 	}
 	olColumnLineage struct {
 		Fields map[string]struct {
@@ -108,7 +112,7 @@ func openLineageItems(body []byte, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
+	sink := newEventSink(FormatOpenLineage, opt)
 	sink.res.Items = len(items)
 	for i, raw := range items {
 		addOpenLineage(sink, i, raw, nil)
@@ -121,7 +125,7 @@ func openLineageItems(body []byte, opt Options) (*Result, error) {
 // found instead of being delimited first. ok is false for any other body;
 // the caller then takes the general path, which words the request errors.
 func openLineageArray(body []byte, opt Options) (*Result, bool) {
-	sink := newEventSink(FormatOpenLineage, opt.ScopeName)
+	sink := newEventSink(FormatOpenLineage, opt)
 	strs := map[string]string{}
 	err := arrayItems(body, opt.MaxEvents, func(r *reader, n int) error {
 		start := r.i
@@ -217,9 +221,8 @@ func eventFromOpenLineageDecoded(raw []byte, pre *decoded) (auditevent.Event, []
 	if ol.Producer == "" {
 		bad("producer", "is required (OpenLineage BaseEvent)")
 	}
-	if ol.SchemaURL == "" {
-		bad("schemaURL", "is required (OpenLineage BaseEvent)")
-	}
+	// schemaURL is required by the JSON schema, but the spec's own example
+	// events leave it out and nothing here depends on it: not checked.
 
 	switch {
 	case ol.Run != nil:
@@ -239,7 +242,7 @@ func eventFromOpenLineageDecoded(raw []byte, pre *decoded) (auditevent.Event, []
 	case ol.Job != nil:
 		ev.Name = auditevent.OpenLineageJob
 		mapJob(&ev, ol.Job, bad)
-		mapDatasets(&ev, &ol)
+		mapDatasets(&ev, &ol, bad)
 	default:
 		bad("run|job|dataset", "not an OpenLineage event: a RunEvent needs run and job, a JobEvent job, a DatasetEvent dataset")
 	}
@@ -305,6 +308,8 @@ func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...
 	ev.BatchID = ol.Run.RunID
 	if ol.Run.RunID == "" {
 		bad("run.runId", "is required (OpenLineage RunEvent)")
+	} else if !isUUID(ol.Run.RunID) {
+		bad("run.runId", "must be a UUID (OpenLineage: a run id is a client-generated UUID), got %q", ol.Run.RunID)
 	}
 	if ol.Job == nil {
 		bad("job", "is required (OpenLineage RunEvent)")
@@ -316,9 +321,24 @@ func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...
 		ev.ParentBatchID = p.Run.RunID
 		if p.Run.RunID != "" {
 			rootRun = p.Run.RunID
+			if !isUUID(p.Run.RunID) {
+				bad("run.facets.parent.run.runId", "must be a UUID, got %q", p.Run.RunID)
+			}
 		}
 		if p.Root != nil && p.Root.Run.RunID != "" {
 			rootRun = p.Root.Run.RunID
+			if !isUUID(p.Root.Run.RunID) {
+				bad("run.facets.parent.root.run.runId", "must be a UUID, got %q", p.Root.Run.RunID)
+			}
+		}
+	}
+	if nt := ol.Run.Facets.NominalTime; nt != nil && nt.NominalStartTime != "" {
+		// The schedule time the run is for: its logical date. A facet is
+		// optional metadata: a value that is no RFC 3339 date-time (a
+		// date, say) is kept as sent rather than failing the run event.
+		ev.LogicalDate = nt.NominalStartTime
+		if t, err := time.Parse(time.RFC3339Nano, nt.NominalStartTime); err == nil {
+			ev.LogicalDate = t.UTC().Format(time.RFC3339Nano)
 		}
 	}
 	// A run id is a UUID, the size of a trace id: deriving the trace id from
@@ -336,10 +356,20 @@ func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...
 			ev.ErrorType = em.ProgrammingLanguage + " error"
 		}
 	}
-	mapDatasets(ev, ol)
+	mapDatasets(ev, ol, bad)
 	if ev.Name == auditevent.BatchEnd {
 		ev.Counters = rowCounters(ol)
+		ev.BytesRead, ev.BytesWritten = byteCounts(ol)
 	}
+}
+
+// isUUID reports whether s is a UUID in its standard 36-character form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }
 
 func mapJob(ev *auditevent.Event, j *olJob, bad func(string, string, ...any)) {
@@ -352,12 +382,23 @@ func mapJob(ev *auditevent.Event, j *olJob, bad func(string, string, ...any)) {
 	}
 }
 
-func mapDatasets(ev *auditevent.Event, ol *olEvent) {
-	for _, d := range ol.Inputs {
-		ev.InputDatasets = append(ev.InputDatasets, auditevent.Dataset{Namespace: d.Namespace, Name: d.Name}.String())
-	}
-	for _, d := range ol.Outputs {
-		ev.OutputDatasets = append(ev.OutputDatasets, auditevent.Dataset{Namespace: d.Namespace, Name: d.Name}.String())
+// mapDatasets lists the inputs and outputs by dataset id. Namespace and name
+// are a dataset's identity: a dataset without either is reported.
+func mapDatasets(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...any)) {
+	for _, l := range [...]struct {
+		what string
+		ds   []olDataset
+		dst  *[]string
+	}{{"inputs", ol.Inputs, &ev.InputDatasets}, {"outputs", ol.Outputs, &ev.OutputDatasets}} {
+		for i, d := range l.ds {
+			if d.Namespace == "" {
+				bad(fmt.Sprintf("%s[%d].namespace", l.what, i), "is required (OpenLineage Dataset)")
+			}
+			if d.Name == "" {
+				bad(fmt.Sprintf("%s[%d].name", l.what, i), "is required (OpenLineage Dataset)")
+			}
+			*l.dst = append(*l.dst, auditevent.Dataset{Namespace: d.Namespace, Name: d.Name}.String())
+		}
 	}
 	if len(ol.Inputs) == 1 {
 		ev.Source = auditevent.Dataset{Namespace: ol.Inputs[0].Namespace, Name: ol.Inputs[0].Name}
@@ -393,6 +434,26 @@ func rowCounters(ol *olEvent) *auditevent.Counters {
 		return nil
 	}
 	return &c
+}
+
+// byteCounts sums the sizes the inputs' inputStatistics and the outputs'
+// outputStatistics report; nil when none is reported.
+func byteCounts(ol *olEvent) (read, written *int64) {
+	sum := func(dst **int64, rc *olRowCount) {
+		if rc != nil && rc.Size != nil {
+			if *dst == nil {
+				*dst = new(int64)
+			}
+			**dst += *rc.Size
+		}
+	}
+	for _, d := range ol.Inputs {
+		sum(&read, d.InputFacets.InputStatistics)
+	}
+	for _, d := range ol.Outputs {
+		sum(&written, d.OutputFacets.OutputStatistics)
+	}
+	return read, written
 }
 
 // columnLineage flattens the columnLineage facets of datasets into

@@ -392,7 +392,8 @@ func (d *olDecoder) structValue(known []string, member func(int) bool) bool {
 var (
 	olEventKeys        = []string{"eventType", "eventTime", "producer", "schemaURL", "run", "job", "inputs", "outputs", "dataset"}
 	olRunKeys          = []string{"runId", "facets"}
-	olRunFacetKeys     = []string{"parent", "errorMessage"}
+	olRunFacetKeys     = []string{"parent", "errorMessage", "nominalTime"}
+	olNominalKeys      = []string{"nominalStartTime"}
 	olParentKeys       = []string{"run", "job", "root"}
 	olRunIDKeys        = []string{"runId"}
 	olJobKeys          = []string{"namespace", "name"}
@@ -401,7 +402,7 @@ var (
 	olDatasetFacetKeys = []string{"columnLineage", "dataQualityMetrics"}
 	olInputFacetKeys   = []string{"dataQualityMetrics", "inputStatistics"}
 	olOutputFacetKeys  = []string{"outputStatistics"}
-	olRowCountKeys     = []string{"rowCount"}
+	olRowCountKeys     = []string{"rowCount", "size"}
 	olColumnKeys       = []string{"fields", "dataset"}
 	olFieldKeys        = []string{"inputFields"}
 	olInputFieldKeys   = []string{"namespace", "name", "field", "transformations"}
@@ -480,6 +481,18 @@ func (d *olDecoder) run(dst **olRun) bool {
 					}
 					return d.runRefMember(&p.olRunRef, k)
 				})
+			}
+			if k == 2 {
+				if d.null() {
+					run.Facets.NominalTime = nil
+					return true
+				}
+				if d.peek() != '{' {
+					return false
+				}
+				nt := newOf(run.Facets.NominalTime)
+				run.Facets.NominalTime = nt
+				return d.object(olNominalKeys, func(int) bool { return d.str(&nt.NominalStartTime) })
 			}
 			if d.null() {
 				run.Facets.ErrorMessage = nil
@@ -603,7 +616,12 @@ func (d *olDecoder) rowCount(dst **olRowCount) bool {
 	}
 	rc := new(olRowCount)
 	*dst = rc
-	return d.object(olRowCountKeys, func(int) bool { return d.int64Ptr(&rc.RowCount) })
+	return d.object(olRowCountKeys, func(k int) bool {
+		if k == 1 {
+			return d.int64Ptr(&rc.Size)
+		}
+		return d.int64Ptr(&rc.RowCount)
+	})
 }
 
 func (d *olDecoder) columnLineage(cl *olColumnLineage) bool {

@@ -34,6 +34,7 @@ func TestOpenLineageRunStart(t *testing.T) {
 	assert.Equal(t, auditevent.Dataset{Namespace: "postgres://db.internal:5432", Name: "staging.orders"}, ev.Source)
 	assert.Equal(t, auditevent.Dataset{Namespace: "postgres://db.internal:5432", Name: "analytics.orders"}, ev.Target)
 	assert.Equal(t, "01934f5e600070008000000000000001", ev.TraceID, "trace id = root run id")
+	assert.Equal(t, "2026-11-01T00:00:00Z", ev.LogicalDate, "from the nominalTime facet")
 	assert.Len(t, ev.SpanID, 16)
 	assert.Nil(t, ev.Counters)
 	assert.Equal(t, FormatOpenLineage, ev.OriginalFormat)
@@ -123,8 +124,9 @@ func TestOpenLineageBatchAndProblems(t *testing.T) {
 		}
 		return out
 	}
-	assert.Subset(t, fields(r.Rejected[0]), []string{"producer", "schemaURL", "run.runId", "job.namespace", auditevent.AttrBatchID})
-	assert.Contains(t, fields(r.Rejected[1]), "eventType")
+	assert.Subset(t, fields(r.Rejected[0]), []string{"producer", "run.runId", "job.namespace", auditevent.AttrBatchID})
+	assert.NotContains(t, fields(r.Rejected[0]), "schemaURL", "the spec's own examples leave schemaURL out")
+	assert.Subset(t, fields(r.Rejected[1]), []string{"eventType", "run.runId"})
 	assert.Contains(t, r.Rejected[2].Problems[0].Reason, `"run.runId" must be string`)
 	assert.Contains(t, fields(r.Rejected[3]), "run|job|dataset")
 
@@ -151,4 +153,54 @@ func TestIsCompactMatchesCompact(t *testing.T) {
 		require.NoError(t, json.Compact(&buf, []byte(raw)), raw)
 		assert.Equal(t, buf.String() == raw, isCompact([]byte(raw)), raw)
 	}
+}
+
+// Identity fields follow the spec: a run id is a UUID, and a dataset is its
+// namespace and name. Each bad event is explained; the good ones beside it
+// are accepted.
+func TestOpenLineageIdentity(t *testing.T) {
+	good := `{"eventType":"START","eventTime":"2026-11-01T00:00:00Z","producer":"p","run":{"runId":"3b452093-782c-4ef2-9c0c-aafe2aa6f34d"},` +
+		`"job":{"namespace":"n","name":"j"},"inputs":[{"namespace":"file","name":"/data/in.csv"}],"outputs":[{"namespace":"s3://b","name":"out"}]}`
+	body := `[` + good + `,
+	  {"eventType":"START","eventTime":"2026-11-01T00:00:00Z","producer":"p","run":{"runId":"run-42"},"job":{"namespace":"n","name":"j"}},
+	  {"eventType":"COMPLETE","eventTime":"2026-11-01T00:00:00Z","producer":"p","run":{"runId":"3b452093-782c-4ef2-9c0c-aafe2aa6f34d",
+	    "facets":{"parent":{"run":{"runId":"parent-1"},"job":{"namespace":"n","name":"p"}}}},"job":{"namespace":"n","name":"j"},
+	    "inputs":[{"namespace":"test","name":"jdbc_source1"},{"name":"nameless-ns"}],"outputs":[{"namespace":"file"}]}]`
+	r, err := OpenLineage([]byte(body), opts)
+	require.NoError(t, err)
+	require.Equal(t, 1, r.Accepted)
+	ev := events(t, r)[0]
+	assert.Equal(t, []string{"file:/data/in.csv"}, ev.InputDatasets, "dataset ids per OpenLineage naming")
+	assert.Equal(t, []string{"s3://b/out"}, ev.OutputDatasets)
+	require.Len(t, r.Rejected, 2)
+	assert.Equal(t, 1, r.Rejected[0].Index)
+	assert.Equal(t, []auditevent.FieldError{{Field: "run.runId",
+		Reason: `must be a UUID (OpenLineage: a run id is a client-generated UUID), got "run-42"`}}, r.Rejected[0].Problems)
+	assert.Equal(t, 2, r.Rejected[1].Index)
+	var fields []string
+	for _, p := range r.Rejected[1].Problems {
+		fields = append(fields, p.Field)
+	}
+	assert.Equal(t, []string{"run.facets.parent.run.runId", "inputs[1].namespace", "outputs[0].name"}, fields)
+}
+
+func TestOpenLineageByteCounts(t *testing.T) {
+	raw := `{"eventType":"COMPLETE","eventTime":"2026-11-01T00:00:00Z","producer":"p","run":{"runId":"3b452093-782c-4ef2-9c0c-aafe2aa6f34d"},` +
+		`"job":{"namespace":"n","name":"j"},"inputs":[{"namespace":"file","name":"/a","inputFacets":{"inputStatistics":{"rowCount":10,"size":1000}}}],` +
+		`"outputs":[{"namespace":"file","name":"/b","outputFacets":{"outputStatistics":{"rowCount":7,"size":700,"fileCount":1}}},` +
+		`{"namespace":"file","name":"/c","outputFacets":{"outputStatistics":{"rowCount":1,"size":5}}}]}`
+	ev, probs, err := EventFromOpenLineage([]byte(raw))
+	require.NoError(t, err)
+	require.Empty(t, probs)
+	assert.Equal(t, &auditevent.Counters{Read: 10, Written: 8}, ev.Counters)
+	require.NotNil(t, ev.BytesRead)
+	require.NotNil(t, ev.BytesWritten)
+	assert.Equal(t, [2]int64{1000, 705}, [2]int64{*ev.BytesRead, *ev.BytesWritten})
+
+	// A nominal time that is only a date is kept as sent.
+	ev, probs, err = EventFromOpenLineage([]byte(`{"eventType":"START","eventTime":"2026-11-01T00:00:00Z","producer":"p",` +
+		`"run":{"runId":"3b452093-782c-4ef2-9c0c-aafe2aa6f34d","facets":{"nominalTime":{"nominalStartTime":"2020-01-01"}}},"job":{"namespace":"n","name":"j"}}`))
+	require.NoError(t, err)
+	require.Empty(t, probs)
+	assert.Equal(t, "2020-01-01", ev.LogicalDate)
 }

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/canonical"
 )
 
 // Source formats, recorded in batchaudit.original.format and used as the
@@ -102,13 +103,32 @@ func malformed(format string, args ...any) error {
 // rejection, or nil when ev is valid.
 // digest, when set, stands for the item's canonical content in the
 // deterministic id (OpenLineage: SHA-256 of the compacted original).
-func finish(ev *auditevent.Event, format, digest string, parseProblems []auditevent.FieldError) *Rejection {
+// principal is who the request was authenticated as ("" without auth); it
+// is recorded on the event, and a job may not send one of its own.
+func finish(ev *auditevent.Event, format, digest, principal string, parseProblems []auditevent.FieldError) *Rejection {
 	if ev.OriginalFormat == "" {
 		ev.OriginalFormat = format
 	}
 	probs := parseProblems
+	if ev.AuthPrincipal != "" {
+		probs = append(probs, auditevent.FieldError{Field: auditevent.AttrAuthPrincipal,
+			Reason: "is set by the collector from the request's authentication; a job cannot send it"})
+	}
+	ev.AuthPrincipal = principal
+	checkRecordHash(ev)
+	if ev.JobConfig != nil && ev.JobConfigHash == "" {
+		// The hash makes configurations comparable across runs, also with
+		// jobs that send only a hash (computed the same way).
+		if h, err := canonical.Hash(ev.JobConfig); err == nil {
+			ev.JobConfigHash = h
+		}
+	}
 	if ev.ID == "" && digest != "" {
-		ev.ID = auditevent.DeterministicID(format, digest)
+		if principal != "" {
+			ev.ID = auditevent.DeterministicID(format, digest, principal)
+		} else {
+			ev.ID = auditevent.DeterministicID(format, digest)
+		}
 	}
 	if ev.ID == "" {
 		if h, err := ev.Hash(); err != nil {
@@ -135,20 +155,21 @@ func finish(ev *auditevent.Event, format, digest string, parseProblems []auditev
 
 // eventSink collects events into a single resource/scope.
 type eventSink struct {
-	res    *Result
-	format string
-	scope  plog.ScopeLogs
+	res       *Result
+	format    string
+	principal string
+	scope     plog.ScopeLogs
 	// ev is the one event the parsers fill, item after item: its contents
 	// are copied into pdata by add, and reusing it saves an allocation of
 	// the (large) Event per item.
 	ev *auditevent.Event
 }
 
-func newEventSink(format, scopeName string) *eventSink {
+func newEventSink(format string, opt Options) *eventSink {
 	r := &Result{Logs: plog.NewLogs()}
 	sl := r.Logs.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
-	sl.Scope().SetName(scopeName)
-	return &eventSink{res: r, format: format, scope: sl, ev: new(auditevent.Event)}
+	sl.Scope().SetName(opt.ScopeName)
+	return &eventSink{res: r, format: format, principal: opt.Principal, scope: sl, ev: new(auditevent.Event)}
 }
 
 // next returns the sink's event, cleared for the next item.
@@ -159,7 +180,7 @@ func (s *eventSink) next() *auditevent.Event {
 
 // add finishes ev and either appends it or records the rejection for item idx.
 func (s *eventSink) add(idx int, ev *auditevent.Event, digest string, probs []auditevent.FieldError) {
-	if rej := finish(ev, s.format, digest, probs); rej != nil {
+	if rej := finish(ev, s.format, digest, s.principal, probs); rej != nil {
 		rej.Index = idx
 		s.res.Rejected = append(s.res.Rejected, *rej)
 		return
