@@ -31,6 +31,7 @@ extensions:
     endpoint: 127.0.0.1:{{HEALTH}}
   journal:
     directory: {{DIR}}/journal
+    tick_interval: 200ms
 receivers:
   audit:
     protocols:

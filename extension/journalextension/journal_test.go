@@ -161,6 +161,11 @@ func deliverAsync(t *testing.T, j *journalExt, next consumer.Logs) (stop func())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- j.Deliver(ctx, next) }()
+	eventually(t, func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.attached
+	}, "the deliverer is attached")
 	return func() {
 		cancel()
 		require.NoError(t, <-done)
@@ -373,11 +378,6 @@ func TestSecondDelivererIsRefused(t *testing.T) {
 	defer func() { require.NoError(t, j.Shutdown(ctx)) }()
 	stop := deliverAsync(t, j, &sink{})
 	defer stop()
-	eventually(t, func() bool {
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		return j.attached
-	}, "the first receiver is attached")
 	assert.ErrorContains(t, j.Deliver(ctx, &sink{}), "another receiver")
 }
 
@@ -392,6 +392,11 @@ func TestDrainDeliversEverythingAppended(t *testing.T) {
 	dctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- j.Deliver(dctx, newCounter(t, j, slow)) }()
+	eventually(t, func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.attached
+	}, "the deliverer is attached")
 	for i := range 200 {
 		require.NoError(t, j.Append(ctx, request(fmt.Sprintf("d%d", i))))
 	}

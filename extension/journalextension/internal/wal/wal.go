@@ -528,24 +528,27 @@ func (r *Reader) Next() (Record, bool, error) {
 	if r.pos >= end {
 		return Record{}, false, nil
 	}
-	if r.cr == nil || !r.inSegment() {
-		if err := r.open(); err != nil {
+	// The segment holding pos, and where it ends: the next segment's base,
+	// or the committed end for the segment being written. Looked up every
+	// time, since rotation adds segments and Release removes them.
+	seg, limit, ok := r.l.locate(r.pos, end)
+	if !ok {
+		return Record{}, false, fmt.Errorf("journal: offset %d is no longer kept", r.pos)
+	}
+	if r.cr == nil || r.seg.base != seg.base {
+		if err := r.open(seg); err != nil {
 			return Record{}, false, err
 		}
 	}
-	limit := end
-	if next, ok := r.l.nextBase(r.seg.base); ok {
-		limit = next
-	}
-	rec, ok, err := r.cr.read(r.pos-r.seg.base, limit-r.seg.base)
+	rec, ok, err := r.cr.read(r.pos-seg.base, limit-seg.base)
 	if err != nil {
 		return Record{}, false, err
 	}
 	if !ok {
 		return Record{}, false, fmt.Errorf("journal: no intact record at offset %d (below the committed end %d): the journal is corrupt", r.pos, end)
 	}
-	rec.Offset += r.seg.base
-	rec.Next += r.seg.base
+	rec.Offset += seg.base
+	rec.Next += seg.base
 	r.pos = rec.Next
 	return rec, true, nil
 }
@@ -560,22 +563,10 @@ func (r *Reader) Close() error {
 	return err
 }
 
-func (r *Reader) inSegment() bool {
-	if r.pos < r.seg.base {
-		return false
-	}
-	next, ok := r.l.nextBase(r.seg.base)
-	return !ok || r.pos < next
-}
-
-func (r *Reader) open() error {
+func (r *Reader) open(seg segment) error {
 	if r.cr != nil {
 		r.cr.f.Close()
 		r.cr = nil
-	}
-	seg, ok := r.l.segmentOf(r.pos)
-	if !ok {
-		return fmt.Errorf("journal: offset %d is no longer kept", r.pos)
 	}
 	f, err := os.Open(seg.path)
 	if err != nil {
@@ -585,7 +576,8 @@ func (r *Reader) open() error {
 	return nil
 }
 
-func (l *Log) segmentOf(pos int64) (segment, bool) {
+// locate returns the segment holding pos and the offset where it ends.
+func (l *Log) locate(pos, end int64) (segment, int64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i, found := slices.BinarySearchFunc(l.segs, pos, func(s segment, p int64) int { return cmp.Compare(s.base, p) })
@@ -593,20 +585,12 @@ func (l *Log) segmentOf(pos int64) (segment, bool) {
 		i--
 	}
 	if i < 0 {
-		return segment{}, false
+		return segment{}, 0, false
 	}
-	return l.segs[i], true
-}
-
-func (l *Log) nextBase(base int64) (int64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, s := range l.segs {
-		if s.base == base && i+1 < len(l.segs) {
-			return l.segs[i+1].base, true
-		}
+	if i+1 < len(l.segs) {
+		return l.segs[i], l.segs[i+1].base, true
 	}
-	return 0, false
+	return l.segs[i], end, true
 }
 
 func segmentPath(dir string, base int64) string {
