@@ -35,6 +35,8 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("Paging", func(t *testing.T) { testPaging(t, newLocation(t)) })
 	t.Run("SequenceAfterReopen", func(t *testing.T) { testReopen(t, newLocation(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, newLocation(t)) })
+	t.Run("Aggregate", func(t *testing.T) { testAggregate(t, newLocation(t)) })
+	t.Run("ReportIndex", func(t *testing.T) { testReportIndex(t, newLocation(t)) })
 }
 
 func write(t *testing.T, s store.Store, stream string, events []store.StoredEvent) []store.Result {
