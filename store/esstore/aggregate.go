@@ -150,7 +150,7 @@ func (s *Store) composite(ctx context.Context, index string, filter, sources []a
 		var r struct {
 			Aggregations struct {
 				G struct {
-					AfterKey map[string]any   `json:"after_key"`
+					AfterKey map[string]any    `json:"after_key"`
 					Buckets  []json.RawMessage `json:"buckets"`
 				} `json:"g"`
 			} `json:"aggregations"`

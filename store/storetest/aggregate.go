@@ -56,7 +56,9 @@ func testAggregate(t *testing.T, open Opener) {
 		require.NoError(t, err)
 		return b
 	}
-	bk := func(n int64, keys ...string) store.Bucket { return store.Bucket{Keys: append([]string{}, keys...), Count: n} }
+	bk := func(n int64, keys ...string) store.Bucket {
+		return store.Bucket{Keys: append([]string{}, keys...), Count: n}
+	}
 
 	assert.Equal(t, []store.Bucket{bk(17 + 17 + 3 + 2)}, count(store.EventQuery{}))
 	assert.Equal(t, []store.Bucket{bk(0)}, count(store.EventQuery{BatchID: "nope"}))
