@@ -58,10 +58,13 @@ func (b *builder) recordLineage(id string) (Section, []Metric, error) {
 			continue
 		}
 		c := e.LineageChain
-		src, _ := c["source"].(map[string]any)
-		tgt, _ := c["target"].(map[string]any)
-		chains = append(chains, []any{fmtTime(e.Time), e.BatchID, e.JobName, e.LineageID, chainDataset(src), str(src["record_id"]),
-			chainSteps(c["steps"]), chainDataset(tgt), str(tgt["record_id"]), strings.Join(e.InputRecordIDs, " ")})
+		src, srcRec := chainEnd(c["source"])
+		tgt, tgtRec := chainEnd(c["target"])
+		if tgt == "-" {
+			tgt, tgtRec = dash(e.Target.String()), e.RecordID
+		}
+		chains = append(chains, []any{fmtTime(e.Time), e.BatchID, e.JobName, e.LineageID, src, srcRec,
+			chainSteps(c["steps"]), tgt, tgtRec, strings.Join(e.InputRecordIDs, " ")})
 	}
 	var found [][]any
 	for _, f := range b.findings {
@@ -143,11 +146,16 @@ func (b *builder) datasetLineage(ds string) (Section, []Metric, error) {
 		}, nil
 }
 
-func chainDataset(m map[string]any) string {
-	if m == nil {
-		return "-"
+// chainEnd reads a chain's source or target: the lineage processor writes
+// {namespace, name, record_id, ...}; a job may send namespace/name text.
+func chainEnd(v any) (dataset, recordID string) {
+	switch t := v.(type) {
+	case map[string]any:
+		return dash(auditevent.Dataset{Namespace: str(t["namespace"]), Name: str(t["name"])}.String()), str(t["record_id"])
+	case string:
+		return dash(t), ""
 	}
-	return auditevent.Dataset{Namespace: str(m["namespace"]), Name: str(m["name"])}.String()
+	return "-", ""
 }
 
 // chainSteps writes a chain's steps as "1 parse_amount > 2 convert_to_eur".
@@ -155,7 +163,11 @@ func chainSteps(v any) string {
 	steps, _ := v.([]any)
 	var parts []string
 	for _, s := range steps {
-		m, _ := s.(map[string]any)
+		m, ok := s.(map[string]any)
+		if !ok {
+			parts = append(parts, str(s))
+			continue
+		}
 		name := str(m["name"])
 		if seq := str(m["sequence"]); seq != "" {
 			name = seq + " " + name
