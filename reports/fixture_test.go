@@ -96,7 +96,7 @@ func writeFixture(t testing.TB, s store.Store) {
 		b2[i].JobName, b2[i].Actor = "orders-load", auditevent.Actor{ID: "alice", Type: "human"}
 	}
 	b2[len(b2)-1].BatchResult = auditevent.ResultFailure
-	batches := [][]auditevent.Event{storetest.RunEvents("b1", t0), b2, storetest.RunEvents("b3", t0.Add(2 * time.Hour))[:3],
+	batches := [][]auditevent.Event{storetest.RunEvents("b1", t0), b2, storetest.RunEvents("b3", t0.Add(2*time.Hour))[:3],
 		subjectRun("s1", t0.Add(3*time.Hour)), deleteRun("s2", t0.Add(4*time.Hour))}
 	for _, b := range batches {
 		_, err := s.Write(ctx, "default", storetest.Stored(b...))

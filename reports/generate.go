@@ -372,6 +372,8 @@ func yesNo(v bool) string {
 	return "no"
 }
 
-func failed(status string) bool { return status != auditevent.ResultSuccess && status != "running" && status != auditevent.ResultSkip }
+func failed(status string) bool {
+	return status != auditevent.ResultSuccess && status != "running" && status != auditevent.ResultSkip
+}
 
 func metric(id, label string, v int64) Metric { return Metric{ID: id, Label: label, Value: v} }

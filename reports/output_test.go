@@ -59,7 +59,9 @@ func TestWriteAndVerify(t *testing.T) {
 		want       string
 	}{
 		{"json number", JSONFile, func(b []byte) []byte { return bytes.Replace(b, []byte(`"value": 9`), []byte(`"value": 8`), 1) }, "report.json: SHA-256"},
-		{"html number", HTMLFile, func(b []byte) []byte { return bytes.Replace(b, []byte(`<div class="v">9</div>`), []byte(`<div class="v">8</div>`), 1) }, "report.html: SHA-256"},
+		{"html number", HTMLFile, func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`<div class="v">9</div>`), []byte(`<div class="v">8</div>`), 1)
+		}, "report.html: SHA-256"},
 		{"csv row", "csv/runs.csv", func(b []byte) []byte { return bytes.Replace(b, []byte("failure"), []byte("success"), 1) }, "csv/runs.csv: SHA-256"},
 		{"signature", SignatureFile, func(b []byte) []byte { b[len(b)-6] ^= 1; return b }, "signature does not verify"},
 		{"manifest text", SignatureFile, func(b []byte) []byte { return bytes.Replace(b, []byte("kind sox"), []byte("kind gdp"), 1) }, "signature does not verify"},
