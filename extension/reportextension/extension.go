@@ -112,4 +112,3 @@ func storeName(cfg *Config) string {
 	}
 	return "sqlite:" + sqlitePath(cfg)
 }
-
