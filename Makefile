@@ -106,7 +106,7 @@ lint:
 
 # Regenerate internal/metadata of every component and the Kibana saved objects (output is committed).
 generate:
-	@for d in $$(dirname $$(find receiver processor exporter -name metadata.yaml)); do \
+	@for d in $$(dirname $$(find receiver processor exporter extension -name metadata.yaml)); do \
 		echo "mdatagen $$d"; (cd $$d && $(GO) tool -modfile=$(CURDIR)/internal/tools/go.mod mdatagen metadata.yaml) || exit 1; \
 	done
 	$(GO) generate ./kibana

@@ -129,6 +129,11 @@ func (s *scheduler) catchUp(ctx context.Context, sc schedule, now time.Time) {
 			return
 		}
 		if err := s.produce(ctx, sc, due[i]); err != nil {
+			if ctx.Err() != nil {
+				s.logger.Info("Report abandoned at shutdown; it is produced at the next start", zap.String("schedule", sc.cfg.Name),
+					zap.Time("from", due[i].from), zap.Time("to", due[i].to))
+				return
+			}
 			s.logger.Error("Report failed; will retry at the next cron time", zap.String("schedule", sc.cfg.Name),
 				zap.Time("from", due[i].from), zap.Time("to", due[i].to), zap.Error(err))
 		}
