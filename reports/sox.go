@@ -345,6 +345,15 @@ func sortRows(rows [][]any, order map[string]int) {
 		if c := order[x[0].(string)] - order[y[0].(string)]; c != 0 {
 			return c
 		}
-		return strings.Compare(fmt.Sprint(x[1:]...), fmt.Sprint(y[1:]...))
+		return strings.Compare(rowText(x[1:]), rowText(y[1:]))
 	})
+}
+
+// rowText is a row's cells as text, for ordering.
+func rowText(r []any) string {
+	parts := make([]string, len(r))
+	for i, c := range r {
+		parts[i] = cellText(c)
+	}
+	return strings.Join(parts, "\x00")
 }
