@@ -14,12 +14,10 @@ import (
 // from the catalog and the observed runs, a DSAR extract for one subject
 // (Art. 15) and the erasure evidence for the subject's records (Art. 17).
 func (b *builder) gdpr() error {
-	b.progress("counting records written per dataset")
-	written, err := b.countRuns("records written per run and target dataset", b.eventQuery(auditevent.RecordWrite), store.ByTarget)
+	writtenPer, err := b.sumCounts(func(c *runCount) string { return c.target }, auditevent.RecordWrite)
 	if err != nil {
 		return err
 	}
-	writtenPer := fold(written)
 	// Observed datasets: jobs and runs per dataset, from the run summaries.
 	type use struct {
 		jobs map[string]bool

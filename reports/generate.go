@@ -77,6 +77,8 @@ type builder struct {
 	// selected holds the batch ids of runs, the runs the report covers.
 	selected map[string]*store.Run
 	findings []store.StoredEvent
+	base     []store.Bucket
+	counts   []runCount
 }
 
 // Generate builds a report. Its content depends only on the trail and the
@@ -235,22 +237,88 @@ func (b *builder) eventQuery(names ...string) store.EventQuery {
 	return store.EventQuery{From: b.req.From, To: b.req.To, Dataset: b.req.Filters.Dataset, Names: names}
 }
 
-// countRuns counts the events of the covered runs in the period, grouped by
-// batch and keys; buckets of other runs (or of no run) are left out.
-func (b *builder) countRuns(purpose string, q store.EventQuery, keys ...store.GroupKey) ([]store.Bucket, error) {
-	by := append([]store.GroupKey{store.ByBatch}, keys...)
-	buckets, err := b.g.Source.CountEvents(b.ctx, q, by...)
+// runCount is one group of runCounts.
+type runCount struct {
+	batch, name, source, target, change, transform string
+	n                                              int64
+}
+
+// countKeys are the groups of the one aggregation pass over events that
+// the run-based kinds share.
+var countKeys = []store.GroupKey{store.ByBatch, store.ByName, store.BySource, store.ByTarget, store.ByChangeType,
+	store.ByTransform, store.ByStream}
+
+// baseCounts is that pass (one scan of the period, whatever the kind
+// needs): the period's events counted by batch, name, source, target,
+// change type, transformation step and stream, with the dataset filter.
+func (b *builder) baseCounts() ([]store.Bucket, error) {
+	if b.base != nil {
+		return b.base, nil
+	}
+	b.progress("counting the period's events")
+	q := b.eventQuery()
+	buckets, err := b.g.Source.CountEvents(b.ctx, q, countKeys...)
 	if err != nil {
-		return nil, fmt.Errorf("reports: %s: %w", purpose, err)
+		return nil, fmt.Errorf("reports: count events: %w", err)
 	}
 	params := eventQueryParams(q)
-	params["group_by"] = groupNames(by)
-	b.record(purpose, "CountEvents", params, len(buckets))
-	out := buckets[:0]
+	params["group_by"] = groupNames(countKeys)
+	b.record("events of the period per run, name, dataset, change type, step and stream", "CountEvents", params, len(buckets))
+	b.base = buckets
+	if b.base == nil {
+		b.base = []store.Bucket{}
+	}
+	return b.base, nil
+}
+
+// runCounts is baseCounts of the covered runs only.
+func (b *builder) runCounts() ([]runCount, error) {
+	if b.counts != nil {
+		return b.counts, nil
+	}
+	buckets, err := b.baseCounts()
+	if err != nil {
+		return nil, err
+	}
+	b.counts = make([]runCount, 0, len(buckets))
 	for _, bk := range buckets {
 		if _, ok := b.selected[bk.Keys[0]]; ok {
-			out = append(out, bk)
+			k := bk.Keys
+			b.counts = append(b.counts, runCount{k[0], k[1], k[2], k[3], k[4], k[5], bk.Count})
 		}
+	}
+	return b.counts, nil
+}
+
+// sumCounts adds up the runCounts of the given event names (all without
+// names) per key.
+func (b *builder) sumCounts(key func(c *runCount) string, names ...string) (map[string]int64, error) {
+	counts, err := b.runCounts()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for i := range counts {
+		c := &counts[i]
+		if len(names) == 0 || slices.Contains(names, c.name) {
+			out[key(c)] += c.n
+		}
+	}
+	return out, nil
+}
+
+// observed counts the stored events per run and name.
+func (b *builder) observed() (map[string]map[string]int64, error) {
+	counts, err := b.runCounts()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]int64{}
+	for _, c := range counts {
+		if out[c.batch] == nil {
+			out[c.batch] = map[string]int64{}
+		}
+		out[c.batch][c.name] += c.n
 	}
 	return out, nil
 }
@@ -263,28 +331,8 @@ func groupNames(keys []store.GroupKey) []string {
 	return out
 }
 
-// perRun folds buckets of (batch, key) into batch → key → count.
-func perRun(buckets []store.Bucket) map[string]map[string]int64 {
-	out := map[string]map[string]int64{}
-	for _, bk := range buckets {
-		m := out[bk.Keys[0]]
-		if m == nil {
-			m = map[string]int64{}
-			out[bk.Keys[0]] = m
-		}
-		m[strings.Join(bk.Keys[1:], "\x00")] += bk.Count
-	}
-	return out
-}
-
-// fold sums buckets over the batch key: key tuple (without batch) → count.
-func fold(buckets []store.Bucket) map[string]int64 {
-	out := map[string]int64{}
-	for _, bk := range buckets {
-		out[strings.Join(bk.Keys[1:], "\x00")] += bk.Count
-	}
-	return out
-}
+// keys joins key parts; split with strings.Split(k, "\x00").
+func keys(parts ...string) string { return strings.Join(parts, "\x00") }
 
 // loadFindings reads the finding events of the covered runs in the period.
 // Findings are few (at most one per type per run), so they are listed.
@@ -318,18 +366,33 @@ func (b *builder) completeness() error {
 			c.RunsUnended++
 		}
 	}
-	q := store.EventQuery{From: b.req.From, To: b.req.To}
-	buckets, err := b.g.Source.CountEvents(b.ctx, q, store.ByStream)
-	if err != nil {
-		return fmt.Errorf("reports: count events: %w", err)
+	perStream := map[string]int64{}
+	if b.req.Kind != KindLineage && b.req.Filters.Dataset == "" {
+		// The run-based kinds count the whole period anyway: one scan.
+		buckets, err := b.baseCounts()
+		if err != nil {
+			return err
+		}
+		for _, bk := range buckets {
+			perStream[bk.Keys[len(bk.Keys)-1]] += bk.Count
+		}
+	} else {
+		q := store.EventQuery{From: b.req.From, To: b.req.To}
+		buckets, err := b.g.Source.CountEvents(b.ctx, q, store.ByStream)
+		if err != nil {
+			return fmt.Errorf("reports: count events: %w", err)
+		}
+		params := eventQueryParams(q)
+		params["group_by"] = []string{string(store.ByStream)}
+		b.record("events of the period per stream (completeness)", "CountEvents", params, len(buckets))
+		for _, bk := range buckets {
+			perStream[bk.Keys[0]] += bk.Count
+		}
 	}
-	params := eventQueryParams(q)
-	params["group_by"] = []string{string(store.ByStream)}
-	b.record("events of the period per stream (completeness)", "CountEvents", params, len(buckets))
 	c.EventsByStream = []StreamCount{}
-	for _, bk := range buckets {
-		c.Events += bk.Count
-		c.EventsByStream = append(c.EventsByStream, StreamCount{Stream: bk.Keys[0], Events: bk.Count})
+	for _, st := range sortedKeys(perStream) {
+		c.Events += perStream[st]
+		c.EventsByStream = append(c.EventsByStream, StreamCount{Stream: st, Events: perStream[st]})
 	}
 	dls, err := b.g.Source.CountDeadLetters(b.ctx, b.req.From, b.req.To)
 	if err != nil {

@@ -13,13 +13,12 @@ import (
 // catalog tags as ePHI: who read, created, modified, exported or deleted
 // which records, with the outcome, and a review block.
 func (b *builder) hipaa() error {
-	b.progress("counting activity per dataset")
-	reads, err := b.countRuns("records read per run and source dataset", b.eventQuery(auditevent.RecordRead), store.BySource)
+	reads, err := b.sumCounts(func(c *runCount) string { return keys(c.batch, c.source) }, auditevent.RecordRead)
 	if err != nil {
 		return err
 	}
-	writes, err := b.countRuns("records written or deleted per run, target dataset and change type",
-		b.eventQuery(auditevent.RecordWrite, auditevent.RecordDelete), store.ByTarget, store.ByName, store.ByChangeType)
+	writes, err := b.sumCounts(func(c *runCount) string { return keys(c.batch, c.target, c.name, c.change) },
+		auditevent.RecordWrite, auditevent.RecordDelete)
 	if err != nil {
 		return err
 	}
@@ -46,18 +45,20 @@ func (b *builder) hipaa() error {
 	}
 	ephiRead := map[string][]string{} // batch → ePHI datasets read
 	datasets := map[string]bool{}
-	for _, bk := range reads {
-		if ds := bk.Keys[1]; ephi(ds) {
-			add(bk.Keys[0], ds, "read", bk.Count)
-			ephiRead[bk.Keys[0]] = append(ephiRead[bk.Keys[0]], ds)
+	for _, k := range sortedKeys(reads) {
+		batch, ds, _ := strings.Cut(k, "\x00")
+		if ephi(ds) {
+			add(batch, ds, "read", reads[k])
+			ephiRead[batch] = append(ephiRead[batch], ds)
 			datasets[ds] = true
 		}
 	}
 	exported := map[[3]string]int64{} // (batch, ePHI source, target) → records written
-	for _, bk := range writes {
-		batch, ds, name, change := bk.Keys[0], bk.Keys[1], bk.Keys[2], bk.Keys[3]
+	for k, n := range writes {
+		p := strings.Split(k, "\x00")
+		batch, ds, name, change := p[0], p[1], p[2], p[3]
 		if ephi(ds) {
-			add(batch, ds, writeAction(name, change), bk.Count)
+			add(batch, ds, writeAction(name, change), n)
 			datasets[ds] = true
 			continue
 		}
@@ -66,7 +67,7 @@ func (b *builder) hipaa() error {
 			continue
 		}
 		for _, src := range ephiRead[batch] {
-			exported[[3]string{batch, src, ds}] += bk.Count
+			exported[[3]string{batch, src, ds}] += n
 		}
 	}
 	var exports [][]any

@@ -12,18 +12,15 @@ import (
 // per run and dataset, gaps, checksum breaks, unended runs, dead letters
 // and integrity alarms.
 func (b *builder) reconciliation() error {
-	b.progress("counting records per run and dataset")
-	byName, err := b.countRuns("events per run and name (observed counts)", b.eventQuery(), store.ByName)
+	observed, err := b.observed()
 	if err != nil {
 		return err
 	}
-	observed := perRun(byName)
-	in, err := b.countRuns("records read per run and source dataset", b.eventQuery(auditevent.RecordRead), store.BySource)
+	in, err := b.sumCounts(func(c *runCount) string { return keys(c.batch, c.source) }, auditevent.RecordRead)
 	if err != nil {
 		return err
 	}
-	out, err := b.countRuns("records written or deleted per run and target dataset",
-		b.eventQuery(auditevent.RecordWrite, auditevent.RecordDelete), store.ByTarget, store.ByName)
+	out, err := b.sumCounts(func(c *runCount) string { return keys(c.batch, c.target, c.name) }, auditevent.RecordWrite, auditevent.RecordDelete)
 	if err != nil {
 		return err
 	}
@@ -64,12 +61,13 @@ func (b *builder) reconciliation() error {
 		"read_events", "write_events", "skip_events", "error_events", "data_loss", "checksum_breaks", "count_mismatches", "reconciled"}, rows, 0)
 
 	var dsRows [][]any
-	for _, bk := range in {
-		dsRows = append(dsRows, []any{bk.Keys[0], b.selected[bk.Keys[0]].JobName, dash(bk.Keys[1]), "in", "read", bk.Count})
+	for k, n := range in {
+		p := strings.Split(k, "\x00")
+		dsRows = append(dsRows, []any{p[0], b.selected[p[0]].JobName, dash(p[1]), "in", "read", n})
 	}
-	for _, bk := range out {
-		op := strings.TrimPrefix(bk.Keys[2], "batchaudit.record.")
-		dsRows = append(dsRows, []any{bk.Keys[0], b.selected[bk.Keys[0]].JobName, dash(bk.Keys[1]), "out", op, bk.Count})
+	for k, n := range out {
+		p := strings.Split(k, "\x00")
+		dsRows = append(dsRows, []any{p[0], b.selected[p[0]].JobName, dash(p[1]), "out", strings.TrimPrefix(p[2], "batchaudit.record."), n})
 	}
 	sortRows(dsRows, b.runOrder())
 	perDataset := newTable("datasets", "Records per run and dataset", []string{"batch_id", "job", "dataset", "direction", "operation", "records"}, dsRows, 0)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
@@ -12,12 +13,10 @@ import (
 // sox builds the SOX ITGC report: computer operations, data-transfer
 // completeness, change management, access, exceptions and sign-off.
 func (b *builder) sox() error {
-	b.progress("counting run events")
-	byName, err := b.countRuns("events per run and name (observed counts)", b.eventQuery(), store.ByName)
+	observed, err := b.observed()
 	if err != nil {
 		return err
 	}
-	observed := perRun(byName)
 	if err := b.loadFindings(); err != nil {
 		return err
 	}
@@ -32,10 +31,7 @@ func (b *builder) sox() error {
 		return err
 	}
 	findings := b.findingsTable()
-	findingsPerDay, err := b.findingsPerDayTable()
-	if err != nil {
-		return err
-	}
+	findingsPerDay := b.findingsPerDayTable()
 	changeMgmt := b.changeManagementTable()
 	access := b.accessTable()
 	failedOps := b.failedOperationsTable(observed)
@@ -112,7 +108,7 @@ func (b *builder) operationsTables() (Table, Table) {
 		}
 		rows = append(rows, []any{r.BatchID, r.JobName, r.JobNamespace, r.Actor.ID, r.Actor.Type, r.ParentBatchID,
 			fmtTime(r.Start), end, dur, r.Status, int64(attempt)})
-		perDay[r.Start.UTC().Format("2006-01-02")+"\x00"+r.Status]++
+		perDay[keys(day(r.Start), r.Status)]++
 	}
 	var dayRows [][]any
 	for _, k := range sortedKeys(perDay) {
@@ -151,13 +147,14 @@ func (b *builder) transferTable() (Table, int64) {
 
 // stepsTable counts the records each transformation step processed.
 func (b *builder) stepsTable() (Table, error) {
-	buckets, err := b.countRuns("records per run and transformation step", b.eventQuery(auditevent.RecordTransform), store.ByTransform)
+	sums, err := b.sumCounts(func(c *runCount) string { return keys(c.batch, c.transform) }, auditevent.RecordTransform)
 	if err != nil {
 		return Table{}, err
 	}
 	var rows [][]any
-	for _, bk := range buckets {
-		rows = append(rows, []any{bk.Keys[0], b.selected[bk.Keys[0]].JobName, bk.Keys[1], bk.Count})
+	for k, n := range sums {
+		p := strings.Split(k, "\x00")
+		rows = append(rows, []any{p[0], b.selected[p[0]].JobName, p[1], n})
 	}
 	sortRows(rows, b.runOrder())
 	return newTable("steps", "Records per transformation step", []string{"batch_id", "job", "step", "records"}, rows, 0), nil
@@ -166,13 +163,11 @@ func (b *builder) stepsTable() (Table, error) {
 // changesPerDatasetTable counts inserts, updates, deletes and unchanged
 // writes per target dataset.
 func (b *builder) changesPerDatasetTable() (Table, error) {
-	buckets, err := b.countRuns("record changes per target dataset and change type",
-		b.eventQuery(auditevent.RecordWrite, auditevent.RecordDelete), store.ByTarget, store.ByChangeType)
+	sums, err := b.sumCounts(func(c *runCount) string { return keys(c.target, c.change) }, auditevent.RecordWrite, auditevent.RecordDelete)
 	if err != nil {
 		return Table{}, err
 	}
 	var rows [][]any
-	sums := fold(buckets)
 	for _, k := range sortedKeys(sums) {
 		ds, change, _ := strings.Cut(k, "\x00")
 		if change == "" {
@@ -193,18 +188,26 @@ func (b *builder) findingsTable() Table {
 	return newTable("findings", "Findings", []string{"time", "batch_id", "job", "type", "severity", "record_ids", "message", "state"}, rows, 0)
 }
 
-func (b *builder) findingsPerDayTable() (Table, error) {
-	buckets, err := b.countRuns("findings per day and type", b.eventQuery(auditevent.Finding), store.ByDay, store.ByFindingType)
-	if err != nil {
-		return Table{}, err
+// findingsPerDayTable counts the findings per UTC day and type.
+func (b *builder) findingsPerDayTable() Table {
+	sums := map[string]int64{}
+	for _, f := range b.findings {
+		sums[keys(day(f.Time), f.FindingType)]++
 	}
-	sums := fold(buckets)
 	var rows [][]any
 	for _, k := range sortedKeys(sums) {
-		day, typ, _ := strings.Cut(k, "\x00")
-		rows = append(rows, []any{day, typ, sums[k]})
+		d, typ, _ := strings.Cut(k, "\x00")
+		rows = append(rows, []any{d, typ, sums[k]})
 	}
-	return newTable("findings_per_day", "Findings per day by type", []string{"day", "type", "findings"}, rows, 0), nil
+	return newTable("findings_per_day", "Findings per day by type", []string{"day", "type", "findings"}, rows, 0)
+}
+
+// day is the UTC date of t, as store.ByDay groups ("" before 1970).
+func day(t time.Time) string {
+	if t.UnixNano() <= 0 {
+		return ""
+	}
+	return t.UTC().Format(time.DateOnly)
 }
 
 // changeManagementTable compares each run with the previous run of its job.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/reports"
 	"github.com/batchaudit/batchaudit/signing"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
 )
 
 // envRedactionKey holds cdcprocessor's redaction_key for GDPR subject
@@ -49,6 +50,11 @@ func reportCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error
 		signer, err := signing.LoadSigner(*key)
 		if err != nil {
 			return err
+		}
+		if s, ok := c.store.(*sqlitestore.Store); ok {
+			if err := s.ForReports(ctx); err != nil {
+				return err
+			}
 		}
 		src, ok := c.store.(reports.Source)
 		if !ok {

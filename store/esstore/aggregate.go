@@ -28,8 +28,9 @@ var groupFields = map[store.GroupKey]string{
 }
 
 // compositePage is how many buckets one composite aggregation request
-// returns; more are paged with after_key.
-const compositePage = 5000
+// returns; more are paged with after_key. Each page runs the query again,
+// so pages are large (below search.max_buckets, 65536 by default).
+const compositePage = 50000
 
 // CountEvents implements store.Aggregator with a composite aggregation,
 // paged, so any number of groups comes back without a bucket limit.

@@ -2,6 +2,8 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 	"time"
@@ -31,8 +33,13 @@ var groupColumns = map[store.GroupKey]string{
 	store.ByErrorType:       attrColumn("error.type"),
 }
 
+// attrColumn reads one attribute from the document. The document is
+// parsed only when the key's text occurs in it (a fast substring test), so
+// grouping by it over all events costs little more than over the few that
+// carry it.
 func attrColumn(attr string) string {
-	return `COALESCE(CAST(json_extract(document, '$.attributes."` + attr + `"') AS TEXT), '')`
+	return `CASE WHEN instr(document, '"` + attr + `":') > 0 THEN COALESCE(CAST(json_extract(document, '$.attributes."` +
+		attr + `"') AS TEXT), '') ELSE '' END`
 }
 
 // CountEvents implements store.Aggregator with one GROUP BY query.
@@ -54,7 +61,12 @@ func (s *Store) CountEvents(ctx context.Context, q store.EventQuery, by ...store
 		}
 		query = `SELECT ` + strings.Join(cols, ", ") + `, COUNT(*) FROM events` + w.sql("GROUP BY "+strings.Join(groups, ", "), 0)
 	}
-	rows, err := s.db.QueryContext(ctx, query, w.args...)
+	conn, err := s.aggregationConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.release()
+	rows, err := conn.QueryContext(ctx, query, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: count events: %w", err)
 	}
@@ -76,6 +88,67 @@ func (s *Store) CountEvents(ctx context.Context, q store.EventQuery, by ...store
 	}
 	store.SortBuckets(out)
 	return out, nil
+}
+
+// aggConn is a pooled connection set up for one large GROUP BY, with the
+// settings to restore.
+type aggConn struct {
+	*sql.Conn
+	tempStore, cacheSize int64
+}
+
+// aggregationCacheKiB bounds the page cache, and so the in-memory part of
+// the sorter, of an aggregation.
+const aggregationCacheKiB = 16384
+
+// aggregationConn takes a connection and lets its sorter spill to a
+// temporary file with a smaller cache: a GROUP BY over a million events
+// otherwise sorts them all in memory (hundreds of MiB). release restores
+// the connection's settings (the write path wants them in memory) or, if
+// that fails, drops the connection from the pool.
+func (s *Store) aggregationConn(ctx context.Context) (*aggConn, error) {
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: count events: %w", err)
+	}
+	a := &aggConn{Conn: c}
+	if err := c.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&a.tempStore); err == nil {
+		err = c.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&a.cacheSize)
+	}
+	if err == nil {
+		_, err = c.ExecContext(ctx, `PRAGMA temp_store = FILE`)
+	}
+	if err == nil && (a.cacheSize >= 0 || -a.cacheSize > aggregationCacheKiB) {
+		_, err = c.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = -%d`, aggregationCacheKiB))
+	}
+	if err != nil {
+		_ = c.Raw(func(any) error { return driver.ErrBadConn })
+		_ = c.Close()
+		return nil, fmt.Errorf("sqlitestore: count events: %w", err)
+	}
+	return a, nil
+}
+
+func (c *aggConn) release() {
+	for _, p := range []string{fmt.Sprintf(`PRAGMA temp_store = %d`, c.tempStore), fmt.Sprintf(`PRAGMA cache_size = %d`, c.cacheSize)} {
+		if _, err := c.ExecContext(context.Background(), p); err != nil {
+			_ = c.Raw(func(any) error { return driver.ErrBadConn })
+			break
+		}
+	}
+	_ = c.Close()
+}
+
+// ForReports bounds the memory of a store opened to read large reports:
+// one connection with a 16 MiB page cache instead of up to four of 64 MiB
+// (the writer's setting). Call it right after Open, before any query.
+func (s *Store) ForReports(ctx context.Context) error {
+	s.db.SetMaxOpenConns(1)
+	s.db.SetMaxIdleConns(1)
+	if _, err := s.db.ExecContext(ctx, fmt.Sprintf(`PRAGMA cache_size = -%d`, aggregationCacheKiB)); err != nil {
+		return fmt.Errorf("sqlitestore: %w", err)
+	}
+	return nil
 }
 
 // CountDeadLetters implements store.Aggregator.
