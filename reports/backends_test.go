@@ -2,7 +2,6 @@ package reports
 
 import (
 	"context"
-	"net/http"
 	"testing"
 	"time"
 
@@ -20,20 +19,7 @@ func esFixture(t *testing.T) *esstore.Store {
 	t.Helper()
 	c := estest.Require(t)
 	prefix := estest.UniqueName(t, "rep")
-	t.Cleanup(func() {
-		for _, suffix := range []string{"-events", "-runs", "-deadletters", "-reports"} {
-			res, err := c.Indices.DeleteIndexTemplate(prefix + suffix)
-			if err != nil {
-				t.Errorf("delete template: %v", err)
-				continue
-			}
-			res.Body.Close()
-			if res.IsError() && res.StatusCode != http.StatusNotFound {
-				t.Errorf("delete template %s: %s", prefix+suffix, res.Status())
-			}
-		}
-	})
-	estest.TrackIndex(t, c, prefix+"-*")
+	estest.TrackStore(t, c, prefix+"-*", esstore.Indices(prefix)...)
 	cfg := esstore.NewDefaultConfig()
 	cfg.Endpoints, cfg.IndexPrefix = []string{estest.URL()}, prefix
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -60,7 +46,7 @@ func TestSameReportFromSQLiteAndElasticsearch(t *testing.T) {
 		_, err = re.encode()
 		require.NoError(t, err)
 		if !assert.Equal(t, rl.Envelope.ContentSHA256, re.Envelope.ContentSHA256, "%s %s", req.Kind, req.Filters.String()) {
-			assert.Equal(t, goldenText(rl), goldenText(re))
+			assert.Equal(t, rl.Text(), re.Text())
 			assert.Equal(t, rl.Queries, re.Queries)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,32 +28,6 @@ func fixtureRequests() []Request {
 	}
 }
 
-// goldenText is every number and every cell of a report, one table row per
-// line: what the golden files hold.
-func goldenText(r *Report) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s\n", r.Envelope.ID, r.Envelope.Filters.String())
-	c := r.Completeness
-	fmt.Fprintf(&b, "completeness runs=%d unended=%d events=%d dead_letters=%d integrity_alarms=%d closed=%v streams=%v\n",
-		c.Runs, c.RunsUnended, c.Events, c.DeadLetters, c.IntegrityAlarms, c.PeriodClosed, c.EventsByStream)
-	for _, m := range r.Summary {
-		fmt.Fprintf(&b, "%s = %d\n", m.ID, m.Value)
-	}
-	for _, s := range r.Sections {
-		for _, t := range s.Tables {
-			fmt.Fprintf(&b, "-- %s (%d) %s\n", t.ID, t.Total, strings.Join(t.Columns, " | "))
-			for _, row := range t.Rows {
-				cells := make([]string, len(row))
-				for i, c := range row {
-					cells[i] = cellText(c)
-				}
-				fmt.Fprintf(&b, "   %s\n", strings.Join(cells, " | "))
-			}
-		}
-	}
-	return b.String()
-}
-
 func goldenName(r Request) string {
 	name := r.Kind
 	if f := r.Filters.String(); f != "" {
@@ -72,7 +45,7 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(goldenName(req)), func(t *testing.T) {
 			r, err := g.Generate(context.Background(), req)
 			require.NoError(t, err)
-			got := goldenText(r)
+			got := r.Text()
 			if *update {
 				require.NoError(t, os.WriteFile(goldenName(req), []byte(got), 0o644))
 			}

@@ -150,6 +150,17 @@ func buildBenchTrail(b *testing.B, s store.Store) {
 	b.Logf("built the trail: %d events in %s", benchRuns*benchEventsPerRn, time.Since(start).Round(time.Second))
 }
 
+// benchStored counts the events the bench streams hold.
+func benchStored(b *testing.B, s store.Store) int64 {
+	var n int64
+	for w := range benchWriters {
+		last, err := s.LastSequence(context.Background(), fmt.Sprintf("bench-%d", w))
+		require.NoError(b, err)
+		n += last
+	}
+	return n
+}
+
 // BenchmarkSOXReport times `batchaudit report sox` (the CLI binary, as a
 // user runs it: html, json and csv) over 1M events / 10k runs in a 30-day
 // period, from SQLite and from the local Elasticsearch node, and reports
@@ -195,13 +206,7 @@ func BenchmarkSOXReport(b *testing.B) {
 		path := filepath.Join(benchDir, "reports-1m.db")
 		s, err := sqlitestore.Open(context.Background(), path)
 		require.NoError(b, err)
-		n := int64(0)
-		for w := range benchWriters {
-			last, err := s.LastSequence(context.Background(), fmt.Sprintf("bench-%d", w))
-			require.NoError(b, err)
-			n += last
-		}
-		if n != benchRuns*benchEventsPerRn {
+		if benchStored(b, s) != benchRuns*benchEventsPerRn {
 			require.NoError(b, s.Close())
 			require.NoError(b, os.RemoveAll(path))
 			s, err = sqlitestore.Open(context.Background(), path)
@@ -217,26 +222,13 @@ func BenchmarkSOXReport(b *testing.B) {
 		prefix := "batchaudit-bench-reports"
 		if os.Getenv("BATCHAUDIT_BENCH_KEEP_ES") != "1" {
 			prefix = estest.UniqueName(b, "bench-reports")
-			b.Cleanup(func() {
-				for _, suffix := range []string{"-events", "-runs", "-deadletters", "-reports"} {
-					if res, err := c.Indices.DeleteIndexTemplate(prefix + suffix); err == nil {
-						res.Body.Close()
-					}
-				}
-			})
-			estest.TrackIndex(b, c, prefix+"-*")
+			estest.TrackStore(b, c, prefix+"-*", esstore.Indices(prefix)...)
 		}
 		cfg := esstore.NewDefaultConfig()
 		cfg.Endpoints, cfg.IndexPrefix = []string{estest.URL()}, prefix
 		s, err := esstore.New(context.Background(), cfg, zap.NewNop())
 		require.NoError(b, err)
-		n := int64(0)
-		for w := range benchWriters {
-			last, err := s.LastSequence(context.Background(), fmt.Sprintf("bench-%d", w))
-			require.NoError(b, err)
-			n += last
-		}
-		if n == 0 {
+		if n := benchStored(b, s); n == 0 {
 			buildBenchTrail(b, s)
 		} else if n != benchRuns*benchEventsPerRn {
 			b.Fatalf("index prefix %s holds %d events, not %d: delete it first", prefix, n, benchRuns*benchEventsPerRn)

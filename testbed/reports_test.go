@@ -1,12 +1,9 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +18,7 @@ import (
 	"github.com/batchaudit/batchaudit/reports"
 	"github.com/batchaudit/batchaudit/signing"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/testbed/harness"
 )
 
@@ -127,19 +125,6 @@ datasets:
     subject_fields: [customer]
 `
 
-// postEvents sends plain-JSON audit events and requires a 200.
-func postEvents(t *testing.T, c *harness.Collector, events []map[string]any) {
-	t.Helper()
-	body, err := json.Marshal(events)
-	require.NoError(t, err)
-	res, err := http.Post(c.HTTPEndpoint()+"/v1/audit/events", "application/json", bytes.NewReader(body))
-	require.NoError(t, err)
-	defer res.Body.Close()
-	var msg bytes.Buffer
-	_, _ = msg.ReadFrom(res.Body)
-	require.Equal(t, http.StatusOK, res.StatusCode, msg.String())
-}
-
 // craftedRuns are the runs besides the example job's: a failed run, a run
 // that loses a record and under-counts, a run that never ends, an erasure
 // of the data subject's archived record, an invalid event and an event id
@@ -213,14 +198,7 @@ func normalize(s string) string {
 func TestReportsFromTheCollector(t *testing.T) {
 	es := estest.Require(t)
 	prefix := estest.UniqueName(t, "e2erep")
-	t.Cleanup(func() {
-		for _, suffix := range []string{"-events", "-runs", "-deadletters", "-reports"} {
-			if res, err := es.Indices.DeleteIndexTemplate(prefix + suffix); err == nil {
-				res.Body.Close()
-			}
-		}
-	})
-	estest.TrackIndex(t, es, prefix+"-*")
+	estest.TrackStore(t, es, prefix+"-*", esstore.Indices(prefix)...)
 	cli := harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit")
 	dir := t.TempDir()
 	key := filepath.Join(dir, "report.key")
@@ -234,14 +212,14 @@ func TestReportsFromTheCollector(t *testing.T) {
 	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "e2e-day2")
 	crafted := craftedRuns(time.Now())
 	for _, batch := range crafted[:len(crafted)-1] {
-		postEvents(t, c, batch)
+		postEvents(t, c, batch...)
 	}
 	// The conflicting event goes in after a restart, so it is not in the
 	// same store write as the event it conflicts with (the backends word
 	// that case differently). The schedule, run again, produces nothing new.
 	c.Stop() // drains both exporters' queues
 	c.Restart()
-	postEvents(t, c, crafted[len(crafted)-1])
+	postEvents(t, c, crafted[len(crafted)-1]...)
 	c.Stop()
 
 	// The schedule inside the collector: the previous hour, signed, in the index.
@@ -303,13 +281,13 @@ func TestReportsFromTheCollector(t *testing.T) {
 				if doc == nil {
 					doc = &r
 				}
-				texts[backend[0]] = reportText(&r)
+				texts[backend[0]] = r.Text()
 				assert.NotContains(t, string(b), "ACME GmbH", "subjects are pseudonymized")
 			}
 			if !assert.Equal(t, hashes["--db"], hashes["--es"], "the same report from SQLite and from Elasticsearch") {
 				assert.Equal(t, texts["--db"], texts["--es"])
 			}
-			got := normalize(reportText(doc))
+			got := normalize(doc.Text())
 			golden := filepath.Join("testdata", "reports", k.name+".golden")
 			if *updateGolden {
 				require.NoError(t, os.MkdirAll(filepath.Dir(golden), 0o755))
@@ -320,30 +298,4 @@ func TestReportsFromTheCollector(t *testing.T) {
 			assert.Equal(t, string(want), got)
 		})
 	}
-}
-
-// reportText is every number and cell of a report read back from its JSON
-// form, one table row per line.
-func reportText(r *reports.Report) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s attestation=%s\n", r.Envelope.ID, r.Envelope.Filters.String(), r.Attestation.Status)
-	c := r.Completeness
-	fmt.Fprintf(&b, "completeness runs=%d unended=%d events=%d dead_letters=%d integrity_alarms=%d\n",
-		c.Runs, c.RunsUnended, c.Events, c.DeadLetters, c.IntegrityAlarms)
-	for _, m := range r.Summary {
-		fmt.Fprintf(&b, "%s = %d\n", m.ID, m.Value)
-	}
-	for _, s := range r.Sections {
-		for _, t := range s.Tables {
-			fmt.Fprintf(&b, "-- %s (%d) %s\n", t.ID, t.Total, strings.Join(t.Columns, " | "))
-			for _, row := range t.Rows {
-				cells := make([]string, len(row))
-				for i, v := range row {
-					cells[i] = fmt.Sprint(v)
-				}
-				fmt.Fprintf(&b, "   %s\n", strings.Join(cells, " | "))
-			}
-		}
-	}
-	return b.String()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/batchaudit/batchaudit/store"
 )
 
