@@ -228,7 +228,7 @@ func ContentHash(reportJSON []byte) (string, error) {
 	return canonical.Hash(doc)
 }
 
-// MarshalJSON writes the report's JSON form (indented, for people) with
+// encode writes the report's JSON form (indented, for people) with
 // its content hash filled in.
 func (r *Report) encode() ([]byte, error) {
 	r.Envelope.ContentSHA256 = ""
@@ -249,7 +249,7 @@ func (r *Report) encode() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// table builds a Table from rows, listing at most max (0: all).
+// newTable builds a Table from rows, listing at most max (0: all).
 func newTable(id, title string, columns []string, rows [][]any, max int) Table {
 	t := Table{ID: id, Title: title, Columns: columns, Rows: rows, Total: int64(len(rows))}
 	if t.Rows == nil {

@@ -96,6 +96,12 @@ func openStore(ctx context.Context, cfg *Config, logger *zap.Logger) (reportStor
 	if err != nil {
 		return nil, err
 	}
+	// Reports read in bulk: one connection with a small cache keeps the
+	// collector's memory bounded (the exporter has its own connections).
+	if err := s.ForReports(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
