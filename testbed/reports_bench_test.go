@@ -202,38 +202,42 @@ func BenchmarkSOXReport(b *testing.B) {
 		b.Logf("load average: %s", strings.TrimSpace(string(load)))
 	}
 
-	b.Run("sqlite", func(b *testing.B) {
+	// The fixtures are built here, once, on first use: a sub-benchmark's
+	// function runs more than once (b.N = 1 first), the parent's only once.
+	parent := b
+	sqlitePath := sync.OnceValue(func() string {
 		path := filepath.Join(benchDir, "reports-1m.db")
 		s, err := sqlitestore.Open(context.Background(), path)
-		require.NoError(b, err)
-		if benchStored(b, s) != benchRuns*benchEventsPerRn {
-			require.NoError(b, s.Close())
-			require.NoError(b, os.RemoveAll(path))
+		require.NoError(parent, err)
+		if benchStored(parent, s) != benchRuns*benchEventsPerRn {
+			require.NoError(parent, s.Close())
+			require.NoError(parent, os.RemoveAll(path))
 			s, err = sqlitestore.Open(context.Background(), path)
-			require.NoError(b, err)
-			buildBenchTrail(b, s)
+			require.NoError(parent, err)
+			buildBenchTrail(parent, s)
 		}
-		require.NoError(b, s.Close())
-		report(b, "--db", path)
+		require.NoError(parent, s.Close())
+		return path
 	})
-
-	b.Run("elasticsearch", func(b *testing.B) {
-		c := estest.Require(b)
+	esPrefix := sync.OnceValue(func() string {
+		c := estest.Require(parent)
 		prefix := "batchaudit-bench-reports"
 		if os.Getenv("BATCHAUDIT_BENCH_KEEP_ES") != "1" {
-			prefix = estest.UniqueName(b, "bench-reports")
-			estest.TrackStore(b, c, prefix+"-*", esstore.Indices(prefix)...)
+			prefix = estest.UniqueName(parent, "bench-reports")
+			estest.TrackStore(parent, c, prefix+"-*", esstore.Indices(prefix)...)
 		}
 		cfg := esstore.NewDefaultConfig()
 		cfg.Endpoints, cfg.IndexPrefix = []string{estest.URL()}, prefix
 		s, err := esstore.New(context.Background(), cfg, zap.NewNop())
-		require.NoError(b, err)
-		if n := benchStored(b, s); n == 0 {
-			buildBenchTrail(b, s)
+		require.NoError(parent, err)
+		if n := benchStored(parent, s); n == 0 {
+			buildBenchTrail(parent, s)
 		} else if n != benchRuns*benchEventsPerRn {
-			b.Fatalf("index prefix %s holds %d events, not %d: delete it first", prefix, n, benchRuns*benchEventsPerRn)
+			parent.Fatalf("index prefix %s holds %d events, not %d: delete it first", prefix, n, benchRuns*benchEventsPerRn)
 		}
-		require.NoError(b, s.Close())
-		report(b, "--es", estest.URL(), "--es-prefix", prefix)
+		require.NoError(parent, s.Close())
+		return prefix
 	})
+	b.Run("sqlite", func(b *testing.B) { report(b, "--db", sqlitePath()) })
+	b.Run("elasticsearch", func(b *testing.B) { report(b, "--es", estest.URL(), "--es-prefix", esPrefix()) })
 }
