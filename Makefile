@@ -10,7 +10,7 @@ DATA_DIR     ?= $(CURDIR)/batchaudit-data
 FUZZTIME     ?= 5s
 GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
 
-.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status help pyenv examples bench-e2e
+.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status help pyenv examples bench-e2e browser
 
 all: build
 
@@ -41,9 +41,20 @@ run: build
 	@bash scripts/run-demo.sh
 
 # `make test` brings up what the tests need: a local Elasticsearch node (left running; `make es-down`
-# stops it), the Python clients of the end-to-end tests and the Python package in testbed/.venv, and
-# the Java and Node examples.
-test: build es-up pyenv examples test-unit test-examples test-fuzz test-e2e
+# stops it), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
+# the Java and Node examples, and chromium and poppler-utils for the report tests.
+test: build es-up pyenv examples browser test-unit test-examples test-fuzz test-e2e
+
+# The report tests load HTML in headless Chromium and read PDFs with poppler (Debian packages).
+browser:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; install them: apt-get install -y$$missing"; exit 1; fi; \
+		echo "installing$$missing (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing </dev/null >/dev/null; \
+	fi
 
 PYENV := $(CURDIR)/testbed/.venv
 pyenv: $(PYENV)/.installed
@@ -106,7 +117,7 @@ lint:
 
 # Regenerate internal/metadata of every component and the Kibana saved objects (output is committed).
 generate:
-	@for d in $$(dirname $$(find receiver processor exporter -name metadata.yaml)); do \
+	@for d in $$(dirname $$(find receiver processor exporter extension -name metadata.yaml)); do \
 		echo "mdatagen $$d"; (cd $$d && $(GO) tool -modfile=$(CURDIR)/internal/tools/go.mod mdatagen metadata.yaml) || exit 1; \
 	done
 	$(GO) generate ./kibana

@@ -78,3 +78,18 @@ func (h *FieldHasher) Sum(dst []byte, name string, value any) ([]byte, error) {
 	h.mac.Write(h.buf)
 	return h.mac.Sum(dst), nil
 }
+
+// Pseudonym is the keyed pseudonym of a value, "hmac-sha256:<hex>" of
+// HMAC-SHA256 over the value's canonical JSON under key: what cdcprocessor
+// stores for redact.hash fields, and how reports find a data subject's
+// records without the plaintext. A value that has no canonical form gets
+// the pseudonym of the text "unhashable".
+func Pseudonym(key []byte, v any) string {
+	b, err := Marshal(v)
+	if err != nil {
+		b = []byte("unhashable")
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
+}

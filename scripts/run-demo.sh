@@ -12,6 +12,11 @@ if curl -sf http://127.0.0.1:13133/ >/dev/null 2>&1; then
   echo "A collector already answers on 127.0.0.1:13133; stop it first." >&2
   exit 1
 fi
+# The report extension and the CLI sign reports with this key (configs/local.yaml names it).
+KEY="$DATA/report.key"
+if [ ! -f "$KEY" ]; then
+  "$BUILD/batchaudit" keygen --name batchaudit-demo --out "$KEY" >"$DATA/report.pub" 2>/dev/null
+fi
 echo "==> starting otelcol-batchaudit (configs/local.yaml); log: $LOG"
 "$BUILD/otelcol-batchaudit" --config configs/local.yaml >"$LOG" 2>&1 &
 pid=$!
@@ -47,4 +52,20 @@ echo "Lineage of order A-1002:"
 echo
 echo "Verify the trail's integrity:  $BUILD/batchaudit verify --db $DB"
 "$BUILD/batchaudit" verify --db "$DB"
+
+# Reports over the demo runs: from yesterday to tomorrow (UTC), so runs near midnight are in.
+FROM=$(python3 -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=1))')
+TO=$(python3 -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() + d.timedelta(days=1))')
+echo
+echo "==> compliance reports of $FROM .. $TO (signed with $KEY; verifier key in $DATA/report.pub)"
+html=""
+for kind in sox reconciliation; do
+  dir=$("$BUILD/batchaudit" report "$kind" --db "$DB" --from "$FROM" --to "$TO" --key "$KEY" --out "$DATA/reports/demo" --json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["dir"])')
+  "$BUILD/batchaudit" verify-report --key "$DATA/report.pub" "$dir" | head -1
+  [ "$kind" = sox ] && html="$dir/report.html"
+  echo "  $kind: $dir/report.html"
+done
+echo
+echo "Open the SOX report in a browser: $html"
 echo "More: $BUILD/batchaudit --help   |   Elasticsearch: configs/elasticsearch.yaml (make es-up)"

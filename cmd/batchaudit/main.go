@@ -9,6 +9,9 @@
 //	batchaudit deadletters [PERIOD]
 //	batchaudit verify [--stream S]
 //	batchaudit kibana import --kibana URL | kibana export --out FILE
+//	batchaudit report KIND --from DATE --to DATE [filters] [--format html,json,csv,pdf] --out DIR --key FILE
+//	batchaudit verify-report --key VERIFIER DIR
+//	batchaudit keygen --name NAME --out FILE
 //
 // PERIOD is --since 7d or --from T [--to T]. Every command takes --db PATH
 // (default ./batchaudit-data/audit.db) or --es URL [--es-prefix P], and
@@ -58,6 +61,13 @@ Usage:
   batchaudit deadletters [PERIOD]
   batchaudit verify [--stream S]
 
+Compliance reports (docs/reports.md):
+  batchaudit report KIND --from DATE --to DATE [--job J] [--dataset D] [--actor A] [--record R] [--subject S]
+                     [--format html,json,csv,pdf] [--out DIR] --key SIGNER_KEY_FILE [--catalog FILE]
+                     KIND is sox, gdpr, hipaa, lineage or reconciliation
+  batchaudit verify-report --key VERIFIER_KEY REPORT_DIR
+  batchaudit keygen --name NAME --out SIGNER_KEY_FILE   (prints the verifier key)
+
 Kibana (the trail in Elasticsearch):
   batchaudit kibana import --kibana URL [--space S] [--user U --password P | --api-key K] [--ca FILE] [--es-prefix P]
   batchaudit kibana export [--out FILE] [--es-prefix P]
@@ -85,6 +95,9 @@ Examples:
   batchaudit events --lineage ord-A-1002
   batchaudit history A-1002
   batchaudit verify
+  batchaudit keygen --name reports.example.com --out report.key > report.pub
+  batchaudit report sox --from 2026-07-01 --to 2026-10-01 --key report.key --out reports/
+  batchaudit verify-report --key report.pub reports/sox-20260701T000000Z-20261001T000000Z-1a2b3c4d
 `
 
 // command is one subcommand: its flags and what it does with an open store.
@@ -93,21 +106,29 @@ type command struct {
 	// args is the number of positional arguments it takes.
 	args     int
 	argsName string
+	// noStore: the command does not read the trail.
+	noStore bool
 }
 
 var commands = map[string]command{
-	"runs":        {flags: runsCommand},
-	"events":      {flags: eventsCommand},
-	"history":     {flags: historyCommand, args: 1, argsName: "RECORD_ID"},
-	"deadletters": {flags: deadLettersCommand},
-	"verify":      {flags: verifyCommand},
+	"runs":          {flags: runsCommand},
+	"events":        {flags: eventsCommand},
+	"history":       {flags: historyCommand, args: 1, argsName: "RECORD_ID"},
+	"deadletters":   {flags: deadLettersCommand},
+	"verify":        {flags: verifyCommand},
+	"report":        {flags: reportCommand, args: 1, argsName: "KIND (sox, gdpr, hipaa, lineage or reconciliation)"},
+	"verify-report": {flags: verifyReportCommand, args: 1, argsName: "REPORT_DIR", noStore: true},
+	"keygen":        {flags: keygenCommand, noStore: true},
 }
 
 // cli is what every command writes to and reads from.
 type cli struct {
 	out    io.Writer
+	errOut io.Writer
 	format string // formatText, formatJSON or formatCSV
 	store  store.Store
+	// storeName says which trail was opened (for report envelopes).
+	storeName string
 }
 
 // errUsage marks errors that are the caller's invocation, not the trail.
@@ -149,22 +170,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "batchaudit %s: --output %q is not one of text, json, csv\n", name, format)
 		return exitUsage
 	}
-	var s store.Store
+	c := &cli{out: stdout, errOut: stderr, format: format}
 	var err error
 	// A command that only prints a Kibana link does not read the trail.
-	if k := fs.Lookup("kibana-url"); k == nil || k.Value.String() == "" {
+	if k := fs.Lookup("kibana-url"); !cmd.noStore && (k == nil || k.Value.String() == "") {
 		if *esURL != "" {
-			s, err = openElasticsearch(ctx, *esURL, *esPrefix)
+			c.store, err = openElasticsearch(ctx, *esURL, *esPrefix)
+			c.storeName = "elasticsearch:" + *esURL + " index prefix " + *esPrefix
 		} else {
-			s, err = openStore(ctx, *db)
+			c.store, err = openStore(ctx, *db)
+			c.storeName = "sqlite:" + *db
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "batchaudit: %v\n", err)
 			return exitFail
 		}
-		defer s.Close()
+		defer c.store.Close()
 	}
-	return exitCode(name, exec(ctx, &cli{out: stdout, format: format, store: s}, positional), stderr)
+	return exitCode(name, exec(ctx, c, positional), stderr)
 }
 
 // commandWord takes the command (or subcommand) word off args; without one

@@ -330,3 +330,14 @@ func readBody(res *esapi.Response) []byte {
 	b, _ := io.ReadAll(res.Body)
 	return b
 }
+
+// TrackStore deletes, at cleanup, what an esstore with an index prefix
+// created: the indices matching pattern (prefix+"-*"), then the index
+// templates (esstore.Indices(prefix): a template is named like its index).
+func TrackStore(t testing.TB, c *elasticsearch.Client, pattern string, templates ...string) {
+	t.Helper()
+	for _, name := range templates {
+		TrackIndexTemplate(t, c, name) // registered first: runs after the indices are gone
+	}
+	TrackIndex(t, c, pattern)
+}

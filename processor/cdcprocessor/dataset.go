@@ -1,9 +1,6 @@
 package cdcprocessor
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"path"
 	"slices"
 	"sync"
@@ -62,18 +59,10 @@ func (d *dataset) redact(rec map[string]any) map[string]any {
 	return out
 }
 
-// pseudonym is HMAC-SHA256 of the value's canonical JSON: equal values give
-// equal pseudonyms (joins and counts still work), values cannot be recovered
-// without the key.
-func (d *dataset) pseudonym(v any) string {
-	b, err := canonical.Marshal(v)
-	if err != nil {
-		b = []byte("unhashable")
-	}
-	m := hmac.New(sha256.New, d.redactor)
-	m.Write(b)
-	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
-}
+// pseudonym is canonical.Pseudonym under redaction_key: equal values give
+// equal pseudonyms (joins and counts still work), values cannot be
+// recovered without the key.
+func (d *dataset) pseudonym(v any) string { return canonical.Pseudonym(d.redactor, v) }
 
 // matcher finds the dataset configuration of an event's dataset. Results
 // are cached per (role, namespace, name); the cache is bounded because a

@@ -21,10 +21,7 @@ func testPrefix(t testing.TB) string {
 	t.Helper()
 	c := estest.Require(t)
 	prefix := estest.UniqueName(t, "ba")
-	for _, name := range []string{EventsIndex(prefix), RunsIndex(prefix), DeadLettersIndex(prefix)} {
-		estest.TrackIndexTemplate(t, c, name) // registered first: runs after the indices are gone
-	}
-	estest.TrackIndex(t, c, prefix+"-*")
+	estest.TrackStore(t, c, prefix+"-*", Indices(prefix)...)
 	return prefix
 }
 

@@ -28,6 +28,19 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 
 // EachEvent implements store.Reader.
 func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*store.StoredEvent) error) error {
+	var se store.StoredEvent
+	return s.search(ctx, s.cfg.eventsIndex(), eventFilter(q), eventSort, q.Limit, eventSource, func(src json.RawMessage) error {
+		var err error
+		if se, err = decodeEvent(src); err != nil {
+			return err
+		}
+		return fn(&se)
+	})
+}
+
+// eventFilter is the bool filter of an EventQuery, shared by EachEvent and
+// the aggregations.
+func eventFilter(q store.EventQuery) []any {
 	var filter []any
 	if q.BatchID != "" {
 		filter = append(filter, term("batchaudit.batch.id", q.BatchID))
@@ -53,38 +66,42 @@ func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*stor
 	if r := timeRange("@timestamp", q.From, q.To); r != nil {
 		filter = append(filter, r)
 	}
-	sort := []any{
-		map[string]any{"@timestamp": map[string]any{"order": "asc", "missing": "_first"}},
-		map[string]any{"event.sequence": "asc"},
-		map[string]any{"event.id": "asc"},
+	return filter
+}
+
+// eventSort is the order of Reader.Events: time, then sequence.
+var eventSort = []any{
+	map[string]any{"@timestamp": map[string]any{"order": "asc", "missing": "_first"}},
+	map[string]any{"event.sequence": "asc"},
+	map[string]any{"event.id": "asc"},
+}
+
+// eventSource is the part of an event document reads need.
+var eventSource = []string{"batchaudit.canonical", "batchaudit.stream", "event.sequence", "event.hash", "event.ingested"}
+
+// decodeEvent rebuilds a stored event from the eventSource fields.
+func decodeEvent(src json.RawMessage) (store.StoredEvent, error) {
+	var d struct {
+		Event struct {
+			Sequence int64  `json:"sequence"`
+			Hash     string `json:"hash"`
+			Ingested string `json:"ingested"`
+		} `json:"event"`
+		Batchaudit struct {
+			Stream    string `json:"stream"`
+			Canonical string `json:"canonical"`
+		} `json:"batchaudit"`
 	}
-	var se store.StoredEvent
-	return s.search(ctx, s.cfg.eventsIndex(), filter, sort, q.Limit,
-		[]string{"batchaudit.canonical", "batchaudit.stream", "event.sequence", "event.hash", "event.ingested"},
-		func(src json.RawMessage) error {
-			var d struct {
-				Event struct {
-					Sequence int64  `json:"sequence"`
-					Hash     string `json:"hash"`
-					Ingested string `json:"ingested"`
-				} `json:"event"`
-				Batchaudit struct {
-					Stream    string `json:"stream"`
-					Canonical string `json:"canonical"`
-				} `json:"batchaudit"`
-			}
-			if err := json.Unmarshal(src, &d); err != nil {
-				return err
-			}
-			e, err := auditevent.ParseCanonical([]byte(d.Batchaudit.Canonical))
-			if err != nil {
-				return err
-			}
-			ingested, _ := time.Parse(time.RFC3339Nano, d.Event.Ingested)
-			se = store.StoredEvent{Event: e, Stream: d.Batchaudit.Stream, Sequence: d.Event.Sequence,
-				Hash: d.Event.Hash, Ingested: ingested.UTC()}
-			return fn(&se)
-		})
+	if err := json.Unmarshal(src, &d); err != nil {
+		return store.StoredEvent{}, err
+	}
+	e, err := auditevent.ParseCanonical([]byte(d.Batchaudit.Canonical))
+	if err != nil {
+		return store.StoredEvent{}, err
+	}
+	ingested, _ := time.Parse(time.RFC3339Nano, d.Event.Ingested)
+	return store.StoredEvent{Event: e, Stream: d.Batchaudit.Stream, Sequence: d.Event.Sequence,
+		Hash: d.Event.Hash, Ingested: ingested.UTC()}, nil
 }
 
 // Runs implements store.Reader: runs that started in [From, To), by start.

@@ -111,6 +111,7 @@ func (c *Config) mappings() map[string]string {
 		c.eventsIndex():      eventsMapping,
 		c.runsIndex():        runsMapping,
 		c.deadLettersIndex(): deadLettersMapping,
+		c.reportsIndex():     reportsMapping,
 	}
 }
 

@@ -95,6 +95,12 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 
 // EachEvent implements store.Reader.
 func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*store.StoredEvent) error) error {
+	return s.eachEvent(ctx, eventFilter(q), q.Limit, fn)
+}
+
+// eventFilter is the WHERE clause of an EventQuery (without its Limit),
+// shared by EachEvent and the aggregations.
+func eventFilter(q store.EventQuery) where {
 	var w where
 	if q.BatchID != "" {
 		w.add("batch_id = ? AND batch_id <> ''", q.BatchID)
@@ -121,8 +127,13 @@ func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*stor
 		}
 	}
 	w.period("time", q.From, q.To)
+	return w
+}
+
+// eachEvent reads the events w selects, in time order, page by page.
+func (s *Store) eachEvent(ctx context.Context, w where, limit int, fn func(*store.StoredEvent) error) error {
 	var se store.StoredEvent
-	return s.pages(ctx, "events", q.Limit, func(cursor []any, n int) (string, []any) {
+	return s.pages(ctx, "events", limit, func(cursor []any, n int) (string, []any) {
 		page := w.clone()
 		if cursor != nil {
 			page.add("(time, sequence, id) > (?, ?, ?)", cursor...)

@@ -36,6 +36,8 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("SequenceAfterReopen", func(t *testing.T) { testReopen(t, newLocation(t)) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, newLocation(t)) })
 	t.Run("RunContext", func(t *testing.T) { testRunContext(t, newLocation(t)) })
+	t.Run("Aggregate", func(t *testing.T) { testAggregate(t, newLocation(t)) })
+	t.Run("ReportIndex", func(t *testing.T) { testReportIndex(t, newLocation(t)) })
 }
 
 // testRunContext: the run context of batch starts and the authenticated

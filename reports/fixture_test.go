@@ -1,0 +1,127 @@
+package reports
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
+	"github.com/batchaudit/batchaudit/store/storetest"
+)
+
+// The crafted trail of the unit tests (the end-to-end golden test in
+// testbed/ uses a trail written by the built collector instead):
+//
+//   - b1 (T0, orders-clean, svc-etl): success, storetest.RunEvents: read 3,
+//     written 2, skipped 1, errored 1 (does not reconcile by one), one
+//     data_loss finding, A-1 inserted, A-2 updated, A-9 deleted;
+//   - b2 (T0+1h, orders-load, alice): the same run, failed;
+//   - b3 (T0+2h): started, read A-1, never ended;
+//   - s1 (T0+3h, crm-sync, svc-crm): read C-1 and C-2 from crm.customers
+//     (ePHI in the catalog, customer pseudonymized), wrote both to
+//     dw.customers (an export out of ePHI);
+//   - s2 (T0+4h, crm-sync, svc-crm): deleted C-1 from dw.customers;
+//   - a dead letter (T0+5s) and an integrity alarm (T0+3s).
+var (
+	t0         = storetest.T0
+	testKey    = []byte("test-redaction-key")
+	crm        = auditevent.Dataset{Namespace: "postgres://crm:5432", Name: "crm.customers"}
+	dwCustomer = auditevent.Dataset{Namespace: "postgres://dw:5432", Name: "dw.customers"}
+	period     = [2]time.Time{t0.Add(-time.Minute), t0.Add(24 * time.Hour)}
+)
+
+var testCatalog = Catalog{
+	Controller: "Example Corp, dpo@example.com",
+	Datasets: []DatasetEntry{
+		{Name: "dw.orders", Purposes: []string{"financial reporting"}, DataCategories: []string{"order amounts"},
+			Recipients: []string{"finance"}, ErasureLimit: "10 years"},
+		{Name: "crm.customers", Purposes: []string{"customer care"}, DataCategories: []string{"name", "health plan"},
+			SubjectCategories: []string{"customers"}, Recipients: []string{"support"}, ErasureLimit: "2 years after contract end",
+			SubjectFields: []string{"customer"}, EPHI: true},
+		{Name: "dw.*", Namespace: "postgres://dw:5432", Purposes: []string{"analytics"}, DataCategories: []string{"name"},
+			SubjectCategories: []string{"customers"}, Recipients: []string{"analysts"}, ErasureLimit: "1 year",
+			SubjectFields: []string{"customer"}},
+	},
+}
+
+func subjectRun(batchID string, start time.Time) []auditevent.Event {
+	n := 0
+	next := func(name string) auditevent.Event {
+		e := auditevent.Event{ID: auditevent.DeterministicID("reports-test", batchID, string(rune('a'+n))), Name: name,
+			Time: start.Add(time.Duration(n) * time.Second), BatchID: batchID, JobName: "crm-sync", JobNamespace: "crm",
+			Actor: auditevent.Actor{ID: "svc-crm", Type: "service"}}
+		n++
+		return e
+	}
+	var out []auditevent.Event
+	out = append(out, next(auditevent.BatchStart))
+	for _, c := range []struct{ id, name string }{{"C-1", "Jane Doe"}, {"C-2", "Max Mustermann"}} {
+		data := map[string]any{"id": c.id, "customer": canonical.Pseudonym(testKey, c.name), "plan": "gold"}
+		e := next(auditevent.RecordRead)
+		e.RecordID, e.Source, e.RecordData = c.id, crm, data
+		out = append(out, e)
+		e = next(auditevent.RecordWrite)
+		e.RecordID, e.Target, e.RecordData, e.ChangeType = c.id, dwCustomer, data, auditevent.ChangeInsert
+		out = append(out, e)
+	}
+	e := next(auditevent.BatchEnd)
+	e.BatchResult, e.Counters = auditevent.ResultSuccess, &auditevent.Counters{Read: 2, Written: 2}
+	return append(out, e)
+}
+
+func deleteRun(batchID string, start time.Time) []auditevent.Event {
+	s := subjectRun(batchID, start)
+	del := s[1]
+	del.ID = auditevent.DeterministicID("reports-test", batchID, "delete")
+	del.Name, del.Source, del.Target, del.RecordData = auditevent.RecordDelete, auditevent.Dataset{}, dwCustomer, nil
+	del.ChangeType, del.DerivedBy = auditevent.ChangeDelete, "cdcprocessor"
+	end := s[len(s)-1]
+	end.Time = start.Add(2 * time.Second)
+	end.Counters = &auditevent.Counters{}
+	return []auditevent.Event{s[0], del, end}
+}
+
+// writeFixture writes the crafted trail into s.
+func writeFixture(t testing.TB, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	b2 := storetest.RunEvents("b2", t0.Add(time.Hour))
+	for i := range b2 {
+		b2[i].JobName, b2[i].Actor = "orders-load", auditevent.Actor{ID: "alice", Type: "human"}
+	}
+	b2[len(b2)-1].BatchResult = auditevent.ResultFailure
+	batches := [][]auditevent.Event{storetest.RunEvents("b1", t0), b2, storetest.RunEvents("b3", t0.Add(2*time.Hour))[:3],
+		subjectRun("s1", t0.Add(3*time.Hour)), deleteRun("s2", t0.Add(4*time.Hour))}
+	for _, b := range batches {
+		_, err := s.Write(ctx, "default", storetest.Stored(b...))
+		require.NoError(t, err)
+	}
+	bad := storetest.RunEvents("dl", t0)[5]
+	bad.ID, bad.SkipReason = "dead-1", ""
+	dl := storetest.Stored(bad)
+	dl[0].DeadLetterReason = "invalid batchaudit.record.skip: batchaudit.record.skip_reason: is required"
+	tampered := storetest.RunEvents("b1", t0)[3]
+	tampered.RecordID = "A-1-changed"
+	_, err := s.Write(ctx, "default", append(dl, storetest.Stored(tampered)...))
+	require.NoError(t, err)
+}
+
+func sqliteFixture(t testing.TB) *sqlitestore.Store {
+	t.Helper()
+	s, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "audit.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	writeFixture(t, s)
+	return s
+}
+
+func newGenerator(src Source, name string) *Generator {
+	return &Generator{Source: src, StoreName: name, Catalog: testCatalog, RedactionKey: testKey,
+		Now: func() time.Time { return t0.Add(48 * time.Hour) }}
+}
