@@ -25,15 +25,15 @@ import (
 var updateGolden = flag.Bool("update", false, "rewrite testdata/reports/*.golden")
 
 // reportsPipeline writes every event into SQLite and into Elasticsearch
-// (one queue consumer each, so both stores number the events alike),
+// (both from the journal's one delivery, so both stores number the events alike),
 // pseudonymizes customer names, and runs an hourly report schedule.
 const reportsPipeline = `
 extensions:
   health_check:
     endpoint: 127.0.0.1:{{HEALTH}}
-  file_storage:
-    directory: {{DIR}}/state
-    create_directory: true
+  journal:
+    directory: {{DIR}}/journal
+    tick_interval: 200ms
   reports:
     sqlite:
       path: {{DIR}}/audit.db
@@ -51,9 +51,10 @@ receivers:
         endpoint: 127.0.0.1:{{HTTP}}
       grpc:
         endpoint: 127.0.0.1:{{GRPC}}
+    journal: journal
 processors:
   cdc:
-    storage: file_storage
+    storage: journal
     redaction_key: e2e-redaction-key
     datasets:
       - name: orders_clean
@@ -67,23 +68,24 @@ processors:
       - name: "*"
         redact: {hash: [customer]}
   lineage:
-    storage: file_storage
+    storage: journal
+    settle_time: 3s   # longer than posting the crafted runs takes: their derived events follow them all
 exporters:
   audit/sqlite:
     stream: e2e
     sqlite:
       path: {{DIR}}/audit.db
     sending_queue:
-      num_consumers: 1
+      enabled: false
   audit/es:
     stream: e2e
     elasticsearch:
       endpoints: [{{ES}}]
       index_prefix: {{PREFIX}}
     sending_queue:
-      num_consumers: 1
+      enabled: false
 service:
-  extensions: [health_check, file_storage, reports]
+  extensions: [health_check, journal, reports]
   pipelines:
     logs:
       receivers: [audit]
@@ -210,6 +212,9 @@ func TestReportsFromTheCollector(t *testing.T) {
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 	runOrdersJob(t, c, testdata("orders_day1.csv"), filepath.Join(dir, "day1.csv"), "e2e-day1")
 	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "e2e-day2")
+	// The stream's order (and so every sequence number in the reports) is
+	// fixed when each group of runs settles before the next one is sent.
+	waitSettled(t, c)
 	crafted := craftedRuns(time.Now())
 	for _, batch := range crafted[:len(crafted)-1] {
 		postEvents(t, c, batch...)
@@ -217,9 +222,11 @@ func TestReportsFromTheCollector(t *testing.T) {
 	// The conflicting event goes in after a restart, so it is not in the
 	// same store write as the event it conflicts with (the backends word
 	// that case differently). The schedule, run again, produces nothing new.
-	c.Stop() // drains both exporters' queues
+	waitSettledBut(t, c, 1) // e2e-open never ends
+	c.Stop() // drains the journal into both stores
 	c.Restart()
 	postEvents(t, c, crafted[len(crafted)-1]...)
+	waitSettledBut(t, c, 1)
 	c.Stop()
 
 	// The schedule inside the collector: the previous hour, signed, in the index.
