@@ -223,7 +223,7 @@ func TestReportsFromTheCollector(t *testing.T) {
 	// same store write as the event it conflicts with (the backends word
 	// that case differently). The schedule, run again, produces nothing new.
 	waitSettledBut(t, c, 1) // e2e-open never ends
-	c.Stop() // drains the journal into both stores
+	c.Stop()                // drains the journal into both stores
 	c.Restart()
 	postEvents(t, c, crafted[len(crafted)-1]...)
 	waitSettledBut(t, c, 1)
