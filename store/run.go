@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"slices"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -104,4 +105,15 @@ func addUnique(list []string, v string) []string {
 		return list
 	}
 	return append(list, v)
+}
+
+// DecodeRun reads a stored run summary for readers: the write-side
+// bookkeeping (Through) is dropped, a summary is the folded facts only.
+func DecodeRun(data []byte, r *Run) error {
+	*r = Run{}
+	if err := json.Unmarshal(data, r); err != nil {
+		return err
+	}
+	r.Through = nil
+	return nil
 }

@@ -123,6 +123,10 @@ type Run struct {
 	// run's events (batchaudit.auth.principal), apart from Actor, which is
 	// who the job says ran it.
 	Principals []string `json:"principals,omitempty"`
+	// Through is, per stream, the sequence of the last event folded into
+	// the summary: folding is then exact under replays and recovery (an
+	// event is folded only when its sequence is beyond it).
+	Through map[string]int64 `json:"through,omitempty"`
 }
 
 // DeadLetter is an event the store could not keep as an audit event, with the

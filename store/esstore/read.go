@@ -129,8 +129,7 @@ func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Ru
 	}
 	var r store.Run
 	each := func(src json.RawMessage) error {
-		r = store.Run{}
-		if err := json.Unmarshal(src, &r); err != nil {
+		if err := store.DecodeRun(src, &r); err != nil {
 			return err
 		}
 		return fn(&r)

@@ -3,7 +3,6 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -206,8 +205,7 @@ func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Ru
 		if err := rows.Scan(&summary, &start, &id); err != nil {
 			return nil, fmt.Errorf("sqlitestore: read run: %w", err)
 		}
-		r = store.Run{}
-		if err := json.Unmarshal(summary, &r); err != nil {
+		if err := store.DecodeRun(summary, &r); err != nil {
 			return nil, fmt.Errorf("sqlitestore: run summary: %w", err)
 		}
 		cursor := []any{start, id}

@@ -27,12 +27,13 @@ const DefaultPath = "./batchaudit-data/audit.db"
 const Memory = ":memory:"
 
 // schemaVersion is kept in PRAGMA user_version so a later layout can migrate.
-const schemaVersion = 2
+const schemaVersion = 3
 
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS streams (
 		name          TEXT PRIMARY KEY,
-		last_sequence INTEGER NOT NULL
+		last_sequence INTEGER NOT NULL,
+		tree_root     TEXT NOT NULL DEFAULT ''
 	) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS events (
 		id               TEXT PRIMARY KEY,
@@ -52,7 +53,8 @@ var schema = []string{
 		ingested         INTEGER NOT NULL,
 		actor_id         TEXT NOT NULL DEFAULT '',
 		lineage_id       TEXT NOT NULL DEFAULT '',
-		finding_type     TEXT NOT NULL DEFAULT ''
+		finding_type     TEXT NOT NULL DEFAULT '',
+		content_hash     TEXT NOT NULL DEFAULT ''
 	)`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS events_stream_sequence ON events(stream, sequence)`,
 	`CREATE INDEX IF NOT EXISTS events_time ON events(time, sequence)`,
@@ -90,12 +92,31 @@ var schema = []string{
 		document  TEXT NOT NULL,
 		time      INTEGER NOT NULL,
 		ingested  INTEGER NOT NULL,
+		kind      TEXT NOT NULL DEFAULT 'dead_letter',
 		PRIMARY KEY (stream, sequence)
 	) WITHOUT ROWID`,
 	// doc_hash (SHA-256 of the stored document) rather than hash makes the
 	// key: an event that cannot be hashed has no hash but still a document.
 	`CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters(stream, event_id, doc_hash)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters(time, sequence)`,
+	// The Merkle tree of every stream: tiles (c2sp.org/tlog-tiles, height 8),
+	// the widest version of each; and the signed checkpoints.
+	`CREATE TABLE IF NOT EXISTS tiles (
+		stream TEXT NOT NULL,
+		level  INTEGER NOT NULL,
+		idx    INTEGER NOT NULL,
+		width  INTEGER NOT NULL,
+		data   BLOB NOT NULL,
+		PRIMARY KEY (stream, level, idx)
+	) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS checkpoints (
+		stream  TEXT NOT NULL,
+		size    INTEGER NOT NULL,
+		root    TEXT NOT NULL,
+		note    TEXT NOT NULL,
+		created INTEGER NOT NULL,
+		PRIMARY KEY (stream, size)
+	) WITHOUT ROWID`,
 }
 
 // upgradeV1 adds the search columns of schema 2 to a version 1 database and
@@ -112,12 +133,21 @@ var upgradeV1 = []string{
 	`UPDATE runs SET parent_id = coalesce(json_extract(summary, '$.parent_batch_id'), '')`,
 }
 
+// upgradeV2 adds what schema 3 keeps for the Merkle log; the tree of an
+// existing trail is built from its entries when the stream is next loaded.
+var upgradeV2 = []string{
+	`ALTER TABLE streams ADD COLUMN tree_root TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE dead_letters ADD COLUMN kind TEXT NOT NULL DEFAULT 'dead_letter'`,
+}
+
 // Store is the SQLite backend. It is safe for concurrent use; writes are
 // serialised (SQLite has one writer anyway).
 type Store struct {
 	db   *sql.DB
 	path string
-	mu   sync.Mutex // serialises Write so sequence numbers are assigned in commit order
+	mu   sync.Mutex // one write transaction at a time (SQLite has one writer anyway)
+	log  *store.Log
 	// now is the ingest clock; tests replace it.
 	now func() time.Time
 }
@@ -154,6 +184,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
 	s := &Store{db: db, path: path, now: time.Now}
+	s.log = store.NewLog(backend{s}, store.LogOptions{})
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: %w", path, err)
@@ -178,6 +209,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		for _, stmt := range upgradeV1 {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("upgrade schema 1 to 2: %w", err)
+			}
+		}
+	}
+	if version >= 1 && version <= 2 {
+		for _, stmt := range upgradeV2 {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("upgrade schema 2 to 3: %w", err)
 			}
 		}
 	}

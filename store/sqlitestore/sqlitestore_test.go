@@ -89,7 +89,7 @@ func TestOpenErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	_, err = Open(ctx, file)
-	require.ErrorContains(t, err, "schema version 99 is newer than this build understands (2)")
+	require.ErrorContains(t, err, "schema version 99 is newer than this build understands (3)")
 }
 
 func TestWriteHonoursContext(t *testing.T) {
@@ -126,7 +126,11 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	for _, stmt := range []string{
 		`DROP INDEX events_actor`, `DROP INDEX events_lineage`, `DROP INDEX events_finding`, `DROP INDEX runs_parent`,
 		`ALTER TABLE events DROP COLUMN actor_id`, `ALTER TABLE events DROP COLUMN lineage_id`,
-		`ALTER TABLE events DROP COLUMN finding_type`, `ALTER TABLE runs DROP COLUMN parent_id`, `PRAGMA user_version = 1`,
+		`ALTER TABLE events DROP COLUMN finding_type`, `ALTER TABLE runs DROP COLUMN parent_id`,
+		// and what schema 3 added for the Merkle log: the tree is rebuilt.
+		`ALTER TABLE streams DROP COLUMN tree_root`, `ALTER TABLE events DROP COLUMN content_hash`,
+		`ALTER TABLE dead_letters DROP COLUMN kind`, `DROP TABLE tiles`, `DROP TABLE checkpoints`,
+		`PRAGMA user_version = 1`,
 	} {
 		_, err := s.DB().Exec(stmt)
 		require.NoError(t, err, stmt)

@@ -3,198 +3,253 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/batchaudit/batchaudit/auditevent"
-	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
+// The store's rules live in store.Log; this file gives it SQLite's
+// primitives: one transaction per write, so everything a write stores
+// (entries, run summaries, tiles and the tree head) commits together.
+
 const (
-	insertDeadLetter = `INSERT INTO dead_letters (stream, sequence, event_id, hash, doc_hash, reason, document, time, ingested)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream, event_id, doc_hash) DO NOTHING`
-	selectDeadLetter = `SELECT sequence FROM dead_letters WHERE stream = ? AND event_id = ? AND doc_hash = ?`
-	selectRun        = `SELECT summary FROM runs WHERE batch_id = ?`
-	upsertRun        = `INSERT INTO runs (batch_id, job_name, status, actor_id, start, end, summary, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	insertDeadLetter = `INSERT INTO dead_letters (stream, sequence, event_id, hash, doc_hash, reason, document, time, ingested, kind)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream, event_id, doc_hash) DO NOTHING`
+	upsertRun = `INSERT INTO runs (batch_id, job_name, status, actor_id, start, end, summary, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(batch_id) DO UPDATE SET job_name = excluded.job_name, status = excluded.status,
 		actor_id = excluded.actor_id, start = excluded.start, end = excluded.end, summary = excluded.summary,
 		parent_id = excluded.parent_id`
-	upsertStream = `INSERT INTO streams (name, last_sequence) VALUES (?, ?)
-		ON CONFLICT(name) DO UPDATE SET last_sequence = excluded.last_sequence`
+	upsertStream = `INSERT INTO streams (name, last_sequence, tree_root) VALUES (?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET last_sequence = excluded.last_sequence, tree_root = excluded.tree_root`
+	// A tile is stored once per position; a wider version replaces a
+	// narrower one (its first hashes are the same).
+	upsertTile = `INSERT INTO tiles (stream, level, idx, width, data) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(stream, level, idx) DO UPDATE SET width = excluded.width, data = excluded.data
+		WHERE excluded.width > tiles.width`
 )
 
 // insertChunk is how many events one INSERT statement carries: fewer
-// statements is most of the write throughput (18 columns × 200 rows stays far
-// below SQLite's bound-variable limit).
+// statements is most of the write throughput (19 columns × 200 rows stays
+// far below SQLite's bound-variable limit).
 const insertChunk = 200
 
 // lookupChunk is how many ids one existence query asks for.
 const lookupChunk = 500
 
-// writeTx is the state of one Write call: one transaction, the stream's
-// next sequence number, the ids already stored and the run summaries it
-// touched.
-type writeTx struct {
-	ctx              context.Context
-	tx               *sql.Tx
-	stream           string
-	last             int64
-	ingested         int64
-	runs             map[string]*store.Run
-	existing         map[string]storedRef
-	pending          []pendingEvent
-	insDead, selDead *sql.Stmt
-}
-
-type storedRef struct {
-	hash     string
-	sequence int64
-}
-
-type pendingEvent struct {
-	e   *auditevent.Event
-	seq int64
-	// hash and doc are what is inserted.
-	hash string
-	doc  []byte
-}
-
-// Write implements store.Writer: one transaction per call, so a crash or an
-// error leaves either the whole call or nothing; on error no outcome is known
-// and the caller retries the call (already stored events then come back as
-// Duplicate).
+// Write implements store.Writer through the store's rules.
 func (s *Store) Write(ctx context.Context, stream string, events []store.StoredEvent) ([]store.Result, error) {
-	if len(events) == 0 {
-		return nil, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
+	return s.log.Write(ctx, stream, events)
+}
+
+// backend is SQLite under store.Log.
+type backend struct{ s *Store }
+
+func (backend) Atomic() bool    { return true }
+func (backend) LookupAll() bool { return true }
+
+func (b backend) Begin(ctx context.Context, stream string) (store.Tx, error) {
+	b.s.mu.Lock()
+	tx, err := b.s.db.BeginTx(ctx, nil)
 	if err != nil {
+		b.s.mu.Unlock()
 		return nil, fmt.Errorf("sqlitestore: begin: %w", err)
 	}
-	defer func() { _ = tx.Rollback() }()
-	w := &writeTx{ctx: ctx, tx: tx, stream: stream, ingested: nanos(s.now().UTC()), runs: map[string]*store.Run{}}
-	if err := tx.QueryRowContext(ctx, `SELECT last_sequence FROM streams WHERE name = ?`, stream).Scan(&w.last); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sqlitestore: read stream %q: %w", stream, err)
-	}
-	if err := w.lookup(events); err != nil {
-		return nil, err
-	}
-	for _, p := range []struct {
-		dst   **sql.Stmt
-		query string
-	}{{&w.insDead, insertDeadLetter}, {&w.selDead, selectDeadLetter}} {
-		if *p.dst, err = tx.PrepareContext(ctx, p.query); err != nil {
-			return nil, fmt.Errorf("sqlitestore: prepare: %w", err)
-		}
-		defer (*p.dst).Close()
-	}
-	results := make([]store.Result, len(events))
-	for i := range events {
-		if results[i], err = w.write(&events[i]); err != nil {
-			return nil, err
-		}
-	}
-	if err := w.insertPending(); err != nil {
-		return nil, err
-	}
-	if err := w.flush(); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlitestore: commit: %w", err)
-	}
-	return results, nil
+	return &sqlTx{s: b.s, ctx: ctx, tx: tx, stream: stream, ingested: nanos(b.s.now().UTC())}, nil
 }
 
-// lookup loads the hash and sequence of every id of the call already stored,
-// a few queries per call instead of one per event.
-func (w *writeTx) lookup(events []store.StoredEvent) error {
-	w.existing = make(map[string]storedRef, len(events))
-	ids := make([]any, 0, lookupChunk)
+func (b backend) Head(ctx context.Context, stream string) (store.Head, error) {
+	var (
+		n    int64
+		root string
+	)
+	err := b.s.db.QueryRowContext(ctx, `SELECT last_sequence, tree_root FROM streams WHERE name = ?`, stream).Scan(&n, &root)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.Head{Tiles: tileReader{b.s, stream}}, nil
+	case err != nil:
+		return store.Head{}, fmt.Errorf("sqlitestore: read stream %q: %w", stream, err)
+	case root == "":
+		// A trail written before streams had trees: its entries are the
+		// tail, and loading builds the tree from them.
+		return store.Head{Tiles: tileReader{b.s, stream}}, nil
+	}
+	var h tlog.Hash
+	if b, err := hex.DecodeString(root); err != nil || len(b) != len(h) {
+		return store.Head{}, fmt.Errorf("sqlitestore: stream %q tree root %q is not a hash", stream, root)
+	} else {
+		copy(h[:], b)
+	}
+	return store.Head{Size: n, Root: &h, Tiles: tileReader{b.s, stream}}, nil
+}
+
+func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*store.Entry) error) error {
+	rows, err := b.s.db.QueryContext(ctx, `
+		SELECT sequence, 'event', id, hash, content_hash, document, '' FROM events WHERE stream = ? AND sequence > ?
+		UNION ALL
+		SELECT sequence, kind, event_id, hash, doc_hash, document, reason FROM dead_letters WHERE stream = ? AND sequence > ?
+		ORDER BY 1`, stream, after, stream, after)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: read stream %q after %d: %w", stream, after, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			e                    store.Entry
+			kind, id, hash, h2   string
+			doc                  []byte
+			reason               string
+		)
+		if err := rows.Scan(&e.Sequence, &kind, &id, &hash, &h2, &doc, &reason); err != nil {
+			return err
+		}
+		e.Kind, e.Document, e.Reason, e.Status = merkle.Kind(kind), doc, reason, store.Created
+		if e.Kind == merkle.KindEvent {
+			e.Key, e.Hash, e.EventHash, e.ContentHash = store.Key{ID: id}, hash, hash, h2
+			ev, err := auditevent.ParseCanonical(doc)
+			if err != nil {
+				return fmt.Errorf("sqlitestore: stream %q sequence %d: %w", stream, e.Sequence, err)
+			}
+			e.Event = &store.StoredEvent{Event: ev}
+		} else {
+			e.Key, e.Hash, e.EventHash, e.ContentHash = store.Key{DeadLetter: true, ID: id, DocHash: h2}, h2, hash, h2
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (backend) RecentKeys(context.Context, string, int, func(store.Key)) error { return nil }
+
+// sqlTx is one store.Log write: one SQLite transaction.
+type sqlTx struct {
+	s        *Store
+	ctx      context.Context
+	tx       *sql.Tx
+	stream   string
+	ingested int64
+	done     bool
+}
+
+func (t *sqlTx) Commit() error {
+	t.done = true
+	defer t.s.mu.Unlock()
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("sqlitestore: commit: %w", err)
+	}
+	return nil
+}
+
+func (t *sqlTx) Rollback() {
+	if t.done {
+		return
+	}
+	t.done = true
+	_ = t.tx.Rollback()
+	t.s.mu.Unlock()
+}
+
+func (t *sqlTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
+	refs := make(map[store.Key]store.Ref, len(keys))
+	var ids []any
 	query := func() error {
-		rows, err := w.tx.QueryContext(w.ctx, `SELECT id, hash, sequence FROM events WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, ids...)
+		rows, err := t.tx.QueryContext(t.ctx, `SELECT id, sequence, hash, content_hash FROM events WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, ids...)
 		if err != nil {
 			return fmt.Errorf("sqlitestore: look up ids: %w", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var id string
-			var ref storedRef
-			if err := rows.Scan(&id, &ref.hash, &ref.sequence); err != nil {
+			var r store.Ref
+			if err := rows.Scan(&id, &r.Sequence, &r.Hash, &r.ContentHash); err != nil {
 				return fmt.Errorf("sqlitestore: look up ids: %w", err)
 			}
-			w.existing[id] = ref
+			if r.ContentHash == "" {
+				r.ContentHash = r.Hash // stored before content hashes were kept
+			}
+			refs[store.Key{ID: id}] = r
 		}
 		ids = ids[:0]
 		return rows.Err()
 	}
-	for i := range events {
-		if events[i].ID == "" {
+	for _, k := range keys {
+		if k.DeadLetter {
+			var r store.Ref
+			err := t.tx.QueryRowContext(t.ctx, `SELECT sequence, doc_hash FROM dead_letters WHERE stream = ? AND event_id = ? AND doc_hash = ?`,
+				t.stream, k.ID, k.DocHash).Scan(&r.Sequence, &r.Hash)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return nil, fmt.Errorf("sqlitestore: look up a dead letter: %w", err)
+			default:
+				r.ContentHash = r.Hash
+				refs[k] = r
+			}
 			continue
 		}
-		ids = append(ids, events[i].ID)
+		ids = append(ids, k.ID)
 		if len(ids) == lookupChunk {
 			if err := query(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if len(ids) > 0 {
-		return query()
+		if err := query(); err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}
+
+// Append inserts the entries; store.Log looked every key up in this
+// transaction, so none is taken (a taken one is an error, not an outcome).
+func (t *sqlTx) Append(entries []*store.Entry) error {
+	var events []*store.Entry
+	for _, e := range entries {
+		if e.Kind == merkle.KindEvent {
+			events = append(events, e)
+			continue
+		}
+		var id string
+		tm := t.ingested
+		if e.Event != nil {
+			id = e.Event.ID
+			if n := nanos(e.Event.Time); n != 0 {
+				tm = n
+			}
+		}
+		r, err := t.tx.ExecContext(t.ctx, insertDeadLetter, t.stream, e.Sequence, id, e.EventHash, e.Hash, e.Reason, e.Document, tm, t.ingested, string(e.Kind))
+		if err != nil {
+			return fmt.Errorf("sqlitestore: insert dead letter %d: %w", e.Sequence, err)
+		}
+		e.Status = store.Created
+		if n, _ := r.RowsAffected(); n == 0 {
+			e.Status = store.Exists
+		}
+	}
+	if err := t.insertEvents(events); err != nil {
+		return err
+	}
+	for _, e := range events {
+		e.Status = store.Created
 	}
 	return nil
 }
 
-func (w *writeTx) write(se *store.StoredEvent) (store.Result, error) {
-	e := &se.Event
-	res := store.Result{EventID: e.ID}
-	doc, err := se.Document, error(nil)
-	if len(doc) == 0 {
-		doc, err = e.AppendCanonical(nil)
-	}
-	if err != nil {
-		// Not representable as canonical JSON (e.g. NaN, or an integer
-		// beyond 2^53): keep a readable form so nothing is lost. It has no
-		// hash, since there is no canonical content to cover.
-		return w.deadLetter(e, "", fallbackDocument(e), res, store.DeadLettered, "event cannot be encoded as canonical JSON: "+err.Error())
-	}
-	hash := canonical.HashBytes(doc)
-	switch {
-	case se.DeadLetterReason != "":
-		return w.deadLetter(e, hash, doc, res, store.DeadLettered, se.DeadLetterReason)
-	case e.ID == "":
-		return w.deadLetter(e, hash, doc, res, store.DeadLettered, "event id ("+auditevent.AttrEventID+") is empty")
-	case se.Hash != "" && se.Hash != hash:
-		// The stored hash must be recomputable from the stored document, or
-		// verification would later report tampering that never happened.
-		return w.deadLetter(e, hash, doc, res, store.DeadLettered,
-			fmt.Sprintf("hash mismatch: writer sent %s, content hashes to %s", se.Hash, hash))
-	}
-	if ex, ok := w.existing[e.ID]; ok {
-		res.ExistingHash = ex.hash
-		if ex.hash == hash {
-			res.Outcome, res.Sequence = store.Duplicate, ex.sequence
-			return res, nil
-		}
-		reason := fmt.Sprintf("conflict: event %s is stored with hash %s (sequence %d); received hash %s", e.ID, ex.hash, ex.sequence, hash)
-		return w.deadLetter(e, hash, doc, res, store.Conflict, reason)
-	}
-	w.last++
-	w.existing[e.ID] = storedRef{hash, w.last}
-	w.pending = append(w.pending, pendingEvent{e: e, seq: w.last, hash: hash, doc: doc})
-	res.Outcome, res.Sequence = store.Stored, w.last
-	return res, w.applyToRun(e)
-}
+const eventColumns = 19
 
-const eventColumns = 18
-
-// insertPending inserts the new events with multi-row INSERTs.
-func (w *writeTx) insertPending() error {
+// insertEvents inserts events with multi-row INSERTs.
+func (t *sqlTx) insertEvents(events []*store.Entry) error {
 	var full *sql.Stmt
 	defer func() {
 		if full != nil {
@@ -202,135 +257,119 @@ func (w *writeTx) insertPending() error {
 		}
 	}()
 	args := make([]any, 0, insertChunk*eventColumns)
-	for len(w.pending) > 0 {
-		n := min(len(w.pending), insertChunk)
+	for len(events) > 0 {
+		n := min(len(events), insertChunk)
 		args = args[:0]
-		for _, p := range w.pending[:n] {
-			e := p.e
-			args = append(args, e.ID, w.stream, p.seq, p.hash, e.Name, nanos(e.Time), e.BatchID, e.RecordID,
-				e.Source.Name, e.Source.String(), e.Target.Name, e.Target.String(), e.ChangeType, p.doc, w.ingested, e.Actor.ID, e.LineageID, e.FindingType)
+		for _, p := range events[:n] {
+			e := &p.Event.Event
+			args = append(args, e.ID, t.stream, p.Sequence, p.Hash, e.Name, nanos(e.Time), e.BatchID, e.RecordID,
+				e.Source.Name, e.Source.String(), e.Target.Name, e.Target.String(), e.ChangeType, p.Document, t.ingested,
+				e.Actor.ID, e.LineageID, e.FindingType, contentHashColumn(p))
 		}
 		var err error
 		if n == insertChunk {
 			if full == nil {
-				if full, err = w.tx.PrepareContext(w.ctx, insertEvents(insertChunk)); err != nil {
+				if full, err = t.tx.PrepareContext(t.ctx, insertEventsSQL(insertChunk)); err != nil {
 					return fmt.Errorf("sqlitestore: prepare: %w", err)
 				}
 			}
-			_, err = full.ExecContext(w.ctx, args...)
+			_, err = full.ExecContext(t.ctx, args...)
 		} else {
-			_, err = w.tx.ExecContext(w.ctx, insertEvents(n), args...)
+			_, err = t.tx.ExecContext(t.ctx, insertEventsSQL(n), args...)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlitestore: insert events: %w", err)
 		}
-		w.pending = w.pending[n:]
+		events = events[n:]
 	}
 	return nil
 }
 
-func insertEvents(rows int) string {
+// contentHashColumn stores the content hash only where it differs from the
+// hash (events with attributes the collector derived).
+func contentHashColumn(e *store.Entry) string {
+	if e.ContentHash == e.Hash {
+		return ""
+	}
+	return e.ContentHash
+}
+
+func insertEventsSQL(rows int) string {
 	row := "(?" + strings.Repeat(", ?", eventColumns-1) + ")"
 	return `INSERT INTO events (id, stream, sequence, hash, name, time, batch_id, record_id,
-		source_name, source, target_name, target, change_type, document, ingested, actor_id, lineage_id, finding_type) VALUES ` +
+		source_name, source, target_name, target, change_type, document, ingested, actor_id, lineage_id, finding_type, content_hash) VALUES ` +
 		row + strings.Repeat(", "+row, rows-1)
 }
 
-// deadLetter keeps the event in dead_letters with the next sequence number;
-// a dead letter already kept is a Duplicate. hash is the SHA-256 of doc, or
-// empty when the event has no canonical form.
-func (w *writeTx) deadLetter(e *auditevent.Event, hash string, doc []byte, res store.Result, outcome store.Outcome, reason string) (store.Result, error) {
-	docHash := canonical.HashBytes(doc)
-	t := nanos(e.Time)
-	if t == 0 {
-		t = w.ingested
-	}
-	seq := w.last + 1
-	r, err := w.insDead.ExecContext(w.ctx, w.stream, seq, e.ID, hash, docHash, reason, doc, t, w.ingested)
-	if err != nil {
-		return res, fmt.Errorf("sqlitestore: insert dead letter %s: %w", e.ID, err)
-	}
-	if n, _ := r.RowsAffected(); n == 1 {
-		w.last = seq
-		res.Outcome, res.Sequence, res.Reason = outcome, seq, reason
-		return res, nil
-	}
-	if err := w.selDead.QueryRowContext(w.ctx, w.stream, e.ID, docHash).Scan(&res.Sequence); err != nil {
-		return res, fmt.Errorf("sqlitestore: read dead letter %s: %w", e.ID, err)
-	}
-	res.Outcome, res.Reason = store.Duplicate, "already dead-lettered: "+reason
-	return res, nil
-}
-
-func (w *writeTx) applyToRun(e *auditevent.Event) error {
-	if e.BatchID == "" {
-		return nil
-	}
-	run, ok := w.runs[e.BatchID]
-	if !ok {
-		run = &store.Run{}
+func (t *sqlTx) Runs(batchIDs []string) (map[string]*store.Run, error) {
+	runs := make(map[string]*store.Run, len(batchIDs))
+	for _, id := range batchIDs {
 		var summary string
-		err := w.tx.QueryRowContext(w.ctx, selectRun, e.BatchID).Scan(&summary)
+		err := t.tx.QueryRowContext(t.ctx, `SELECT summary FROM runs WHERE batch_id = ?`, id).Scan(&summary)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
+			continue
 		case err != nil:
-			return fmt.Errorf("sqlitestore: read run %s: %w", e.BatchID, err)
-		default:
-			if err := json.Unmarshal([]byte(summary), run); err != nil {
-				return fmt.Errorf("sqlitestore: run %s summary: %w", e.BatchID, err)
-			}
+			return nil, fmt.Errorf("sqlitestore: read run %s: %w", id, err)
 		}
-		w.runs[e.BatchID] = run
+		r := &store.Run{}
+		if err := json.Unmarshal([]byte(summary), r); err != nil {
+			return nil, fmt.Errorf("sqlitestore: run %s summary: %w", id, err)
+		}
+		runs[id] = r
 	}
-	store.ApplyToRun(run, e)
-	return nil
+	return runs, nil
 }
 
-// flush writes the touched run summaries and the stream's last sequence.
-func (w *writeTx) flush() error {
-	for id, run := range w.runs {
+func (t *sqlTx) PutRuns(runs []*store.Run) error {
+	for _, run := range runs {
 		summary, err := json.Marshal(run)
 		if err != nil {
-			return fmt.Errorf("sqlitestore: encode run %s: %w", id, err)
+			return fmt.Errorf("sqlitestore: encode run %s: %w", run.BatchID, err)
 		}
-		if _, err := w.tx.ExecContext(w.ctx, upsertRun, id, run.JobName, run.Status, run.Actor.ID,
+		if _, err := t.tx.ExecContext(t.ctx, upsertRun, run.BatchID, run.JobName, run.Status, run.Actor.ID,
 			nanos(run.Start), nanos(run.End), summary, run.ParentBatchID); err != nil {
-			return fmt.Errorf("sqlitestore: write run %s: %w", id, err)
+			return fmt.Errorf("sqlitestore: write run %s: %w", run.BatchID, err)
 		}
-	}
-	if _, err := w.tx.ExecContext(w.ctx, upsertStream, w.stream, w.last); err != nil {
-		return fmt.Errorf("sqlitestore: write stream %q: %w", w.stream, err)
 	}
 	return nil
 }
 
-// fallbackDocument is a best-effort JSON of an event that JCS refuses: JCS
-// errors are about numbers, so encoding/json with them as strings works.
-func fallbackDocument(e *auditevent.Event) []byte {
-	c := e.Canonical()
-	b, err := json.Marshal(stringifyNumbers(c))
-	if err != nil {
-		return []byte(fmt.Sprintf("%q", fmt.Sprint(c)))
+func (t *sqlTx) PutTree(head tlog.Tree, tiles []merkle.Tile) error {
+	for _, tl := range tiles {
+		if _, err := t.tx.ExecContext(t.ctx, upsertTile, t.stream, tl.L, tl.N, tl.W, tl.Data); err != nil {
+			return fmt.Errorf("sqlitestore: write tile: %w", err)
+		}
 	}
-	return b
+	if _, err := t.tx.ExecContext(t.ctx, upsertStream, t.stream, head.N, hex.EncodeToString(head.Hash[:])); err != nil {
+		return fmt.Errorf("sqlitestore: write stream %q: %w", t.stream, err)
+	}
+	return nil
 }
 
-func stringifyNumbers(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[k] = stringifyNumbers(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = stringifyNumbers(x)
-		}
-		return out
-	case float64, float32, int, int64, int32, uint64, uint32:
-		return fmt.Sprint(t)
-	}
-	return v
+// tileReader reads a stream's stored tiles (tlog.TileReader): a narrower
+// tile is served from the stored, wider one.
+type tileReader struct {
+	s      *Store
+	stream string
 }
+
+func (tileReader) Height() int { return merkle.TileHeight }
+
+func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, tl := range tiles {
+		var data []byte
+		err := r.s.db.QueryRow(`SELECT data FROM tiles WHERE stream = ? AND level = ? AND idx = ?`, r.stream, tl.L, tl.N).Scan(&data)
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: tile %d/%d of stream %q: %w", tl.L, tl.N, r.stream, err)
+		}
+		if len(data) < tl.W*tlog.HashSize {
+			return nil, fmt.Errorf("sqlitestore: tile %d/%d of stream %q holds %d hashes, want %d", tl.L, tl.N, r.stream, len(data)/tlog.HashSize, tl.W)
+		}
+		out[i] = data[:tl.W*tlog.HashSize]
+	}
+	return out, nil
+}
+
+func (tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
