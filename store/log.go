@@ -119,8 +119,14 @@ func (l *Log) Write(ctx context.Context, stream string, events []StoredEvent) ([
 	if err != nil {
 		tx.Rollback()
 		// Part of the write may be stored (non-atomic backends): reload,
-		// adopting whatever landed, before the next write numbers anything.
+		// adopting whatever landed, before the next write numbers anything;
+		// and remember its keys, so a retry finds them before numbering.
 		st.tree = nil
+		if st.recent != nil {
+			for _, e := range w.numbered {
+				st.recent.add(e.Key)
+			}
+		}
 		return nil, err
 	}
 	return results, nil

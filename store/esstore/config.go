@@ -35,7 +35,13 @@ type Config struct {
 	// indices at start. Turn it off when operators manage them.
 	InstallTemplates bool `mapstructure:"install_templates"`
 	// MaxBulkBytes caps one bulk request body before compression.
-	MaxBulkBytes int         `mapstructure:"max_bulk_bytes"`
+	MaxBulkBytes int `mapstructure:"max_bulk_bytes"`
+	// MaxInFlight is how many bulk requests one write sends at a time.
+	MaxInFlight int `mapstructure:"max_in_flight"`
+	// DedupeWindow is how many recent entries per stream the writer
+	// remembers (approximately, about 1.2 bytes each) to recognize
+	// redeliveries before numbering them; see docs/storage.md.
+	DedupeWindow int `mapstructure:"dedupe_window"`
 	Retry        RetryConfig `mapstructure:"retry"`
 
 	_ struct{}
@@ -61,6 +67,8 @@ func NewDefaultConfig() Config {
 		IndexPrefix:      "batchaudit",
 		InstallTemplates: true,
 		MaxBulkBytes:     5 << 20,
+		MaxInFlight:      4,
+		DedupeWindow:     200_000,
 		Retry: RetryConfig{
 			InitialInterval: 100 * time.Millisecond,
 			MaxInterval:     30 * time.Second,
@@ -106,6 +114,12 @@ func (c *Config) Validate() error {
 	case !prefixPattern.MatchString(c.IndexPrefix):
 		errs = append(errs, fmt.Errorf("index_prefix: %q must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", c.IndexPrefix))
 	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("max_in_flight: must be at least 1, got %d", c.MaxInFlight))
+	}
+	if c.DedupeWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedupe_window: must not be negative, got %d", c.DedupeWindow))
+	}
 	if c.MaxBulkBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_bulk_bytes: must be at least 1024, got %d", c.MaxBulkBytes))
 	}
@@ -139,6 +153,14 @@ func DeadLettersIndex(prefix string) string { return prefix + "-deadletters" }
 func (c *Config) eventsIndex() string      { return EventsIndex(c.IndexPrefix) }
 func (c *Config) runsIndex() string        { return RunsIndex(c.IndexPrefix) }
 func (c *Config) deadLettersIndex() string { return DeadLettersIndex(c.IndexPrefix) }
+func (c *Config) tilesIndex() string       { return TilesIndex(c.IndexPrefix) }
+func (c *Config) checkpointsIndex() string { return CheckpointsIndex(c.IndexPrefix) }
+
+// TilesIndex is the index of the streams' Merkle tiles.
+func TilesIndex(prefix string) string { return prefix + "-tiles" }
+
+// CheckpointsIndex is the index of the streams' signed checkpoints.
+func CheckpointsIndex(prefix string) string { return prefix + "-checkpoints" }
 
 // endpointsForLog lists endpoints without any credentials in the URLs.
 func (c *Config) endpointsForLog() string {

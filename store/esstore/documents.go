@@ -135,7 +135,7 @@ func (w *docWriter) end() {
 
 // encodeEvent appends the event's document to dst. canonicalJSON is the
 // event's canonical content (what the hash covers).
-func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64, canonicalJSON []byte, ingested string) ([]byte, error) {
+func encodeEvent(dst []byte, e *auditevent.Event, hash, contentHash, stream string, seq int64, canonicalJSON []byte, ingested string) ([]byte, error) {
 	w := docWriter{b: append(dst, '{')}
 	w.str("@timestamp", formatTime(e.Time))
 	w.str("message", e.Body)
@@ -186,6 +186,11 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64
 	}
 	w.begin("batchaudit")
 	w.str("stream", stream)
+	if contentHash != hash {
+		// Only events with collector-derived attributes have their own
+		// content hash (redeliveries are compared by it).
+		w.str("content_hash", contentHash)
+	}
 	w.str("category", auditevent.Category(e.Name))
 	w.key("canonical")
 	w.b = appendJSONString(w.b, canonicalJSON)
@@ -469,6 +474,10 @@ type deadEventMeta struct {
 
 type deadMeta struct {
 	Stream string `json:"stream"`
+	// EntryKind is dead_letter, or gap for a number that holds no event.
+	EntryKind string `json:"entry_kind"`
+	// DocHash is the SHA-256 of Document: what the Merkle leaf binds.
+	DocHash string `json:"doc_hash"`
 	// Conflict marks integrity alarms (same id, different content).
 	Conflict bool   `json:"conflict"`
 	Reason   string `json:"reason"`
@@ -484,36 +493,42 @@ type deadBatch struct {
 	ID string `json:"id"`
 }
 
-// deadLetterID identifies a dead letter by stream, event id and content.
-func deadLetterID(stream, eventID string, doc []byte) string {
+// deadLetterID identifies a dead letter (or gap) by stream, event id and
+// the hash of its document, so the same one is kept once.
+func deadLetterID(stream string, k store.Key) string {
 	h := sha256.New()
 	h.Write([]byte(stream))
 	h.Write([]byte{0})
-	h.Write([]byte(eventID))
+	h.Write([]byte(k.ID))
 	h.Write([]byte{0})
-	h.Write(doc)
+	h.Write([]byte(k.DocHash))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func encodeDeadLetter(dst []byte, it *item, stream, ingested string) ([]byte, error) {
-	ts := formatTime(it.ev.Time)
-	if ts == "" {
-		ts = ingested
-	}
+func encodeDeadLetter(dst []byte, e *store.Entry, stream, ingested string) ([]byte, error) {
+	ts := ingested
 	d := deadLetterDoc{
-		Timestamp: ts,
-		Event: deadEventMeta{ID: it.ev.ID, Action: it.ev.Name, Kind: "pipeline_error", Sequence: it.seq,
-			Hash: it.hash, Ingested: ingested},
-		Error: errorDoc{Type: it.errType, Message: it.reason},
-		Dead: deadMeta{Stream: stream, Conflict: it.outcome == store.Conflict, Reason: it.reason,
-			Document: string(it.doc), ExistingHash: it.existingHash},
+		Event: deadEventMeta{Kind: "pipeline_error", Sequence: e.Sequence, Hash: e.EventHash, Ingested: ingested},
+		Error: errorDoc{Type: string(e.Kind), Message: e.Reason},
+		Dead: deadMeta{Stream: stream, EntryKind: string(e.Kind), DocHash: e.Hash, Conflict: e.Conflict, Reason: e.Reason,
+			Document: string(e.Document), ExistingHash: e.ExistingHash},
 	}
-	if it.ev.BatchID != "" {
-		d.Dead.Batch = &deadBatch{ID: it.ev.BatchID}
+	if ev := e.Event; ev != nil {
+		if t := formatTime(ev.Time); t != "" {
+			ts = t
+		}
+		d.Event.ID, d.Event.Action = ev.ID, ev.Name
+		if ev.BatchID != "" {
+			d.Dead.Batch = &deadBatch{ID: ev.BatchID}
+		}
+		if e.Conflict {
+			d.Error.Type = "conflict"
+		}
 	}
+	d.Timestamp = ts
 	out, err := json.Marshal(&d)
 	if err != nil {
-		return dst, fmt.Errorf("encode dead letter %s: %w", it.ev.ID, err)
+		return dst, fmt.Errorf("encode dead letter %d: %w", e.Sequence, err)
 	}
 	return append(dst, out...), nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 // The values ECS allows for its categorisation fields (ECS reference,
@@ -58,7 +59,7 @@ func encodeForTest(t *testing.T, e *auditevent.Event) ecsDoc {
 	t.Helper()
 	doc, err := e.AppendCanonical(nil)
 	require.NoError(t, err)
-	b, err := encodeEvent(nil, e, "h", "main", 1, doc, "2026-11-01T02:00:00Z")
+	b, err := encodeEvent(nil, e, "h", "h", "main", 1, doc, "2026-11-01T02:00:00Z")
 	require.NoError(t, err)
 	var d ecsDoc
 	require.NoError(t, json.Unmarshal(b, &d), string(b))
@@ -122,8 +123,8 @@ func TestECSCategorisation(t *testing.T) {
 // carries the batch id of the event it keeps.
 func TestDeadLetterDocument(t *testing.T) {
 	ev := everyEventType("b-dl")[2]
-	it := &item{ev: &ev, doc: []byte(`{"name":"x"}`), hash: ev.Hash, seq: 7, outcome: store.Conflict,
-		reason: "conflict: ...", errType: "conflict", existingHash: "abc"}
+	it := &store.Entry{Kind: merkle.KindDeadLetter, Event: &ev, Document: []byte(`{"name":"x"}`), Hash: "d", EventHash: ev.Hash,
+		Sequence: 7, Conflict: true, Reason: "conflict: ...", ExistingHash: "abc"}
 	b, err := encodeDeadLetter(nil, it, "main", "2026-11-01T02:00:00Z")
 	require.NoError(t, err)
 	var d struct {

@@ -199,9 +199,10 @@ func TestItemRetryWhenStoredButAnswered429(t *testing.T) {
 }
 
 func TestItemRetryGivesUpWithRetryOutcome(t *testing.T) {
-	// Item 2 is answered 429 every time (the node stores it all the same):
-	// with max_attempts 2 it ends as Retry, the others as Stored. The retry
-	// of the Write then finds it stored with its reserved number: Stored.
+	// Item 3 is answered 503 every time (the node stores it all the same):
+	// with max_attempts 2 the Write fails (no outcome is known for any
+	// event). Its retry finds all three stored with their numbers, adopted
+	// when the stream was reloaded: Duplicates, folded into the run once.
 	s, p, cfg := proxied(t, func(c *Config) { c.Retry.MaxAttempts = 2 })
 	p.rewrite = func(_ int, resp []byte) []byte {
 		var br map[string]any
@@ -214,17 +215,18 @@ func TestItemRetryGivesUpWithRetryOutcome(t *testing.T) {
 		return b
 	}
 	in := simpleEvents("b-giveup", 3)
-	res, err := s.Write(ctx(t), "main", in)
-	require.NoError(t, err)
-	assert.Equal(t, []store.Outcome{store.Stored, store.Stored, store.Retry}, []store.Outcome{res[0].Outcome, res[1].Outcome, res[2].Outcome})
-	assert.Contains(t, res[2].Reason, "unavailable_shards_exception")
+	_, err := s.Write(ctx(t), "main", in)
+	require.ErrorContains(t, err, "unavailable_shards_exception")
+	assert.False(t, consumererror.IsPermanent(err))
 	p.mu.Lock()
 	p.rewrite = nil
 	p.mu.Unlock()
-	res, err = s.Write(ctx(t), "main", in[2:])
+	res, err := s.Write(ctx(t), "main", in)
 	require.NoError(t, err)
-	assert.Equal(t, store.Stored, res[0].Outcome)
-	assert.Equal(t, int64(3), res[0].Sequence)
+	for i, r := range res {
+		assert.Equal(t, store.Duplicate, r.Outcome)
+		assert.Equal(t, int64(i+1), r.Sequence)
+	}
 	d := direct(t, cfg)
 	requireGapless(t, d, "main", 3)
 	runs, err := d.Runs(ctx(t), store.RunQuery{})
@@ -293,9 +295,9 @@ func TestUnauthorizedIsPermanent(t *testing.T) {
 
 func TestSequencesGaplessAcrossRetriedWrite(t *testing.T) {
 	// The node stores the first bulk but its answer is lost (502). With
-	// max_attempts 1 the Write fails; the retried Write reuses the reserved
-	// numbers, recognises the stored events as its own and reports them
-	// Stored, once, folded into the run once.
+	// max_attempts 1 the Write fails; the stream is reloaded before the next
+	// write, adopting the stored events (numbers 1..6, folded into the run
+	// once), and the retried Write finds them: Duplicates of themselves.
 	s, p, cfg := proxied(t, func(c *Config) { c.Retry.MaxAttempts = 1 })
 	p.forwardThen = func(n int) int {
 		if n == 1 {
@@ -312,7 +314,7 @@ func TestSequencesGaplessAcrossRetriedWrite(t *testing.T) {
 	res, err = s.Write(ctx(t), "main", in)
 	require.NoError(t, err)
 	for i, r := range res {
-		assert.Equal(t, store.Stored, r.Outcome)
+		assert.Equal(t, store.Duplicate, r.Outcome)
 		assert.Equal(t, int64(i+1), r.Sequence)
 	}
 	res, err = s.Write(ctx(t), "main", simpleEvents("b-lost-2", 2))

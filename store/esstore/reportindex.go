@@ -21,7 +21,8 @@ func ReportsIndex(prefix string) string { return prefix + "-reports" }
 // Indices lists every index (and index template) a store with this prefix
 // creates.
 func Indices(prefix string) []string {
-	return []string{EventsIndex(prefix), RunsIndex(prefix), DeadLettersIndex(prefix), ReportsIndex(prefix)}
+	return []string{EventsIndex(prefix), RunsIndex(prefix), DeadLettersIndex(prefix), ReportsIndex(prefix),
+		TilesIndex(prefix), CheckpointsIndex(prefix)}
 }
 
 func (c *Config) reportsIndex() string { return ReportsIndex(c.IndexPrefix) }

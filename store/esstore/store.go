@@ -35,9 +35,9 @@ type Store struct {
 	logger *zap.Logger
 	now    func() time.Time
 
-	mu      sync.Mutex
-	streams map[string]*streamState
-	closed  bool
+	log    *store.Log
+	mu     sync.Mutex
+	closed bool
 
 	readyMu sync.Mutex
 	ready   bool
@@ -78,7 +78,11 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, consumererror.NewPermanent(fmt.Errorf("esstore: client: %w", err))
 	}
-	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now, streams: map[string]*streamState{}}
+	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now}
+	s.log = store.NewLog(backend{s}, store.LogOptions{Window: cfg.DedupeWindow, Progress: func(stream string, done, total int64) {
+		logger.Info("Building the Merkle tree of a stream from its stored entries", zap.String("stream", stream),
+			zap.Int64("entries", done), zap.Int64("of", total))
+	}})
 	if err := s.ensureReady(ctx); err != nil {
 		if consumererror.IsPermanent(err) {
 			s.close()

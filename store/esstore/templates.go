@@ -46,6 +46,7 @@ var eventsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	f("labels", flat),
 	f("batchaudit", props(
 		f("stream", kw),
+		f("content_hash", kw),
 		f("category", kw),
 		f("canonical", blob),
 		f("batch", props(f("id", kw), f("parent_id", kw), f("state", kw), f("result", kw), f("run_type", kw), f("logical_date", kw),
@@ -83,19 +84,34 @@ var runsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	// (batchaudit.batch.id:"...") selects a run across all indices.
 	f("batchaudit", props(f("batch", props(f("id", `{"type":"alias","path":"batch_id"}`))))),
 	f("job_version", kw), f("config_hash", kw), f("run_type", kw), f("logical_date", kw), f("principals", kw),
+	// Per stream, the last sequence folded into the summary (bookkeeping).
+	f("through", `{"type":"object","enabled":false}`),
+}, ",") + `}}`
+
+// tilesMapping: the Merkle tiles of every stream (c2sp.org/tlog-tiles,
+// height 8); _id stream/level/index/width, so a wider version is a new
+// document (the writer only creates).
+var tilesMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+	f("stream", kw), f("level", `{"type":"integer"}`), f("idx", longT), f("width", `{"type":"integer"}`),
+	f("data", `{"type":"binary"}`),
+}, ",") + `}}`
+
+// checkpointsMapping: signed tree heads; _id stream/size.
+var checkpointsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+	f("stream", kw), f("size", longT), f("root", kw), f("note", `{"type":"text","index":false}`), f("created", dateT),
 }, ",") + `}}`
 
 var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	f("@timestamp", `{"type":"date_nanos"}`),
 	f("event", props(f("id", kw), f("action", kw), f("kind", kw), f("sequence", longT), f("hash", kw), f("ingested", dateT))),
 	f("error", props(f("type", kw), f("message", text))),
-	f("batchaudit", props(f("stream", kw), f("conflict", `{"type":"boolean"}`), f("reason", text),
+	f("batchaudit", props(f("stream", kw), f("entry_kind", kw), f("doc_hash", kw), f("conflict", `{"type":"boolean"}`), f("reason", text),
 		f("document", blob), f("existing_hash", kw), f("batch", props(f("id", kw))))),
 }, ",") + `}}`
 
 // templateVersion is bumped with every mapping change; a newer template
 // then replaces the installed one (new indices pick it up).
-const templateVersion = 3
+const templateVersion = 4
 
 // indexTemplate is a composable template for exactly one index name.
 func indexTemplate(index, mappings string) string {
@@ -112,6 +128,8 @@ func (c *Config) mappings() map[string]string {
 		c.runsIndex():        runsMapping,
 		c.deadLettersIndex(): deadLettersMapping,
 		c.reportsIndex():     reportsMapping,
+		c.tilesIndex():       tilesMapping,
+		c.checkpointsIndex(): checkpointsMapping,
 	}
 }
 
