@@ -527,4 +527,3 @@ func (s *Store) lookup(ctx context.Context, index string, ids []string) ([]exist
 	}
 	return out, nil
 }
-

@@ -41,7 +41,7 @@ type Config struct {
 	// DedupeWindow is how many recent entries per stream the writer
 	// remembers (approximately, about 1.2 bytes each) to recognize
 	// redeliveries before numbering them; see docs/storage.md.
-	DedupeWindow int `mapstructure:"dedupe_window"`
+	DedupeWindow int         `mapstructure:"dedupe_window"`
 	Retry        RetryConfig `mapstructure:"retry"`
 
 	_ struct{}

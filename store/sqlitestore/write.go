@@ -102,10 +102,10 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			e                    store.Entry
-			kind, id, hash, h2   string
-			doc                  []byte
-			reason               string
+			e                  store.Entry
+			kind, id, hash, h2 string
+			doc                []byte
+			reason             string
 		)
 		if err := rows.Scan(&e.Sequence, &kind, &id, &hash, &h2, &doc, &reason); err != nil {
 			return err
