@@ -12,11 +12,14 @@ if curl -sf http://127.0.0.1:13133/ >/dev/null 2>&1; then
   echo "A collector already answers on 127.0.0.1:13133; stop it first." >&2
   exit 1
 fi
-# The report extension and the CLI sign reports with this key (configs/local.yaml names it).
-KEY="$DATA/report.key"
+# The collector signs the trail's checkpoints, and the report extension and the CLI sign reports,
+# with this key (configs/local.yaml names it); its verifier key is public.
+KEY="$DATA/signing.key"
+PUB="$DATA/signing.pub"
 if [ ! -f "$KEY" ]; then
-  "$BUILD/batchaudit" keygen --name batchaudit-demo --out "$KEY" >"$DATA/report.pub" 2>/dev/null
+  "$BUILD/batchaudit" keygen --name batchaudit-demo --out "$KEY" >"$PUB" 2>/dev/null
 fi
+echo "==> verifier key (give it to auditors): $(cat "$PUB")"
 echo "==> starting otelcol-batchaudit (configs/local.yaml); log: $LOG"
 "$BUILD/otelcol-batchaudit" --config configs/local.yaml >"$LOG" 2>&1 &
 pid=$!
@@ -50,19 +53,23 @@ echo
 echo "Lineage of order A-1002:"
 "$BUILD/batchaudit" history --db "$DB" A-1002 | grep -E 'lineage|NAME' || true
 echo
-echo "Verify the trail's integrity:  $BUILD/batchaudit verify --db $DB"
-"$BUILD/batchaudit" verify --db "$DB"
+echo "The latest signed checkpoint of the trail ($BUILD/batchaudit checkpoint --db $DB):"
+"$BUILD/batchaudit" checkpoint --db "$DB"
+echo
+echo "Verify the trail against it and the published checkpoints:"
+echo "  $BUILD/batchaudit verify --db $DB --key $PUB --checkpoints $DATA/checkpoints.jsonl"
+"$BUILD/batchaudit" verify --db "$DB" --key "$PUB" --checkpoints "$DATA/checkpoints.jsonl"
 
 # Reports over the demo runs: from yesterday to tomorrow (UTC), so runs near midnight are in.
 FROM=$(python3 -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=1))')
 TO=$(python3 -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() + d.timedelta(days=1))')
 echo
-echo "==> compliance reports of $FROM .. $TO (signed with $KEY; verifier key in $DATA/report.pub)"
+echo "==> compliance reports of $FROM .. $TO (signed with $KEY; verifier key in $PUB)"
 html=""
 for kind in sox reconciliation; do
   dir=$("$BUILD/batchaudit" report "$kind" --db "$DB" --from "$FROM" --to "$TO" --key "$KEY" --out "$DATA/reports/demo" --json 2>/dev/null |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["dir"])')
-  "$BUILD/batchaudit" verify-report --key "$DATA/report.pub" "$dir" | head -1
+  "$BUILD/batchaudit" verify-report --key "$PUB" "$dir" | head -1
   [ "$kind" = sox ] && html="$dir/report.html"
   echo "  $kind: $dir/report.html"
 done

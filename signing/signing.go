@@ -9,7 +9,9 @@
 package signing
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -100,4 +102,31 @@ func Open(msg []byte, verifiers ...note.Verifier) (string, error) {
 		return "", fmt.Errorf("signing: %w", err)
 	}
 	return n.Text, nil
+}
+
+// VerifierOf derives the verifier of the signer key in the file at path
+// (the public half of an Ed25519 key), so a signer can check what it
+// signed before.
+func VerifierOf(path string) (note.Verifier, error) {
+	if _, err := LoadSigner(path); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.SplitN(strings.TrimSpace(string(b)), "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return nil, errors.New("signing: not a signer key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return nil, errors.New("signing: not an Ed25519 signer key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	vkey, err := note.NewEd25519VerifierKey(parts[2], pub)
+	if err != nil {
+		return nil, err
+	}
+	return note.NewVerifier(vkey)
 }

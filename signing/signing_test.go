@@ -82,3 +82,22 @@ func TestKeyFileChecks(t *testing.T) {
 	_, _, err = GenerateKey("has space")
 	require.Error(t, err)
 }
+
+func TestVerifierOfSignerKey(t *testing.T) {
+	sk, vk, err := GenerateKey("audit.example/cp")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, WriteSignerKey(path, sk))
+	v, err := VerifierOf(path)
+	require.NoError(t, err)
+	want, err := LoadVerifier(vk)
+	require.NoError(t, err)
+	assert.Equal(t, want.Name(), v.Name())
+	assert.Equal(t, want.KeyHash(), v.KeyHash())
+	s, err := LoadSigner(path)
+	require.NoError(t, err)
+	msg, err := Sign("hello\n", s)
+	require.NoError(t, err)
+	_, err = Open(msg, v)
+	assert.NoError(t, err, "the derived verifier checks what the key signs")
+}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/batchaudit/batchaudit/auditevent"
 )
 
@@ -214,9 +216,14 @@ func Collect[Q, T any](ctx context.Context, each func(context.Context, Q, func(*
 type Store interface {
 	Writer
 	Reader
+	Integrity
 	// LastSequence returns the highest sequence number stored in stream (0
 	// for an empty stream), read from the store, so it survives restarts.
 	LastSequence(ctx context.Context, stream string) (int64, error)
+	// Tree returns the stream's Merkle tree as this store's writes left it
+	// (loading, and if needed repairing, the stream first): what a
+	// checkpoint signs.
+	Tree(ctx context.Context, stream string) (tlog.Tree, error)
 	Close() error
 }
 

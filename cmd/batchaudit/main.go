@@ -7,7 +7,10 @@
 //	                  [--change C] [--finding F] [--lineage L] [PERIOD]
 //	batchaudit history RECORD_ID [--kibana-url URL]
 //	batchaudit deadletters [PERIOD]
-//	batchaudit verify [--stream S]
+//	batchaudit verify [--stream S] [--key VERIFIER]... [--checkpoints FILE]
+//	batchaudit checkpoint [--stream S]
+//	batchaudit prove EVENT_ID [--since CHECKPOINT_FILE] [--out BUNDLE]
+//	batchaudit verify-proof BUNDLE --key VERIFIER
 //	batchaudit kibana import --kibana URL | kibana export --out FILE
 //	batchaudit report KIND --from DATE --to DATE [filters] [--format html,json,csv,pdf] --out DIR --key FILE
 //	batchaudit verify-report --key VERIFIER DIR
@@ -59,7 +62,13 @@ Usage:
                     [--change C] [--finding F] [--lineage L] [PERIOD] [--limit N]
   batchaudit history RECORD_ID
   batchaudit deadletters [PERIOD]
-  batchaudit verify [--stream S]
+  batchaudit verify [--stream S] [--key VERIFIER]... [--checkpoints FILE] [--origin-prefix P]
+
+Tamper evidence (docs/integrity.md):
+  batchaudit checkpoint [--stream S]                  the latest signed checkpoint of a stream
+  batchaudit prove EVENT_ID [--since CHECKPOINT_FILE] [--out BUNDLE]
+                                                      a proof bundle: the event, its inclusion proof, the checkpoint
+  batchaudit verify-proof BUNDLE --key VERIFIER       check a bundle offline (no store needed)
 
 Compliance reports (docs/reports.md):
   batchaudit report KIND --from DATE --to DATE [--job J] [--dataset D] [--actor A] [--record R] [--subject S]
@@ -94,7 +103,9 @@ Examples:
   batchaudit events --finding data_loss --from 2026-11-01 --to 2026-12-01
   batchaudit events --lineage ord-A-1002
   batchaudit history A-1002
-  batchaudit verify
+  batchaudit verify --key signing.pub --checkpoints checkpoints.jsonl
+  batchaudit prove 01a2022b-3090-7665-ae0d-8c1a18fd2ed2 --out proof.json
+  batchaudit verify-proof proof.json --key signing.pub
   batchaudit keygen --name reports.example.com --out report.key > report.pub
   batchaudit report sox --from 2026-07-01 --to 2026-10-01 --key report.key --out reports/
   batchaudit verify-report --key report.pub reports/sox-20260701T000000Z-20261001T000000Z-1a2b3c4d
@@ -119,6 +130,9 @@ var commands = map[string]command{
 	"report":        {flags: reportCommand, args: 1, argsName: "KIND (sox, gdpr, hipaa, lineage or reconciliation)"},
 	"verify-report": {flags: verifyReportCommand, args: 1, argsName: "REPORT_DIR", noStore: true},
 	"keygen":        {flags: keygenCommand, noStore: true},
+	"checkpoint":    {flags: checkpointCommand},
+	"prove":         {flags: proveCommand, args: 1, argsName: "EVENT_ID"},
+	"verify-proof":  {flags: verifyProofCommand, args: 1, argsName: "BUNDLE", noStore: true},
 }
 
 // cli is what every command writes to and reads from.

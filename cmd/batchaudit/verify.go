@@ -1,174 +1,151 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
-	"sort"
-	"time"
+	"os"
+	"strings"
 
-	"github.com/batchaudit/batchaudit/canonical"
-	"github.com/batchaudit/batchaudit/store"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/batchaudit/batchaudit/signing"
+	"github.com/batchaudit/batchaudit/store/verify"
 )
-
-var zeroTime time.Time
-
-// streamReport is the verification result of one stream.
-type streamReport struct {
-	Stream       string `json:"stream"`
-	Events       int    `json:"events"`
-	DeadLetters  int    `json:"dead_letters"`
-	LastSequence int64  `json:"last_sequence"`
-	seqs         []seqRef
-}
-
-type seqRef struct {
-	seq int64
-	id  string
-}
-
-type verifyReport struct {
-	OK       bool            `json:"ok"`
-	Streams  []*streamReport `json:"streams"`
-	Problems []string        `json:"problems"`
-}
 
 func verifyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error {
 	only := fs.String("stream", "", "verify only this stream (default: every stream)")
+	var keys stringList
+	fs.Var(&keys, "key", "verifier key (text or file) that signs checkpoints (repeatable: old and new key during a rotation)")
+	checkpoints := fs.String("checkpoints", "", "the checkpoint file the collector publishes outside the store (JSON lines)")
+	origin := fs.String("origin-prefix", verify.DefaultOriginPrefix, "checkpoint origin prefix (origin = prefix + stream)")
 	return func(ctx context.Context, c *cli, _ []string) error {
 		if c.format == formatCSV {
 			return fmt.Errorf("%w: verify prints text or json, not csv", errUsage)
 		}
-		rep, err := verify(ctx, c.store, *only)
+		opts := verify.Options{OriginPrefix: *origin}
+		if *only != "" {
+			opts.Streams = []string{*only}
+		}
+		if len(keys) > 0 {
+			vs, err := loadVerifiers(keys)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
+			opts.Verifiers = vs
+		}
+		if *checkpoints != "" {
+			if len(keys) == 0 {
+				return fmt.Errorf("%w: --checkpoints needs --key to check the checkpoints' signatures", errUsage)
+			}
+			ext, err := readCheckpointFile(*checkpoints)
+			if err != nil {
+				return err
+			}
+			opts.External = ext
+		}
+		opts.Progress = func(stream string, n int64) {
+			fmt.Fprintf(c.errOut, "verify: stream %s: %d entries checked\n", stream, n)
+		}
+		rep, err := verify.Verify(ctx, c.store, opts)
 		if err != nil {
 			return err
 		}
 		if c.format == formatJSON {
-			if err := c.writeJSON(rep); err != nil {
+			out := struct {
+				OK bool `json:"ok"`
+				*verify.Report
+			}{rep.OK(), rep}
+			if out.Problems == nil {
+				out.Problems = []verify.Problem{}
+			}
+			if err := c.writeJSON(out); err != nil {
 				return err
 			}
 		} else {
-			for _, s := range rep.Streams {
-				fmt.Fprintf(c.out, "stream %s: %d events, %d dead letters, last sequence %d\n", s.Stream, s.Events, s.DeadLetters, s.LastSequence)
-			}
-			for _, p := range rep.Problems {
-				fmt.Fprintln(c.out, "BROKEN:", p)
-			}
-			if rep.OK {
-				fmt.Fprintln(c.out, "OK: every stored hash matches its content and every stream is numbered 1..N without gaps.")
-			} else {
-				fmt.Fprintf(c.out, "FAILED: %d problem(s); the trail has been altered or is incomplete.\n", len(rep.Problems))
-			}
+			printVerify(c, rep, len(keys) > 0)
 		}
-		if !rep.OK {
+		if !rep.OK() {
 			return errVerify
 		}
 		return nil
 	}
 }
 
-// verify recomputes every event's hash from its stored content, checks every
-// dead letter's document against its hash, and checks that each stream's
-// sequence numbers (events and dead letters together) are exactly 1..N with
-// N the stream's last sequence.
-func verify(ctx context.Context, s store.Store, only string) (*verifyReport, error) {
-	rep := &verifyReport{Problems: []string{}}
-	streams := map[string]*streamReport{}
-	get := func(name string) *streamReport {
-		r, ok := streams[name]
-		if !ok {
-			r = &streamReport{Stream: name}
-			streams[name] = r
+func printVerify(c *cli, rep *verify.Report, signed bool) {
+	for _, s := range rep.Streams {
+		fmt.Fprintf(c.out, "stream %s: %d entries (%d events, %d dead letters, %d gaps), root %s",
+			s.Stream, s.Entries, s.Events, s.DeadLetters, s.Gaps, s.Root)
+		if signed {
+			fmt.Fprintf(c.out, "; %d signed checkpoints, the latest covers %d", s.Checkpoints, s.Covered)
 		}
-		return r
+		fmt.Fprintln(c.out)
 	}
-	if only != "" {
-		get(only)
-	}
-	// Streamed: only the sequence numbers of the trail stay in memory.
-	err := s.EachEvent(ctx, store.EventQuery{}, func(e *store.StoredEvent) error {
-		if only != "" && e.Stream != only {
-			return nil
+	fmt.Fprintf(c.out, "runs: %d summaries compared with their events\n", rep.Runs)
+	failing := 0
+	for _, p := range rep.Problems {
+		tag := "BROKEN"
+		if !p.Failing() {
+			tag = "NOTE"
+		} else {
+			failing++
 		}
-		r := get(e.Stream)
-		r.Events++
-		r.seqs = append(r.seqs, seqRef{e.Sequence, e.ID})
-		h, err := e.Event.Hash()
-		switch {
-		case err != nil:
-			rep.Problems = append(rep.Problems, fmt.Sprintf("event %s (stream %s, sequence %d): its content cannot be hashed: %v", e.ID, e.Stream, e.Sequence, err))
-		case h != e.Hash:
-			rep.Problems = append(rep.Problems, fmt.Sprintf("event %s (stream %s, sequence %d): stored hash %s, but its content hashes to %s", e.ID, e.Stream, e.Sequence, e.Hash, h))
+		where := p.Stream
+		if p.Sequence > 0 {
+			where = fmt.Sprintf("%s #%d", p.Stream, p.Sequence)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	dls, err := s.DeadLetters(ctx, zeroTime, zeroTime, 0)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range dls {
-		if only != "" && d.Stream != only {
-			continue
+		if where != "" {
+			where += ": "
 		}
-		r := get(d.Stream)
-		r.DeadLetters++
-		r.seqs = append(r.seqs, seqRef{d.Sequence, d.EventID})
-		// Dead letters of events that could not be hashed have no hash.
-		if d.Hash != "" {
-			if h := canonical.HashBytes([]byte(d.Document)); h != d.Hash {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("dead letter %s (stream %s, sequence %d): stored hash %s, but its document hashes to %s", d.EventID, d.Stream, d.Sequence, d.Hash, h))
-			}
-		}
+		fmt.Fprintf(c.out, "%s %s: %s%s\n", tag, p.Kind, where, p.Detail)
 	}
-	names := make([]string, 0, len(streams))
-	for n := range streams {
-		names = append(names, n)
+	switch {
+	case failing > 0:
+		fmt.Fprintf(c.out, "FAILED: %d problem(s); the trail has been altered or is incomplete.\n", failing)
+	case signed:
+		fmt.Fprintln(c.out, "OK: every entry matches its hash, every stream is numbered 1..N without gaps and gives the roots its signed checkpoints sign, search columns match the documents and run summaries match their events.")
+	default:
+		fmt.Fprintln(c.out, "OK: every entry matches its hash, every stream is numbered 1..N without gaps, search columns match the documents and run summaries match their events.")
+		fmt.Fprintln(c.out, "Checkpoints were not checked: give --key (and --checkpoints) to detect rewritten or truncated streams.")
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		r := streams[n]
-		if r.LastSequence, err = s.LastSequence(ctx, n); err != nil {
+}
+
+// loadVerifiers reads verifier keys given as text or as files holding them.
+func loadVerifiers(keys []string) (note.Verifiers, error) {
+	var vs []note.Verifier
+	for _, k := range keys {
+		v, err := signing.LoadVerifier(k)
+		if err != nil {
 			return nil, err
 		}
-		rep.Problems = append(rep.Problems, checkSequences(r)...)
-		rep.Streams = append(rep.Streams, r)
+		vs = append(vs, v)
 	}
-	rep.OK = len(rep.Problems) == 0
-	return rep, nil
+	return note.VerifierList(vs...), nil
 }
 
-// checkSequences reports duplicates, gaps and a missing tail.
-func checkSequences(r *streamReport) []string {
-	var problems []string
-	sort.Slice(r.seqs, func(i, j int) bool { return r.seqs[i].seq < r.seqs[j].seq })
-	want := int64(1)
-	for i, s := range r.seqs {
-		switch {
-		case i > 0 && s.seq == r.seqs[i-1].seq:
-			problems = append(problems, fmt.Sprintf("stream %s: sequence %d is held by both %s and %s", r.Stream, s.seq, r.seqs[i-1].id, s.id))
-			continue
-		case s.seq > want:
-			problems = append(problems, fmt.Sprintf("stream %s: %s missing (next present: %d, event %s)", r.Stream, gap(want, s.seq-1), s.seq, s.id))
-		case s.seq < want:
-			problems = append(problems, fmt.Sprintf("stream %s: event %s has invalid sequence %d", r.Stream, s.id, s.seq))
+// readCheckpointFile reads the collector's published checkpoints: one JSON
+// object per line (stream, note, final).
+func readCheckpointFile(path string) ([]verify.External, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []verify.External
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
 			continue
 		}
-		want = s.seq + 1
+		var x verify.External
+		if err := json.Unmarshal([]byte(line), &x); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", path, n, err)
+		}
+		out = append(out, x)
 	}
-	if last := want - 1; last < r.LastSequence {
-		problems = append(problems, fmt.Sprintf("stream %s: %s missing at the end (the stream's last sequence is %d)", r.Stream, gap(last+1, r.LastSequence), r.LastSequence))
-	} else if last > r.LastSequence {
-		problems = append(problems, fmt.Sprintf("stream %s: sequence %d is beyond the stream's last sequence %d", r.Stream, last, r.LastSequence))
-	}
-	return problems
-}
-
-func gap(from, to int64) string {
-	if from == to {
-		return fmt.Sprintf("sequence %d is", from)
-	}
-	return fmt.Sprintf("sequences %d..%d are", from, to)
+	return out, sc.Err()
 }

@@ -3,7 +3,9 @@ package auditexporter
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
+	"strings"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
@@ -25,6 +27,9 @@ type Config struct {
 	// Elasticsearch, when the section is present, selects the
 	// Elasticsearch backend; its endpoints are then required.
 	Elasticsearch configoptional.Optional[esstore.Config] `mapstructure:"elasticsearch"`
+
+	// Checkpoints signs the stream's Merkle log (off without key_files).
+	Checkpoints CheckpointsConfig `mapstructure:"checkpoints"`
 
 	TimeoutConfig exporterhelper.TimeoutConfig                             `mapstructure:",squash"`
 	QueueConfig   configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
@@ -64,5 +69,28 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errTimeoutNotPositive)
 	}
 	errs = append(errs, cfg.validateBackend()...)
+	errs = append(errs, cfg.Checkpoints.validate()...)
 	return errors.Join(errs...)
+}
+
+func (c *CheckpointsConfig) validate() []error {
+	var errs []error
+	if c.Interval <= 0 {
+		errs = append(errs, errors.New("checkpoints::interval must be positive"))
+	}
+	if c.MaxEvents < 0 {
+		errs = append(errs, errors.New("checkpoints::max_events must not be negative"))
+	}
+	if strings.ContainsAny(c.OriginPrefix, "\n\t ") {
+		errs = append(errs, fmt.Errorf("checkpoints::origin_prefix %q must not contain spaces or line breaks", c.OriginPrefix))
+	}
+	if c.PostURL != "" {
+		if u, err := url.Parse(c.PostURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			errs = append(errs, fmt.Errorf("checkpoints::post_url %q must be an http or https URL", c.PostURL))
+		}
+	}
+	if !c.enabled() && (c.File != "" || c.PostURL != "") {
+		errs = append(errs, errors.New("checkpoints::file and post_url need key_files to sign with"))
+	}
+	return errs
 }

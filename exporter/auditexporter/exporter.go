@@ -35,6 +35,8 @@ type auditExporter struct {
 
 	mu    sync.RWMutex
 	store store.Store
+	// cp signs checkpoints; nil without checkpoints::key_files.
+	cp *checkpointer
 }
 
 var errNotStarted = errors.New("audit exporter: the store is not open (exporter not started or already shut down)")
@@ -52,6 +54,33 @@ func newExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditEx
 }
 
 func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
+	if e.cfg.Checkpoints.enabled() {
+		// An unreadable signer key, or one others can read, refuses the start.
+		cp, err := newCheckpointer(e.cfg.Checkpoints, e.cfg.Stream, e.logger, &checkpointTelemetry{
+			failures: func(ctx context.Context, step string) {
+				e.telemetry.ExporterAuditCheckpointFailures.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attribute.String("step", step))))
+			},
+			alarm: func(ctx context.Context) { e.telemetry.ExporterAuditIntegrityAlarms.Add(ctx, 1) },
+		})
+		if err != nil {
+			return fmt.Errorf("audit exporter: checkpoints: %w", err)
+		}
+		e.cp = cp
+		if err := e.telemetry.RegisterExporterAuditCheckpointAgeCallback(func(_ context.Context, o metric.Float64Observer) error {
+			age, _ := cp.age()
+			o.Observe(age.Seconds())
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := e.telemetry.RegisterExporterAuditTreeSizeCallback(func(_ context.Context, o metric.Int64Observer) error {
+			_, size := cp.age()
+			o.Observe(size)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	s, err := e.open(ctx, e.cfg, e.logger)
 	if err != nil {
 		return fmt.Errorf("audit exporter: open the %s backend: %w", e.cfg.backendName(), err)
@@ -59,6 +88,9 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 	e.mu.Lock()
 	e.store = s
 	e.mu.Unlock()
+	if e.cp != nil {
+		e.cp.start(s)
+	}
 	// The last sequence is informational here (backends load it on the first
 	// write); a store that is down must not keep the collector from starting
 	// and queueing.
@@ -81,7 +113,7 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 
 // shutdown runs after exporterhelper has drained the queue, so closing the
 // store here loses nothing. It is safe without start and when called twice.
-func (e *auditExporter) shutdown(context.Context) error {
+func (e *auditExporter) shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	s := e.store
 	e.store = nil
@@ -90,7 +122,15 @@ func (e *auditExporter) shutdown(context.Context) error {
 	if s == nil {
 		return nil
 	}
-	return s.Close()
+	var err error
+	if e.cp != nil {
+		// The final checkpoint covers everything stored: a verifier can then
+		// tell that nothing may follow it until the next start.
+		if err = e.cp.shutdown(ctx, s); err != nil {
+			err = fmt.Errorf("audit exporter: final checkpoint: %w", err)
+		}
+	}
+	return errors.Join(err, s.Close())
 }
 
 // push converts, hashes and writes one batch. It returns nil only when every
@@ -154,6 +194,9 @@ func (e *auditExporter) account(ctx context.Context, events []store.StoredEvent,
 		if n > 0 {
 			e.telemetry.ExporterAuditEvents.Add(ctx, n, e.outcomeAttrs[o])
 		}
+	}
+	if e.cp != nil {
+		e.cp.stored(ctx, e.store, counts[store.Stored]+counts[store.DeadLettered]+counts[store.Conflict])
 	}
 	if firstRetry != nil {
 		return fmt.Errorf("%d of %d audit events must be retried (first: event %s: %s)",

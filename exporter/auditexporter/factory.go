@@ -43,6 +43,7 @@ func createDefaultConfig() component.Config {
 	timeout.Timeout = defaultTimeout
 	return &Config{
 		Stream:        defaultStream,
+		Checkpoints:   CheckpointsConfig{Interval: 10 * time.Second, MaxEvents: 100_000, OriginPrefix: "batchaudit/"},
 		Elasticsearch: configoptional.Default(defaultElasticsearchConfig()),
 		TimeoutConfig: timeout,
 		QueueConfig:   configoptional.Some(queue),

@@ -343,17 +343,22 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 
 func (*tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
 
-// entryHit is what Tail and RecentKeys read of an entry document.
+// entryHit is what is read of an entry document: its index, _id and
+// _source, with the fields the writer and verification use decoded.
 type entryHit struct {
-	Index  string `json:"_index"`
-	ID     string `json:"_id"`
+	Index  string          `json:"_index"`
+	ID     string          `json:"_id"`
+	Raw    json.RawMessage `json:"_source"`
+	Sort   []any           `json:"sort"`
 	Source struct {
 		Event struct {
 			ID       string `json:"id"`
 			Sequence int64  `json:"sequence"`
 			Hash     string `json:"hash"`
+			Ingested string `json:"ingested"`
 		} `json:"event"`
 		Batchaudit struct {
+			Stream      string `json:"stream"`
 			Canonical   string `json:"canonical"`
 			ContentHash string `json:"content_hash"`
 			EntryKind   string `json:"entry_kind"`
@@ -361,12 +366,12 @@ type entryHit struct {
 			Document    string `json:"document"`
 			Reason      string `json:"reason"`
 		} `json:"batchaudit"`
-	} `json:"_source"`
-	Sort []any `json:"sort"`
+	} `json:"-"`
 }
 
 // entries pages through the stream's events and dead letters in sequence
-// order (desc: newest first), from after on, up to limit (0: all).
+// order (desc: newest first), after the sequence after, up to limit (0:
+// all); source nil reads whole documents.
 func (s *Store) entries(ctx context.Context, stream string, after int64, desc bool, limit int, source []string, fn func(*entryHit) error) error {
 	indices := s.cfg.eventsIndex() + "," + s.cfg.deadLettersIndex()
 	if err := s.refresh(ctx, s.cfg.eventsIndex(), s.cfg.deadLettersIndex()); err != nil {
@@ -384,9 +389,12 @@ func (s *Store) entries(ctx context.Context, stream string, after int64, desc bo
 	seen := 0
 	for {
 		size := store.PageSize(limit, seen, pageSize)
-		req := map[string]any{"size": size, "_source": source, "track_total_hits": false,
+		req := map[string]any{"size": size, "track_total_hits": false,
 			"query": map[string]any{"bool": map[string]any{"filter": filter}},
 			"sort":  []any{map[string]any{"event.sequence": order}}}
+		if source != nil {
+			req["_source"] = source
+		}
 		if cursor != nil {
 			req["search_after"] = cursor
 		}
@@ -399,7 +407,11 @@ func (s *Store) entries(ctx context.Context, stream string, after int64, desc bo
 			return err
 		}
 		for i := range r.Hits.Hits {
-			if err := fn(&r.Hits.Hits[i]); err != nil {
+			h := &r.Hits.Hits[i]
+			if err := json.Unmarshal(h.Raw, &h.Source); err != nil {
+				return fmt.Errorf("esstore: stream %q: document %s: %w", stream, h.ID, err)
+			}
+			if err := fn(h); err != nil {
 				return err
 			}
 		}

@@ -89,3 +89,12 @@ func validOrigin(o string) error {
 
 // EmptyRoot is the RFC 6962 hash of the empty tree.
 func EmptyRoot() tlog.Hash { return emptyRoot }
+
+// Text returns the text of a signed note: what comes before the blank line
+// and the signature lines.
+func Text(signed string) string {
+	if i := strings.Index(signed, "\n\n"); i >= 0 {
+		return signed[:i+1]
+	}
+	return signed
+}

@@ -262,9 +262,8 @@ func (t *sqlTx) insertEvents(events []*store.Entry) error {
 		args = args[:0]
 		for _, p := range events[:n] {
 			e := &p.Event.Event
-			args = append(args, e.ID, t.stream, p.Sequence, p.Hash, e.Name, nanos(e.Time), e.BatchID, e.RecordID,
-				e.Source.Name, e.Source.String(), e.Target.Name, e.Target.String(), e.ChangeType, p.Document, t.ingested,
-				e.Actor.ID, e.LineageID, e.FindingType, contentHashColumn(p))
+			args = append(args, e.ID, t.stream, p.Sequence, p.Hash, p.Document, t.ingested, contentHashColumn(p))
+			args = appendSearchColumns(args, e)
 		}
 		var err error
 		if n == insertChunk {
@@ -296,9 +295,18 @@ func contentHashColumn(e *store.Entry) string {
 
 func insertEventsSQL(rows int) string {
 	row := "(?" + strings.Repeat(", ?", eventColumns-1) + ")"
-	return `INSERT INTO events (id, stream, sequence, hash, name, time, batch_id, record_id,
-		source_name, source, target_name, target, change_type, document, ingested, actor_id, lineage_id, finding_type, content_hash) VALUES ` +
+	return `INSERT INTO events (id, stream, sequence, hash, document, ingested, content_hash, ` + searchColumns + `) VALUES ` +
 		row + strings.Repeat(", "+row, rows-1)
+}
+
+// searchColumns are the indexed copies of an event's content that queries
+// use; appendSearchColumns derives them from the event, for inserting and
+// for verifying them against the stored document.
+const searchColumns = `name, time, batch_id, record_id, source_name, source, target_name, target, change_type, actor_id, lineage_id, finding_type`
+
+func appendSearchColumns(dst []any, e *auditevent.Event) []any {
+	return append(dst, e.Name, nanos(e.Time), e.BatchID, e.RecordID, e.Source.Name, e.Source.String(),
+		e.Target.Name, e.Target.String(), e.ChangeType, e.Actor.ID, e.LineageID, e.FindingType)
 }
 
 func (t *sqlTx) Runs(batchIDs []string) (map[string]*store.Run, error) {

@@ -3,10 +3,12 @@
 package metadata
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
 
 	"go.opentelemetry.io/collector/component"
@@ -23,12 +25,15 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                        metric.Meter
-	mu                           sync.Mutex
-	registrations                []metric.Registration
-	ExporterAuditEvents          metric.Int64Counter
-	ExporterAuditIntegrityAlarms metric.Int64Counter
-	ExporterAuditWriteDuration   metric.Float64Histogram
+	meter                           metric.Meter
+	mu                              sync.Mutex
+	registrations                   []metric.Registration
+	ExporterAuditCheckpointAge      metric.Float64ObservableGauge
+	ExporterAuditCheckpointFailures metric.Int64Counter
+	ExporterAuditEvents             metric.Int64Counter
+	ExporterAuditIntegrityAlarms    metric.Int64Counter
+	ExporterAuditTreeSize           metric.Int64ObservableGauge
+	ExporterAuditWriteDuration      metric.Float64Histogram
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -40,6 +45,56 @@ type telemetryBuilderOptionFunc func(mb *TelemetryBuilder)
 
 func (tbof telemetryBuilderOptionFunc) apply(mb *TelemetryBuilder) {
 	tbof(mb)
+}
+
+// RegisterExporterAuditCheckpointAgeCallback sets callback for observable ExporterAuditCheckpointAge metric.
+func (builder *TelemetryBuilder) RegisterExporterAuditCheckpointAgeCallback(cb metric.Float64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerFloat64{inst: builder.ExporterAuditCheckpointAge, obs: o})
+		return nil
+	}, builder.ExporterAuditCheckpointAge)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterExporterAuditTreeSizeCallback sets callback for observable ExporterAuditTreeSize metric.
+func (builder *TelemetryBuilder) RegisterExporterAuditTreeSizeCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ExporterAuditTreeSize, obs: o})
+		return nil
+	}, builder.ExporterAuditTreeSize)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+type observerInt64 struct {
+	embedded.Int64Observer
+	inst metric.Int64Observable
+	obs  metric.Observer
+}
+
+func (oi *observerInt64) Observe(value int64, opts ...metric.ObserveOption) {
+	oi.obs.ObserveInt64(oi.inst, value, opts...)
+}
+
+type observerFloat64 struct {
+	embedded.Float64Observer
+	inst metric.Float64Observable
+	obs  metric.Observer
+}
+
+func (oi *observerFloat64) Observe(value float64, opts ...metric.ObserveOption) {
+	oi.obs.ObserveFloat64(oi.inst, value, opts...)
 }
 
 // Shutdown unregister all registered callbacks for async instruments.
@@ -60,6 +115,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ExporterAuditCheckpointAge, err = builder.meter.Float64ObservableGauge(
+		"otelcol_exporter_audit_checkpoint_age",
+		metric.WithDescription("Seconds since the latest signed checkpoint of the stream (0 before the first). [Alpha]"),
+		metric.WithUnit("s"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ExporterAuditCheckpointFailures, err = builder.meter.Int64Counter(
+		"otelcol_exporter_audit_checkpoint_failures",
+		metric.WithDescription("Checkpoints that could not be signed, stored or published, by step; retried at the next interval. [Alpha]"),
+		metric.WithUnit("{checkpoint}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ExporterAuditEvents, err = builder.meter.Int64Counter(
 		"otelcol_exporter_audit_events",
 		metric.WithDescription("Audit events handled by the store, by outcome. [Alpha]"),
@@ -68,8 +135,14 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterAuditIntegrityAlarms, err = builder.meter.Int64Counter(
 		"otelcol_exporter_audit_integrity_alarms",
-		metric.WithDescription("Events whose id is already stored with a different hash (possible tampering or id reuse). Each is logged at error level with both hashes and kept as a dead letter. [Alpha]"),
+		metric.WithDescription("Events whose id is already stored with different content (possible tampering or id reuse; each is logged at error level with both hashes and kept as a dead letter), and a stream tree found inconsistent with its previous checkpoint (signing stops). [Alpha]"),
 		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ExporterAuditTreeSize, err = builder.meter.Int64ObservableGauge(
+		"otelcol_exporter_audit_tree_size",
+		metric.WithDescription("Size of the stream's Merkle tree covered by the latest signed checkpoint. [Alpha]"),
+		metric.WithUnit("{entry}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ExporterAuditWriteDuration, err = builder.meter.Float64Histogram(

@@ -1,0 +1,58 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/store/merkle"
+)
+
+// StoredEntry is one place of a stream as stored, for verification and
+// proofs: what the Merkle leaf binds, the document it covers, and what the
+// backend found wrong with the copies it indexes for search.
+type StoredEntry struct {
+	Stream   string
+	Sequence int64
+	Kind     merkle.Kind
+	// EventID is the id of the event the entry keeps (none for gaps).
+	EventID string
+	// Hash is the stored hash the leaf binds; Document is what it covers
+	// (the canonical JSON of an event, the document kept with a dead
+	// letter or gap).
+	Hash     string
+	Document []byte
+	// Indexed, for events, compares the backend's indexed copies (the
+	// columns or fields queries use) with the event the document holds,
+	// and names every difference. Verification calls it with the parsed
+	// document (the parse is the expensive part, done once, in parallel).
+	Indexed func(ev *auditevent.Event) []string
+}
+
+// StoredCheckpoint is a signed checkpoint as kept with the trail.
+type StoredCheckpoint struct {
+	Stream  string    `json:"stream"`
+	Size    int64     `json:"size"`
+	Root    string    `json:"root"` // hex
+	Note    string    `json:"note"` // the signed note, verbatim
+	Created time.Time `json:"created"`
+}
+
+// Integrity is the read side of the streams' Merkle logs (verification,
+// proofs) and where signed checkpoints are kept. Nothing here changes
+// entries.
+type Integrity interface {
+	// Streams lists the streams that hold entries.
+	Streams(ctx context.Context) ([]string, error)
+	// Head returns the stream's tree as stored (read only).
+	Head(ctx context.Context, stream string) (Head, error)
+	// EachEntry calls fn for every entry of stream in sequence order, as
+	// stored (a tampered store may hold gaps, doubles or disorder).
+	EachEntry(ctx context.Context, stream string, fn func(*StoredEntry) error) error
+	// EntryOf returns the stored entry of an event id, nil if there is none.
+	EntryOf(ctx context.Context, eventID string) (*StoredEntry, error)
+	// PutCheckpoint keeps a signed checkpoint (never replacing one).
+	PutCheckpoint(ctx context.Context, c StoredCheckpoint) error
+	// Checkpoints returns a stream's kept checkpoints, by size.
+	Checkpoints(ctx context.Context, stream string) ([]StoredCheckpoint, error)
+}
