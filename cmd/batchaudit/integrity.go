@@ -164,4 +164,3 @@ func oneStream(ctx context.Context, s store.Store, stream string) (string, error
 	}
 	return streams[0], nil
 }
-

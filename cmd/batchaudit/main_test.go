@@ -20,8 +20,8 @@ import (
 	"github.com/batchaudit/batchaudit/kibana"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/sqlitestore"
-	"github.com/batchaudit/batchaudit/store/verify"
 	"github.com/batchaudit/batchaudit/store/storetest"
+	"github.com/batchaudit/batchaudit/store/verify"
 )
 
 // trail writes two runs (b1 succeeded, b2 failed an hour later) and one dead

@@ -208,4 +208,3 @@ func (s *Store) Checkpoints(ctx context.Context, stream string) ([]store.StoredC
 		})
 	return out, err
 }
-
