@@ -23,9 +23,12 @@ type Key struct {
 // Ref is what is stored under a key.
 type Ref struct {
 	Sequence int64
-	// Hash is the stored hash (the leaf's), ContentHash the hash that
-	// redeliveries are compared by (see auditevent.Event.ContentHash).
-	Hash, ContentHash string
+	// Hash is the stored hash (the leaf's).
+	Hash string
+	// Document is, for an event, its stored canonical document: when a
+	// redelivery differs in Hash, Log compares the content hashes (see
+	// auditevent.Event.ContentHash), which need it.
+	Document []byte
 }
 
 // EntryStatus is what Tx.Append did with one entry.
@@ -53,8 +56,7 @@ type Entry struct {
 	Event *StoredEvent
 	// Hash is what the leaf binds: event.hash for events, the SHA-256 of
 	// Document for dead letters and gaps.
-	Hash        string
-	ContentHash string
+	Hash string
 	// EventHash is, for a dead letter, the hash of the event's canonical
 	// content (empty when it has none); for an event it equals Hash.
 	EventHash string

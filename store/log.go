@@ -246,11 +246,7 @@ func (w *write) prepare(se *StoredEvent) *Entry {
 		// or verification would report tampering that never happened.
 		return deadLetter(se, doc, fmt.Sprintf("hash mismatch: writer sent %s, content hashes to %s", se.Hash, hash))
 	}
-	content := hash
-	if c, err := e.ContentHash(); err == nil {
-		content = c
-	}
-	return &Entry{Kind: merkle.KindEvent, Key: Key{ID: e.ID}, Event: se, Hash: hash, ContentHash: content, EventHash: hash, Document: doc}
+	return &Entry{Kind: merkle.KindEvent, Key: Key{ID: e.ID}, Event: se, Hash: hash, EventHash: hash, Document: doc}
 }
 
 // deadLetter keeps se with doc, its canonical document (unless the caller
@@ -258,7 +254,27 @@ func (w *write) prepare(se *StoredEvent) *Entry {
 func deadLetter(se *StoredEvent, doc []byte, reason string) *Entry {
 	h := hashHex(doc)
 	return &Entry{Kind: merkle.KindDeadLetter, Key: Key{DeadLetter: true, ID: se.ID, DocHash: h}, Event: se,
-		Hash: h, ContentHash: h, EventHash: h, Document: doc, Reason: reason}
+		Hash: h, EventHash: h, Document: doc, Reason: reason}
+}
+
+// sameContent reports whether e is a redelivery of what ref holds: the
+// same hash, or for an event the same content hash (it differs only in what
+// the collector derives; computed here, on a collision, never on the hot
+// path).
+func sameContent(e *Entry, refHash string, refDoc []byte) bool {
+	if refHash == e.Hash {
+		return true
+	}
+	if e.Kind != merkle.KindEvent || refDoc == nil {
+		return false
+	}
+	stored, err := auditevent.ParseCanonical(refDoc)
+	if err != nil {
+		return false
+	}
+	a, err1 := stored.ContentHash()
+	b, err2 := e.Event.ContentHash()
+	return err1 == nil && err2 == nil && a == b
 }
 
 // toConflict keeps e, whose id is stored (or written earlier in this call)
@@ -281,7 +297,7 @@ func (w *write) sameKeyTwice() {
 			first[e.Key] = i
 			continue
 		}
-		if e.ContentHash == w.entries[j].ContentHash {
+		if sameContent(e, w.entries[j].Hash, w.entries[j].Document) {
 			w.duplicateOfEarlier(i, j)
 			continue
 		}
@@ -330,7 +346,7 @@ func (w *write) resolveStored() error {
 			if !ok {
 				continue
 			}
-			if e.Kind == merkle.KindEvent && ref.ContentHash != e.ContentHash {
+			if !sameContent(e, ref.Hash, ref.Document) {
 				w.entries[i] = toConflict(e, ref)
 				changed = true
 				continue
@@ -384,7 +400,7 @@ func (w *write) store(pending []*Entry) error {
 					return fmt.Errorf("store: the key of entry %d (%s) was reported taken but is not stored", e.Sequence, e.Key.ID)
 				case ref.Sequence == e.Sequence && ref.Hash == e.Hash:
 					e.Status = Created // this writer stored it before and did not learn it (lost answer, crash)
-				case e.Kind == merkle.KindEvent && ref.ContentHash != e.ContentHash:
+				case !sameContent(e, ref.Hash, ref.Document):
 					next = append(next, w.replace(e, toConflict(e, ref)))
 				default:
 					// A redelivery found only now: the stored copy stands and
@@ -437,7 +453,7 @@ func (w *write) duplicateAt(e *Entry, ref Ref) {
 func gap(stream string, seq int64, reason string) *Entry {
 	doc, _ := json.Marshal(map[string]any{"gap": map[string]any{"stream": stream, "sequence": seq, "reason": reason}})
 	h := hashHex(doc)
-	return &Entry{Kind: merkle.KindGap, Sequence: seq, Key: Key{DeadLetter: true, DocHash: h}, Hash: h, ContentHash: h,
+	return &Entry{Kind: merkle.KindGap, Sequence: seq, Key: Key{DeadLetter: true, DocHash: h}, Hash: h,
 		Document: doc, Reason: reason}
 }
 

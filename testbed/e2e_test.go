@@ -123,7 +123,7 @@ func testdata(name string) string {
 }
 
 // runOrdersJob runs the example job against the collector.
-func runOrdersJob(t *testing.T, c *harness.Collector, in, out, batchID string) {
+func runOrdersJob(t testing.TB, c *harness.Collector, in, out, batchID string) {
 	t.Helper()
 	job := harness.Binary(t, "BATCHAUDIT_ORDERSJOB", "ordersjob")
 	harness.RunCommand(t, 2*time.Minute, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + c.HTTPEndpoint()},

@@ -158,7 +158,7 @@ func (j *journalExt) drainReached(pos int64) bool {
 }
 
 func needsCheckpoint(j *journalExt, last time.Time) bool {
-	return time.Since(last) >= j.cfg.CheckpointInterval || int64(j.state.dirty()) >= j.cfg.CheckpointMiB<<20
+	return time.Since(last) >= j.cfg.CheckpointInterval || int64(j.state.dirtyBytes()) >= j.cfg.CheckpointMiB<<20
 }
 
 // read takes the next records, up to max_delivery_events log records, as one

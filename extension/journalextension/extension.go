@@ -120,7 +120,7 @@ func (j *journalExt) Shutdown(context.Context) error {
 	}
 	var errs []error
 	j.mu.Lock()
-	if !j.attached && j.state.dirty() > 0 {
+	if !j.attached && j.state.dirtyBytes() > 0 {
 		errs = append(errs, j.state.commit(j.checkpoint, j.cfg.Fsync))
 	}
 	j.mu.Unlock()

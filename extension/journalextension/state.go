@@ -20,15 +20,25 @@ import (
 const positionKey = "\x00journal/position"
 
 // stateStore is the processors' state: a pebble database holding the state
-// as of the last checkpoint, and an indexed batch holding every write since,
-// read through by clients. A checkpoint commits the batch together with the
-// journal position in one atomic write; a rollback discards it. Pebble is a
-// log-structured engine: state written at random keys costs sequential I/O.
+// as of the last checkpoint, and in memory every write since (coalesced per
+// key), read through by clients. A checkpoint commits those writes together
+// with the journal position in one atomic pebble batch; a rollback drops
+// them. Pebble is a log-structured engine: state written at random keys
+// costs sequential I/O, and reads of keys not written since the checkpoint
+// go to its memtable, block cache and bloom filters.
 type stateStore struct {
 	mu     sync.Mutex
 	db     *pebble.DB
-	batch  *pebble.Batch
+	dirty  map[string]overlay
+	size   int // bytes of keys and values in dirty
+	closed bool
 	resets []func(context.Context) error
+}
+
+// overlay is a write since the last checkpoint: a value, or a deletion.
+type overlay struct {
+	value   []byte
+	deleted bool
 }
 
 func openState(dir string, logger *zap.Logger) (*stateStore, error) {
@@ -45,7 +55,7 @@ func openState(dir string, logger *zap.Logger) (*stateStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: open the state in %s: %w", dir, err)
 	}
-	return &stateStore{db: db, batch: db.NewIndexedBatch()}, nil
+	return &stateStore{db: db, dirty: map[string]overlay{}}, nil
 }
 
 // position returns the journal offset of the last checkpoint (0 if none).
@@ -64,11 +74,11 @@ func (s *stateStore) position() (int64, error) {
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
-// dirty is the size of the writes since the last checkpoint.
-func (s *stateStore) dirty() int {
+// dirtyBytes is the size of the writes since the last checkpoint.
+func (s *stateStore) dirtyBytes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.batch.Len()
+	return s.size
 }
 
 // commit makes every write since the last checkpoint durable together with
@@ -76,24 +86,35 @@ func (s *stateStore) dirty() int {
 func (s *stateStore) commit(pos int64, sync bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	for k, o := range s.dirty {
+		var err error
+		if o.deleted {
+			err = b.Delete([]byte(k), nil)
+		} else {
+			err = b.Set([]byte(k), o.value, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(pos))
-	if err := s.batch.Set([]byte(positionKey), v[:], nil); err != nil {
+	if err := b.Set([]byte(positionKey), v[:], nil); err != nil {
 		return err
 	}
 	opt := pebble.NoSync
 	if sync {
 		opt = pebble.Sync
 	}
-	if err := s.batch.Commit(opt); err != nil {
-		// The batch may be half applied to nothing: pebble commits all or
-		// nothing. Keep a fresh batch so the caller can roll back and retry.
-		_ = s.batch.Close()
-		s.batch = s.db.NewIndexedBatch()
+	if err := b.Commit(opt); err != nil {
+		// Pebble commits all or nothing; the writes stay in memory and the
+		// caller rolls back and delivers again.
 		return fmt.Errorf("journal: checkpoint commit: %w", err)
 	}
-	_ = s.batch.Close()
-	s.batch = s.db.NewIndexedBatch()
+	clear(s.dirty)
+	s.size = 0
 	return nil
 }
 
@@ -101,8 +122,8 @@ func (s *stateStore) commit(pos int64, sync bool) error {
 func (s *stateStore) rollback() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_ = s.batch.Close()
-	s.batch = s.db.NewIndexedBatch()
+	clear(s.dirty)
+	s.size = 0
 }
 
 // reset runs the owners' reset callbacks after a rollback.
@@ -120,15 +141,21 @@ func (s *stateStore) reset(ctx context.Context) error {
 func (s *stateStore) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.batch != nil {
-		_ = s.batch.Close()
-		s.batch = nil
-	}
+	s.closed = true
+	s.dirty = nil
 	return s.db.Close()
 }
 
-func (s *stateStore) get(key []byte) ([]byte, error) {
-	v, closer, err := s.batch.Get(key)
+// get reads key through the writes since the last checkpoint. The value is
+// the caller's (a copy).
+func (s *stateStore) get(key string) ([]byte, error) {
+	if o, ok := s.dirty[key]; ok {
+		if o.deleted {
+			return nil, nil
+		}
+		return append([]byte(nil), o.value...), nil
+	}
+	v, closer, err := s.db.Get([]byte(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
@@ -140,6 +167,14 @@ func (s *stateStore) get(key []byte) ([]byte, error) {
 	return out, closer.Close()
 }
 
+func (s *stateStore) put(key string, o overlay) {
+	if old, ok := s.dirty[key]; ok {
+		s.size -= len(key) + len(old.value)
+	}
+	s.dirty[key] = o
+	s.size += len(key) + len(o.value)
+}
+
 // client is a component's view of the state: its keys live under its own
 // prefix, its writes wait for the next checkpoint.
 type client struct {
@@ -149,12 +184,12 @@ type client struct {
 
 var _ journal.Client = (*client)(nil)
 
-func (c *client) key(k string) []byte { return []byte(c.prefix + k) }
+func (c *client) key(k string) string { return c.prefix + k }
 
 func (c *client) Get(_ context.Context, key string) ([]byte, error) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	if c.s.batch == nil {
+	if c.s.closed {
 		return nil, errClosed
 	}
 	return c.s.get(c.key(key))
@@ -171,23 +206,24 @@ func (c *client) Delete(ctx context.Context, key string) error {
 func (c *client) Batch(_ context.Context, ops ...*storage.Operation) error {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	if c.s.batch == nil {
+	if c.s.closed {
 		return errClosed
 	}
 	for _, op := range ops {
-		var err error
 		switch op.Type {
 		case storage.Get:
-			op.Value, err = c.s.get(c.key(op.Key))
+			v, err := c.s.get(c.key(op.Key))
+			if err != nil {
+				return err
+			}
+			op.Value = v
 		case storage.Set:
-			err = c.s.batch.Set(c.key(op.Key), op.Value, nil)
+			// The storage API does not say callers leave values alone.
+			c.s.put(c.key(op.Key), overlay{value: append([]byte(nil), op.Value...)})
 		case storage.Delete:
-			err = c.s.batch.Delete(c.key(op.Key), nil)
+			c.s.put(c.key(op.Key), overlay{deleted: true})
 		default:
-			err = fmt.Errorf("journal: unknown storage operation %d", op.Type)
-		}
-		if err != nil {
-			return err
+			return fmt.Errorf("journal: unknown storage operation %d", op.Type)
 		}
 	}
 	return nil

@@ -85,7 +85,7 @@ func (t *esTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 		}
 		for i, f := range found {
 			if f.found {
-				refs[events[i]] = store.Ref{Sequence: f.seq, Hash: f.hash, ContentHash: f.contentHash}
+				refs[events[i]] = store.Ref{Sequence: f.seq, Hash: f.hash, Document: []byte(f.canonical)}
 			}
 		}
 	}
@@ -100,7 +100,7 @@ func (t *esTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 		}
 		for i, f := range found {
 			if f.found {
-				refs[dead[i]] = store.Ref{Sequence: f.seq, Hash: dead[i].DocHash, ContentHash: dead[i].DocHash}
+				refs[dead[i]] = store.Ref{Sequence: f.seq, Hash: dead[i].DocHash}
 			}
 		}
 	}
@@ -157,7 +157,7 @@ func (t *esTx) encode(e *store.Entry) ([]byte, error) {
 	}
 	dst = append(dst, "}}\n"...)
 	if e.Kind == merkle.KindEvent {
-		dst, err = encodeEvent(dst, &e.Event.Event, e.Hash, e.ContentHash, t.stream, e.Sequence, e.Document, t.ingested)
+		dst, err = encodeEvent(dst, &e.Event.Event, e.Hash, t.stream, e.Sequence, e.Document, t.ingested)
 	} else {
 		dst, err = encodeDeadLetter(dst, e, t.stream, t.ingested)
 	}
@@ -360,7 +360,6 @@ type entryHit struct {
 		Batchaudit struct {
 			Stream      string `json:"stream"`
 			Canonical   string `json:"canonical"`
-			ContentHash string `json:"content_hash"`
 			EntryKind   string `json:"entry_kind"`
 			DocHash     string `json:"doc_hash"`
 			Document    string `json:"document"`
@@ -426,7 +425,7 @@ func (s *Store) entries(ctx context.Context, stream string, after int64, desc bo
 // Tail returns the entries after the tiles' size: what a write stored
 // before a crash or failure stopped it from storing its tiles.
 func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*store.Entry) error) error {
-	src := []string{"event.id", "event.sequence", "event.hash", "batchaudit.canonical", "batchaudit.content_hash",
+	src := []string{"event.id", "event.sequence", "event.hash", "batchaudit.canonical",
 		"batchaudit.entry_kind", "batchaudit.doc_hash", "batchaudit.document", "batchaudit.reason"}
 	return b.s.entries(ctx, stream, after, false, 0, src, func(h *entryHit) error {
 		src := &h.Source
@@ -438,10 +437,6 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 				return fmt.Errorf("esstore: stream %q sequence %d: %w", stream, e.Sequence, err)
 			}
 			e.Kind, e.Key, e.Hash, e.EventHash, e.Document = merkle.KindEvent, store.Key{ID: h.ID}, src.Event.Hash, src.Event.Hash, doc
-			e.ContentHash = src.Batchaudit.ContentHash
-			if e.ContentHash == "" {
-				e.ContentHash = e.Hash
-			}
 			e.Event = &store.StoredEvent{Event: ev}
 		} else {
 			doc := []byte(src.Batchaudit.Document)
@@ -455,7 +450,7 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 				e.Kind = merkle.KindGap
 			}
 			e.Key = store.Key{DeadLetter: true, ID: src.Event.ID, DocHash: dh}
-			e.Hash, e.ContentHash, e.EventHash, e.Document, e.Reason = dh, dh, src.Event.Hash, doc, src.Batchaudit.Reason
+			e.Hash, e.EventHash, e.Document, e.Reason = dh, src.Event.Hash, doc, src.Batchaudit.Reason
 		}
 		return fn(e)
 	})
@@ -479,14 +474,14 @@ func (b backend) RecentKeys(ctx context.Context, stream string, n int, fn func(s
 
 // existing is what a lookup found under an _id.
 type existing struct {
-	found             bool
-	hash, contentHash string
-	seq               int64
+	found           bool
+	hash, canonical string
+	seq             int64
 }
 
-// lookup reads event.hash, event.sequence and the content hash of ids in
-// index with a real-time multi-get (no refresh needed). A missing index
-// finds nothing.
+// lookup reads event.hash, event.sequence and the canonical document of ids
+// in index with a real-time multi-get (no refresh needed). A missing index
+// finds nothing. It is called only for ids that may be stored.
 func (s *Store) lookup(ctx context.Context, index string, ids []string) ([]existing, error) {
 	body, err := json.Marshal(map[string][]string{"ids": ids})
 	if err != nil {
@@ -494,7 +489,7 @@ func (s *Store) lookup(ctx context.Context, index string, ids []string) ([]exist
 	}
 	status, resp, err := s.perform(ctx, "lookup in "+index, func() esapi.Request {
 		return esapi.MgetRequest{Index: index, Body: bytes.NewReader(body),
-			SourceIncludes: []string{"event.hash", "event.sequence", "batchaudit.content_hash"}}
+			SourceIncludes: []string{"event.hash", "event.sequence", "batchaudit.canonical"}}
 	})
 	if err != nil {
 		return nil, err
@@ -514,7 +509,7 @@ func (s *Store) lookup(ctx context.Context, index string, ids []string) ([]exist
 					Sequence int64  `json:"sequence"`
 				} `json:"event"`
 				Batchaudit struct {
-					ContentHash string `json:"content_hash"`
+					Canonical string `json:"canonical"`
 				} `json:"batchaudit"`
 			} `json:"_source"`
 			Error *struct {
@@ -531,11 +526,7 @@ func (s *Store) lookup(ctx context.Context, index string, ids []string) ([]exist
 		if d.Error != nil && d.Error.Type != "index_not_found_exception" {
 			return nil, fmt.Errorf("esstore: lookup of %s in %s: %s: %s", ids[i], index, d.Error.Type, d.Error.Reason)
 		}
-		ch := d.Source.Batchaudit.ContentHash
-		if ch == "" {
-			ch = d.Source.Event.Hash
-		}
-		out[i] = existing{found: d.Found, hash: d.Source.Event.Hash, contentHash: ch, seq: d.Source.Event.Sequence}
+		out[i] = existing{found: d.Found, hash: d.Source.Event.Hash, canonical: d.Source.Batchaudit.Canonical, seq: d.Source.Event.Sequence}
 	}
 	return out, nil
 }

@@ -40,7 +40,7 @@ func BenchmarkEncode(b *testing.B) {
 		}
 		h := canonical.HashBytes(doc)
 		entries[i] = &store.Entry{Kind: merkle.KindEvent, Sequence: int64(i + 1), Key: store.Key{ID: events[i].ID},
-			Event: &events[i], Hash: h, ContentHash: h, EventHash: h, Document: doc}
+			Event: &events[i], Hash: h, EventHash: h, Document: doc}
 	}
 	b.ReportAllocs()
 	bytesOut := 0

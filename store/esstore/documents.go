@@ -135,7 +135,7 @@ func (w *docWriter) end() {
 
 // encodeEvent appends the event's document to dst. canonicalJSON is the
 // event's canonical content (what the hash covers).
-func encodeEvent(dst []byte, e *auditevent.Event, hash, contentHash, stream string, seq int64, canonicalJSON []byte, ingested string) ([]byte, error) {
+func encodeEvent(dst []byte, e *auditevent.Event, hash, stream string, seq int64, canonicalJSON []byte, ingested string) ([]byte, error) {
 	w := docWriter{b: append(dst, '{')}
 	w.str("@timestamp", formatTime(e.Time))
 	w.str("message", e.Body)
@@ -186,11 +186,6 @@ func encodeEvent(dst []byte, e *auditevent.Event, hash, contentHash, stream stri
 	}
 	w.begin("batchaudit")
 	w.str("stream", stream)
-	if contentHash != hash {
-		// Only events with collector-derived attributes have their own
-		// content hash (redeliveries are compared by it).
-		w.str("content_hash", contentHash)
-	}
 	w.str("category", auditevent.Category(e.Name))
 	w.key("canonical")
 	w.b = appendJSONString(w.b, canonicalJSON)

@@ -59,7 +59,7 @@ func encodeForTest(t *testing.T, e *auditevent.Event) ecsDoc {
 	t.Helper()
 	doc, err := e.AppendCanonical(nil)
 	require.NoError(t, err)
-	b, err := encodeEvent(nil, e, "h", "h", "main", 1, doc, "2026-11-01T02:00:00Z")
+	b, err := encodeEvent(nil, e, "h", "main", 1, doc, "2026-11-01T02:00:00Z")
 	require.NoError(t, err)
 	var d ecsDoc
 	require.NoError(t, json.Unmarshal(b, &d), string(b))

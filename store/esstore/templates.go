@@ -46,7 +46,6 @@ var eventsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	f("labels", flat),
 	f("batchaudit", props(
 		f("stream", kw),
-		f("content_hash", kw),
 		f("category", kw),
 		f("canonical", blob),
 		f("batch", props(f("id", kw), f("parent_id", kw), f("state", kw), f("result", kw), f("run_type", kw), f("logical_date", kw),

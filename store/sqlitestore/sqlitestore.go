@@ -53,8 +53,7 @@ var schema = []string{
 		ingested         INTEGER NOT NULL,
 		actor_id         TEXT NOT NULL DEFAULT '',
 		lineage_id       TEXT NOT NULL DEFAULT '',
-		finding_type     TEXT NOT NULL DEFAULT '',
-		content_hash     TEXT NOT NULL DEFAULT ''
+		finding_type     TEXT NOT NULL DEFAULT ''
 	)`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS events_stream_sequence ON events(stream, sequence)`,
 	`CREATE INDEX IF NOT EXISTS events_time ON events(time, sequence)`,
@@ -137,7 +136,6 @@ var upgradeV1 = []string{
 // existing trail is built from its entries when the stream is next loaded.
 var upgradeV2 = []string{
 	`ALTER TABLE streams ADD COLUMN tree_root TEXT NOT NULL DEFAULT ''`,
-	`ALTER TABLE events ADD COLUMN content_hash TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE dead_letters ADD COLUMN kind TEXT NOT NULL DEFAULT 'dead_letter'`,
 }
 

@@ -128,7 +128,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 		`ALTER TABLE events DROP COLUMN actor_id`, `ALTER TABLE events DROP COLUMN lineage_id`,
 		`ALTER TABLE events DROP COLUMN finding_type`, `ALTER TABLE runs DROP COLUMN parent_id`,
 		// and what schema 3 added for the Merkle log: the tree is rebuilt.
-		`ALTER TABLE streams DROP COLUMN tree_root`, `ALTER TABLE events DROP COLUMN content_hash`,
+		`ALTER TABLE streams DROP COLUMN tree_root`,
 		`ALTER TABLE dead_letters DROP COLUMN kind`, `DROP TABLE tiles`, `DROP TABLE checkpoints`,
 		`PRAGMA user_version = 1`,
 	} {

@@ -37,7 +37,7 @@ const (
 )
 
 // insertChunk is how many events one INSERT statement carries: fewer
-// statements is most of the write throughput (19 columns × 200 rows stays
+// statements is most of the write throughput (18 columns × 200 rows stays
 // far below SQLite's bound-variable limit).
 const insertChunk = 200
 
@@ -92,7 +92,7 @@ func (b backend) Head(ctx context.Context, stream string) (store.Head, error) {
 
 func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*store.Entry) error) error {
 	rows, err := b.s.db.QueryContext(ctx, `
-		SELECT sequence, 'event', id, hash, content_hash, document, '' FROM events WHERE stream = ? AND sequence > ?
+		SELECT sequence, 'event', id, hash, '', document, '' FROM events WHERE stream = ? AND sequence > ?
 		UNION ALL
 		SELECT sequence, kind, event_id, hash, doc_hash, document, reason FROM dead_letters WHERE stream = ? AND sequence > ?
 		ORDER BY 1`, stream, after, stream, after)
@@ -112,14 +112,14 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 		}
 		e.Kind, e.Document, e.Reason, e.Status = merkle.Kind(kind), doc, reason, store.Created
 		if e.Kind == merkle.KindEvent {
-			e.Key, e.Hash, e.EventHash, e.ContentHash = store.Key{ID: id}, hash, hash, h2
+			e.Key, e.Hash, e.EventHash = store.Key{ID: id}, hash, hash
 			ev, err := auditevent.ParseCanonical(doc)
 			if err != nil {
 				return fmt.Errorf("sqlitestore: stream %q sequence %d: %w", stream, e.Sequence, err)
 			}
 			e.Event = &store.StoredEvent{Event: ev}
 		} else {
-			e.Key, e.Hash, e.EventHash, e.ContentHash = store.Key{DeadLetter: true, ID: id, DocHash: h2}, h2, hash, h2
+			e.Key, e.Hash, e.EventHash = store.Key{DeadLetter: true, ID: id, DocHash: h2}, h2, hash
 		}
 		if err := fn(&e); err != nil {
 			return err
@@ -162,7 +162,7 @@ func (t *sqlTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 	refs := make(map[store.Key]store.Ref, len(keys))
 	var ids []any
 	query := func() error {
-		rows, err := t.tx.QueryContext(t.ctx, `SELECT id, sequence, hash, content_hash FROM events WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, ids...)
+		rows, err := t.tx.QueryContext(t.ctx, `SELECT id, sequence, hash, document FROM events WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, ids...)
 		if err != nil {
 			return fmt.Errorf("sqlitestore: look up ids: %w", err)
 		}
@@ -170,11 +170,8 @@ func (t *sqlTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 		for rows.Next() {
 			var id string
 			var r store.Ref
-			if err := rows.Scan(&id, &r.Sequence, &r.Hash, &r.ContentHash); err != nil {
+			if err := rows.Scan(&id, &r.Sequence, &r.Hash, &r.Document); err != nil {
 				return fmt.Errorf("sqlitestore: look up ids: %w", err)
-			}
-			if r.ContentHash == "" {
-				r.ContentHash = r.Hash // stored before content hashes were kept
 			}
 			refs[store.Key{ID: id}] = r
 		}
@@ -191,7 +188,6 @@ func (t *sqlTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 			case err != nil:
 				return nil, fmt.Errorf("sqlitestore: look up a dead letter: %w", err)
 			default:
-				r.ContentHash = r.Hash
 				refs[k] = r
 			}
 			continue
@@ -246,7 +242,7 @@ func (t *sqlTx) Append(entries []*store.Entry) error {
 	return nil
 }
 
-const eventColumns = 19
+const eventColumns = 18
 
 // insertEvents inserts events with multi-row INSERTs.
 func (t *sqlTx) insertEvents(events []*store.Entry) error {
@@ -262,7 +258,7 @@ func (t *sqlTx) insertEvents(events []*store.Entry) error {
 		args = args[:0]
 		for _, p := range events[:n] {
 			e := &p.Event.Event
-			args = append(args, e.ID, t.stream, p.Sequence, p.Hash, p.Document, t.ingested, contentHashColumn(p))
+			args = append(args, e.ID, t.stream, p.Sequence, p.Hash, p.Document, t.ingested)
 			args = appendSearchColumns(args, e)
 		}
 		var err error
@@ -284,18 +280,9 @@ func (t *sqlTx) insertEvents(events []*store.Entry) error {
 	return nil
 }
 
-// contentHashColumn stores the content hash only where it differs from the
-// hash (events with attributes the collector derived).
-func contentHashColumn(e *store.Entry) string {
-	if e.ContentHash == e.Hash {
-		return ""
-	}
-	return e.ContentHash
-}
-
 func insertEventsSQL(rows int) string {
 	row := "(?" + strings.Repeat(", ?", eventColumns-1) + ")"
-	return `INSERT INTO events (id, stream, sequence, hash, document, ingested, content_hash, ` + searchColumns + `) VALUES ` +
+	return `INSERT INTO events (id, stream, sequence, hash, document, ingested, ` + searchColumns + `) VALUES ` +
 		row + strings.Repeat(", "+row, rows-1)
 }
 

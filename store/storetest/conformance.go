@@ -30,6 +30,7 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("RoundTripAndRun", func(t *testing.T) { testRoundTrip(t, newLocation(t)) })
 	t.Run("Idempotent", func(t *testing.T) { testIdempotent(t, newLocation(t)) })
 	t.Run("Conflict", func(t *testing.T) { testConflict(t, newLocation(t)) })
+	t.Run("RedeliveryClassifiedAgain", func(t *testing.T) { testRedeliveryClassifiedAgain(t, newLocation(t)) })
 	t.Run("DeadLetter", func(t *testing.T) { testDeadLetter(t, newLocation(t)) })
 	t.Run("Queries", func(t *testing.T) { testQueries(t, newLocation(t)) })
 	t.Run("Paging", func(t *testing.T) { testPaging(t, newLocation(t)) })
@@ -199,6 +200,38 @@ func testConflict(t *testing.T, open Opener) {
 	assert.Equal(t, int64(5), res[0].Sequence)
 	last, _ := s.LastSequence(ctx, "default")
 	assert.Equal(t, int64(5), last)
+}
+
+// testRedeliveryClassifiedAgain: a resent event that the collector derived
+// other change attributes for (classified again after its state moved on)
+// is a duplicate of the stored one, not a conflict: redeliveries are
+// compared without the attributes the collector derives. A change in what
+// the job sent still is a conflict.
+func testRedeliveryClassifiedAgain(t *testing.T, open Opener) {
+	s := open(t)
+	defer s.Close()
+	events := RunEvents("b1", T0)
+	first := write(t, s, "default", Stored(events...))
+	var w int
+	for i, e := range events {
+		if e.Name == auditevent.RecordWrite && e.ChangeType != "" {
+			w = i
+			break
+		}
+	}
+	require.NotZero(t, w, "the fixture run has a classified record write")
+	again := events[w]
+	again.ChangeType, again.ChangedFields, again.PreviousHash = auditevent.ChangeNoChange, nil, "0123"
+	res := write(t, s, "default", Stored(again))
+	assert.Equal(t, store.Duplicate, res[0].Outcome, "classified differently on redelivery: still the same event")
+	assert.Equal(t, first[w].Sequence, res[0].Sequence)
+	last, _ := s.LastSequence(context.Background(), "default")
+	assert.Equal(t, int64(len(events)), last, "no new place in the stream")
+
+	sent := events[w]
+	sent.RecordHash = "ffff"
+	res = write(t, s, "default", Stored(sent))
+	assert.Equal(t, store.Conflict, res[0].Outcome, "what the job sent differs: an integrity alarm")
 }
 
 func testDeadLetter(t *testing.T, open Opener) {

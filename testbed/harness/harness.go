@@ -286,13 +286,19 @@ func tail(s string, n int) string {
 }
 
 // CPUSeconds returns the user+system CPU time the collector process used so
-// far (Linux /proc), to report the collector's CPU share in load tests.
-func (c *Collector) CPUSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+// far, to report the collector's CPU share in load tests.
+func (c *Collector) CPUSeconds() (float64, error) { return ProcCPUSeconds(c.cmd.Process.Pid) }
+
+// Pid is the collector's process id.
+func (c *Collector) Pid() int { return c.cmd.Process.Pid }
+
+// ProcCPUSeconds returns the user+system CPU time process pid used so far
+// (Linux /proc).
+func ProcCPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the command name (which may contain spaces) start after ')'.
 	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
 	if len(fields) < 13 {
 		return 0, fmt.Errorf("unexpected /proc stat format")
@@ -301,4 +307,33 @@ func (c *Collector) CPUSeconds() (float64, error) {
 	fmt.Sscan(fields[11], &utime)
 	fmt.Sscan(fields[12], &stime)
 	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// Memory is a process's memory from /proc/PID/status, in MiB: VmRSS (all
+// resident pages, file-backed ones included), RssAnon (heap and stacks,
+// without the page cache of mapped files) and VmHWM (peak VmRSS).
+type Memory struct{ RSS, Anon, Peak float64 }
+
+// ProcMemory reads process pid's memory.
+func ProcMemory(pid int) (Memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Memory{}, err
+	}
+	var m Memory
+	for _, line := range strings.Split(string(b), "\n") {
+		var kb float64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			fmt.Sscan(strings.TrimPrefix(line, "VmRSS:"), &kb)
+			m.RSS = kb / 1024
+		case strings.HasPrefix(line, "RssAnon:"):
+			fmt.Sscan(strings.TrimPrefix(line, "RssAnon:"), &kb)
+			m.Anon = kb / 1024
+		case strings.HasPrefix(line, "VmHWM:"):
+			fmt.Sscan(strings.TrimPrefix(line, "VmHWM:"), &kb)
+			m.Peak = kb / 1024
+		}
+	}
+	return m, nil
 }

@@ -1,0 +1,442 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/batchaudit/batchaudit/internal/estest"
+	"github.com/batchaudit/batchaudit/testbed/harness"
+)
+
+// The end-to-end cost of the collector (docs/performance.md): CPU of the
+// collector process per event with the shipped configuration, events/s,
+// memory, and for Elasticsearch the node's own CPU per event against a
+// plain _bulk loader measured in the same run. make bench-e2e runs it:
+//
+//	go test -run '^$' -bench E2E -benchtime 1x -timeout 60m ./testbed/
+//
+// A loader posts JSON arrays of 500 record writes (about 630 bytes each,
+// like the issue's measurement) from 4 senders; the first pass inserts
+// every key, the second updates them (CDC state warm).
+
+const (
+	perfRequests = 200 // × 500 events per pass
+	perfPerReq   = 500
+	perfSenders  = 4
+)
+
+// perfBodies builds the requests of one pass: record writes of batch run,
+// keys k0..k(n-1), with version v of the record data.
+func perfBodies(run string, v int) [][]byte {
+	bodies := make([][]byte, perfRequests)
+	for r := range perfRequests {
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i := range perfPerReq {
+			k := r*perfPerReq + i
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"event_id":"%s-%d","batch_id":"%s","event_type":"record_write","timestamp":"%s",`+
+				`"job_name":"perf-load","actor":"svc-perf","source":"postgres://db:5432/sales.orders","target":"orders_clean",`+
+				`"record_id":"K-%07d","record_data":{"order_id":"K-%07d","customer":"Customer %d","country":"de",`+
+				`"amount":%d.%02d,"currency":"EUR","status":"confirmed","version":%d}}`,
+				run, k, run, time.Now().UTC().Format(time.RFC3339Nano), k, k, k%997, 1+k%5000, k%100, v)
+		}
+		b.WriteByte(']')
+		bodies[r] = b.Bytes()
+	}
+	return bodies
+}
+
+// perfPost sends the bodies from perfSenders goroutines; a 503 is retried
+// after a short pause (the journal is full: honest backpressure).
+func perfPost(t testing.TB, endpoint string, bodies [][]byte) {
+	t.Helper()
+	work := make(chan []byte)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed error
+	client := &http.Client{Timeout: 2 * time.Minute}
+	for range perfSenders {
+		wg.Go(func() {
+			for body := range work {
+				for {
+					resp, err := client.Post(endpoint+"/v1/audit/events", "application/json", bytes.NewReader(body))
+					if err != nil {
+						mu.Lock()
+						failed = err
+						mu.Unlock()
+						break
+					}
+					msg, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusServiceUnavailable {
+						time.Sleep(100 * time.Millisecond)
+						continue
+					}
+					if resp.StatusCode != http.StatusOK {
+						mu.Lock()
+						failed = fmt.Errorf("HTTP %d: %s", resp.StatusCode, msg)
+						mu.Unlock()
+					}
+					break
+				}
+			}
+		})
+	}
+	for _, b := range bodies {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+}
+
+// perfPass posts one pass and waits until the store holds want entries in
+// the stream; it returns the wall time and the collector's CPU seconds.
+func perfPass(b *testing.B, c *harness.Collector, bodies [][]byte, stored func() (int64, error), want int64) (wall, cpu float64) {
+	cpu0, _ := c.CPUSeconds()
+	start := time.Now()
+	perfPost(b, c.HTTPEndpoint(), bodies)
+	harness.Eventually(b, 15*time.Minute, func() error {
+		n, err := stored()
+		if err != nil {
+			return err
+		}
+		if n < want {
+			return fmt.Errorf("%d of %d stored", n, want)
+		}
+		return nil
+	})
+	wall = time.Since(start).Seconds()
+	cpu1, _ := c.CPUSeconds()
+	return wall, cpu1 - cpu0
+}
+
+func perfReport(b *testing.B, name string, events int64, wall, cpu float64, c *harness.Collector) {
+	mem, _ := harness.ProcMemory(c.Pid())
+	b.Logf("%-28s %7d events  %6.1f s  %8.0f events/s  collector %5.2f cores  %6.1f µs/event  RSS %4.0f MiB (anon %4.0f, peak %4.0f)",
+		name, events, wall, float64(events)/wall, cpu/wall, cpu/float64(events)*1e6, mem.RSS, mem.Anon, mem.Peak)
+}
+
+// BenchmarkE2ESQLite: the shipped local configuration (journal, cdc,
+// lineage, SQLite with checkpoints), JSON load and the example job.
+func BenchmarkE2ESQLite(b *testing.B) {
+	dir := b.TempDir()
+	cfg := withCheckpoints(b, dir, sqliteConfig())
+	c := harness.StartCollector(b, dir, harness.NewPorts(b), cfg)
+	s := openSQLite(b, dir)
+	stored := func() (int64, error) { return s.LastSequence(context.Background(), "e2e") }
+	n := int64(perfRequests * perfPerReq)
+	for pass, name := range []string{"sqlite json insert", "sqlite json update"} {
+		wall, cpu := perfPass(b, c, perfBodies(fmt.Sprintf("perf-%d", pass), pass), stored, n*int64(pass+1))
+		perfReport(b, name, n, wall, cpu, c)
+		b.ReportMetric(cpu/float64(n)*1e6, strings.ReplaceAll(name, " ", "-")+"-µs/event")
+	}
+	// The example job: 5 events per order received, 6 stored.
+	const orders = 20000
+	in := filepath.Join(dir, "orders.csv")
+	writeOrders(b, in, orders)
+	before, _ := stored()
+	cpu0, _ := c.CPUSeconds()
+	start := time.Now()
+	runOrdersJob(b, c, in, filepath.Join(dir, "out.csv"), "perf-orders")
+	want := before + int64(expectedEvents(orders))
+	harness.Eventually(b, 15*time.Minute, func() error {
+		got, err := stored()
+		if err != nil || got < want-int64(expectedEvents(orders))/10 {
+			return fmt.Errorf("%d of %d stored (%v)", got, want, err)
+		}
+		// Lineage records follow settlement; the job's own events are in.
+		return nil
+	})
+	wall := time.Since(start).Seconds()
+	cpu1, _ := c.CPUSeconds()
+	got, _ := stored()
+	perfReport(b, "sqlite ordersjob", got-before, wall, cpu1-cpu0, c)
+	b.Logf("sqlite ordersjob: %.0f µs collector CPU per order", (cpu1-cpu0)/orders*1e6)
+	b.ReportMetric((cpu1-cpu0)/orders*1e6, "ordersjob-µs/order")
+}
+
+// withCheckpoints signs the stream's checkpoints, as the shipped configs do.
+func withCheckpoints(t testing.TB, dir, cfg string) string {
+	key := filepath.Join(dir, "signing.key")
+	harness.RunCommand(t, time.Minute, nil, harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit"), "keygen", "--name", "perf", "--out", key)
+	return strings.Replace(cfg, "    stream: e2e\n", "    stream: e2e\n    checkpoints:\n      key_files: ["+key+"]\n      file: "+
+		filepath.Join(dir, "checkpoints.jsonl")+"\n", 1)
+}
+
+// esPid is the local node's process id (scripts/es.sh writes it).
+func esPid(t testing.TB) int {
+	root := os.Getenv("BATCHAUDIT_CACHE")
+	if root == "" {
+		root = filepath.Join(os.Getenv("HOME"), ".cache", "batchaudit")
+	}
+	b, err := os.ReadFile(filepath.Join(root, "es", "run", "es-9200.pid"))
+	if err != nil {
+		t.Skipf("the Elasticsearch node's pid is not known (%v): the node's CPU cannot be measured", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// BenchmarkE2EElasticsearch: the shipped Elasticsearch configuration under
+// the JSON load, the node's CPU per event, against a plain _bulk loader of
+// the same documents into the same node; then a steady 10k events/s for a
+// minute: memory over time and emit → searchable latency.
+func BenchmarkE2EElasticsearch(b *testing.B) {
+	es := estest.Require(b)
+	node := esPid(b)
+	prefix := estest.UniqueName(b, "perf")
+	estest.TrackIndex(b, es, prefix+"-*")
+	dir := b.TempDir()
+	cfg := strings.Replace(pipeline, "{{EXPORTER}}", fmt.Sprintf(
+		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s", estest.URL(), prefix), 1)
+	c := harness.StartCollector(b, dir, harness.NewPorts(b), withCheckpoints(b, dir, cfg))
+	count := func(index string) func() (int64, error) {
+		return func() (int64, error) { return esCount(estest.URL(), index) }
+	}
+	n := int64(perfRequests * perfPerReq)
+	var collectorRate, nodeCPU float64
+	for pass, name := range []string{"es json insert", "es json update"} {
+		n0, _ := harness.ProcCPUSeconds(node)
+		wall, cpu := perfPass(b, c, perfBodies(fmt.Sprintf("perf-%d", pass), pass), count(prefix+"-events"), n*int64(pass+1))
+		n1, _ := harness.ProcCPUSeconds(node)
+		perfReport(b, name, n, wall, cpu, c)
+		nodeCPU = (n1 - n0) / float64(n)
+		collectorRate = float64(n) / wall
+		b.Logf("%-28s node CPU %.1f µs/event", name, nodeCPU*1e6)
+	}
+	// The plain loader: the same documents, bulk-created into a fresh index
+	// with the same mapping, 4 requests of about 5 MiB in flight.
+	docs := esDocuments(b, estest.URL(), prefix+"-events", int(n))
+	plain := prefix + "-plain"
+	esCopyTemplate(b, estest.URL(), prefix+"-events", plain)
+	n0, _ := harness.ProcCPUSeconds(node)
+	start := time.Now()
+	esPlainBulk(b, estest.URL(), plain, docs)
+	wall := time.Since(start).Seconds()
+	n1, _ := harness.ProcCPUSeconds(node)
+	plainRate, plainCPU := float64(len(docs))/wall, (n1-n0)/float64(len(docs))
+	b.Logf("%-28s %7d docs  %6.1f s  %8.0f docs/s  node CPU %.1f µs/doc", "plain _bulk loader", len(docs), wall, plainRate, plainCPU*1e6)
+	b.Logf("collector reaches %.0f%% of the plain loader's rate; node CPU per event %.2f× the plain loader's",
+		100*collectorRate/plainRate, nodeCPU/plainCPU)
+	b.ReportMetric(100*collectorRate/plainRate, "%-of-bulk-ceiling")
+	b.ReportMetric(nodeCPU/plainCPU, "node-cpu-ratio")
+
+	steady(b, c, prefix)
+}
+
+// steady sends 10k events/s for a minute (20 requests of 500 per second):
+// memory every 5 s, and emit → searchable latency of one event per second.
+func steady(b *testing.B, c *harness.Collector, prefix string) {
+	const seconds, rate = 60, 10000
+	perSecond := rate / perfPerReq
+	var lat []float64
+	var mem []harness.Memory
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	cpu0, _ := c.CPUSeconds()
+	start := time.Now()
+	for s := range seconds {
+		<-tick.C
+		bodies := perfBodiesAt(fmt.Sprintf("steady-%d", s), perSecond)
+		marker := fmt.Sprintf("steady-%d-0", s)
+		sent := time.Now()
+		wg.Go(func() {
+			perfPost(b, c.HTTPEndpoint(), bodies)
+			for time.Since(sent) < 30*time.Second {
+				if n, err := esCountQuery(estest.URL(), prefix+"-events", "event.id", marker); err == nil && n > 0 {
+					mu.Lock()
+					lat = append(lat, time.Since(sent).Seconds())
+					mu.Unlock()
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+		if s%5 == 4 {
+			m, _ := harness.ProcMemory(c.Pid())
+			mem = append(mem, m)
+		}
+	}
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+	cpu1, _ := c.CPUSeconds()
+	sort.Float64s(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	var rss []string
+	for _, m := range mem {
+		rss = append(rss, fmt.Sprintf("%.0f/%.0f", m.RSS, m.Anon))
+	}
+	b.Logf("steady %d events/s for %d s: collector %.2f cores, %.1f µs/event; RSS/anon MiB every 5 s: %s",
+		rate, seconds, (cpu1-cpu0)/wall, (cpu1-cpu0)/float64(rate*seconds)*1e6, strings.Join(rss, " "))
+	b.Logf("emit → searchable: p50 %.2f s, p99 %.2f s, max %.2f s (%d samples)", pct(0.5), pct(0.99), pct(1), len(lat))
+	b.ReportMetric(pct(0.99), "searchable-p99-s")
+	if len(mem) > 0 {
+		b.ReportMetric(mem[len(mem)-1].RSS, "steady-RSS-MiB")
+	}
+}
+
+// perfBodiesAt builds k requests of perfPerReq events with fresh keys.
+func perfBodiesAt(run string, k int) [][]byte {
+	all := perfBodies(run, 0)
+	return all[:k]
+}
+
+func esCount(url, index string) (int64, error) {
+	resp, err := http.Post(url+"/"+index+"/_refresh", "application/json", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	return esCountQuery(url, index, "", "")
+}
+
+func esCountQuery(url, index, field, value string) (int64, error) {
+	q := `{"query":{"match_all":{}}}`
+	if field != "" {
+		q = fmt.Sprintf(`{"query":{"term":{%q:%q}}}`, field, value)
+	}
+	resp, err := http.Post(url+"/"+index+"/_count", "application/json", strings.NewReader(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Count int64 `json:"count"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	return r.Count, nil
+}
+
+// esDocuments reads n stored documents (their _source) of index.
+func esDocuments(t testing.TB, url, index string, n int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	var after []any
+	for len(out) < n {
+		req := map[string]any{"size": 10000, "sort": []any{map[string]any{"event.sequence": "asc"}}}
+		if after != nil {
+			req["search_after"] = after
+		}
+		body, _ := json.Marshal(req)
+		resp, err := http.Post(url+"/"+index+"/_search", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Hits struct {
+				Hits []struct {
+					Source json.RawMessage `json:"_source"`
+					Sort   []any           `json:"sort"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Hits.Hits) == 0 {
+			break
+		}
+		for _, h := range r.Hits.Hits {
+			out = append(out, h.Source)
+		}
+		after = r.Hits.Hits[len(r.Hits.Hits)-1].Sort
+	}
+	return out[:min(n, len(out))]
+}
+
+// esCopyTemplate creates index to with the mapping of from.
+func esCopyTemplate(t testing.TB, url, from, to string) {
+	t.Helper()
+	resp, err := http.Get(url + "/" + from + "/_mapping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]struct {
+		Mappings json.RawMessage `json:"mappings"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&m)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"settings":{"index":{"number_of_shards":1,"codec":"best_compression"}},"mappings":%s}`, m[from].Mappings)
+	req, _ := http.NewRequest(http.MethodPut, url+"/"+to, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// esPlainBulk creates docs in index with bulk requests of about 5 MiB,
+// 4 in flight: the node's ceiling for documents of this shape.
+func esPlainBulk(t testing.TB, url, index string, docs [][]byte) {
+	t.Helper()
+	var bodies [][]byte
+	var cur bytes.Buffer
+	for i, d := range docs {
+		fmt.Fprintf(&cur, `{"create":{"_index":%q,"_id":"p-%d"}}`+"\n", index, i)
+		cur.Write(d)
+		cur.WriteByte('\n')
+		if cur.Len() > 5<<20 {
+			bodies = append(bodies, bytes.Clone(cur.Bytes()))
+			cur.Reset()
+		}
+	}
+	if cur.Len() > 0 {
+		bodies = append(bodies, cur.Bytes())
+	}
+	work := make(chan []byte)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for body := range work {
+				resp, err := http.Post(url+"/_bulk?filter_path=errors", "application/x-ndjson", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				msg, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !bytes.Contains(msg, []byte(`"errors":false`)) {
+					t.Errorf("plain bulk: %s", msg)
+				}
+			}
+		})
+	}
+	for _, b := range bodies {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+}
+
