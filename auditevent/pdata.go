@@ -214,6 +214,11 @@ func (e *Event) Attributes() map[string]any {
 	return m
 }
 
+// Walk calls fn for every attribute that is set, in no particular order,
+// with a string, []string, map[string]any, int64 or (for Extra and any-typed
+// fields) raw value: what Attributes returns, without building the map.
+func (e *Event) Walk(fn func(k string, v any)) { e.walk(fn) }
+
 // walk calls fn for every attribute that is set, with a string, []string,
 // map[string]any, int64 or (for Extra and any-typed fields) raw value. It
 // defines Attributes; the hot paths putAttributes, has and AppendCanonical
@@ -273,9 +278,9 @@ func FromLogRecord(lr plog.LogRecord, res pcommon.Resource) Event {
 	var e Event
 	e.Name = lr.EventName()
 	if ts := lr.Timestamp(); ts != 0 {
-		e.Time = ts.AsTime()
+		e.Time = TimeFromUnixNano(uint64(ts))
 	} else if ots := lr.ObservedTimestamp(); ots != 0 {
-		e.Time = ots.AsTime()
+		e.Time = TimeFromUnixNano(uint64(ots))
 	}
 	if id := lr.TraceID(); !id.IsEmpty() {
 		e.TraceID = hex.EncodeToString(id[:])
@@ -360,7 +365,17 @@ func (e *Event) setValue(k string, v pcommon.Value) {
 	e.Set(k, v.AsRaw())
 }
 
-// ToLogRecord writes e into lr, replacing lr's attributes.
+// TimeFromUnixNano converts an OTLP time (unsigned nanoseconds since the Unix
+// epoch) without the overflow of pcommon.Timestamp.AsTime, which reads
+// values beyond 2262-04-11 as negative and so turns them into times before
+// 1970.
+func TimeFromUnixNano(ns uint64) time.Time {
+	return time.Unix(int64(ns/1e9), int64(ns%1e9)).UTC()
+}
+
+// ToLogRecord writes e into lr, replacing lr's attributes. e.Time must lie in
+// the range a log record holds (after 1970-01-01, before 2262-04-11); the
+// receiver admits no other time.
 func (e *Event) ToLogRecord(lr plog.LogRecord) {
 	lr.SetEventName(e.Name)
 	if !e.Time.IsZero() {

@@ -25,6 +25,22 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestUnreadableDocuments corrupts documents with SQL (fault injection).
+func TestUnreadableDocuments(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	storetest.UnreadableDocuments(t, func(t *testing.T) store.Store {
+		s, err := Open(context.Background(), path)
+		require.NoError(t, err)
+		return s
+	}, func(t *testing.T, s store.Store, eventID string, doc []byte) {
+		res, err := s.(*Store).db.Exec(`UPDATE events SET document = ? WHERE id = ?`, doc, eventID)
+		require.NoError(t, err)
+		n, err := res.RowsAffected()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n)
+	})
+}
+
 func TestMemory(t *testing.T) {
 	s, err := Open(context.Background(), Memory)
 	require.NoError(t, err)

@@ -302,3 +302,21 @@ func (c *Collector) CPUSeconds() (float64, error) {
 	fmt.Sscan(fields[12], &stime)
 	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
 }
+
+// Memory returns the collector's resident memory now and its peak so far
+// (Linux /proc VmRSS and VmHWM), in bytes.
+func (c *Collector) Memory() (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
+			rss = kb << 10
+		} else if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil {
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
+}
