@@ -436,7 +436,7 @@ func (r *reader) number(skip bool) (any, error) {
 		return json.Number(s), nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || !sameDecimal(s, strconv.FormatFloat(f, 'e', -1, 64)) {
+	if err != nil || !exactDouble(s, f) {
 		// No int64 or double holds it exactly: the digits stay as sent, as
 		// a json.Number, and the event is refused (checkEvent) rather than
 		// rounded.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -81,19 +82,25 @@ const maxValueProblems = 10
 // a limit. limit is set when a size, count or depth limit was exceeded (the
 // refusal then counts as "limit" rather than "invalid").
 func checkEvent(ev *auditevent.Event, l Limits) (probs []auditevent.FieldError, limit bool) {
-	c := valueCheck{l: l}
+	c := checks.Get().(*valueCheck)
+	defer checks.Put(c)
+	c.reset(l, false)
 	c.run(ev)
 	if c.found {
 		// Problems are rare: find them again in key order, so the same item
 		// always gets the same answer whatever the map iteration order.
-		c = valueCheck{l: l, collect: true, sorted: true}
+		c.reset(l, true)
 		c.run(ev)
 	}
+	probs, limit = c.probs, c.limit
 	if p := checkTime(ev.Time, l); p != nil {
-		c.probs = append(c.probs, *p)
+		probs = append(probs, *p)
 	}
-	return c.probs, c.limit
+	return probs, limit
 }
+
+// checks pools the walkers: one runs for every item of every request.
+var checks = sync.Pool{New: func() any { return new(valueCheck) }}
 
 // checkTime reports a time outside the accepted window; the zero time is
 // "not set" and left to Validate.
@@ -120,7 +127,7 @@ func formatAnyTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano)
 var timeFields = map[string]bool{"timestamp": true, "time": true, "event_time": true, "@timestamp": true, "eventTime": true}
 
 // valueCheck walks an event's values. The first pass only looks for a
-// problem; the second collects them in key order.
+// problem, without allocating; the second collects them in key order.
 type valueCheck struct {
 	l       Limits
 	collect bool
@@ -132,12 +139,18 @@ type valueCheck struct {
 	path    []string
 }
 
+// reset prepares c for a pass; the problems of a collecting pass are the
+// caller's (a fresh slice each time).
+func (c *valueCheck) reset(l Limits, collect bool) {
+	*c = valueCheck{l: l, collect: collect, sorted: collect, path: c.path[:0]}
+}
+
 func (c *valueCheck) run(ev *auditevent.Event) {
 	c.text("event_name", ev.Name)
 	c.text("body", ev.Body)
 	c.text("severity", ev.Severity)
 	if !c.sorted {
-		ev.Walk(c.attr)
+		ev.Visit(c)
 		return
 	}
 	attrs := ev.Attributes()
@@ -154,14 +167,49 @@ func (c *valueCheck) problem(limit bool, format string, args ...any) {
 	}
 }
 
+// The auditevent.AttributeVisitor methods, for the first pass: typed, so
+// that nothing is boxed.
+func (c *valueCheck) String(k, v string) {
+	if c.begin(k) {
+		c.str(v, "")
+	}
+}
+
+func (c *valueCheck) Strings(k string, v []string) {
+	if c.begin(k) {
+		c.strings(v, 0)
+	}
+}
+
+func (c *valueCheck) Int(k string, v int64) {
+	if c.begin(k) {
+		c.integer(v)
+	}
+}
+
+func (c *valueCheck) Value(k string, v any) { c.attr(k, v) }
+
+// attr checks one attribute, for the second pass.
 func (c *valueCheck) attr(k string, v any) {
 	c.path = append(c.path[:0], "attributes")
 	c.key(k)
-	c.path[0] = k
-	if k == "" {
-		c.path[0] = `attributes[""]`
-	}
+	c.path[0] = attrName(k)
 	c.value(v, 0)
+}
+
+// begin starts a modelled attribute (Visit hands Extra attributes, whose
+// keys come from the client, to Value): it counts the value and reports
+// whether the value is to be checked.
+func (c *valueCheck) begin(k string) bool {
+	c.path = append(c.path[:0], k)
+	return c.count()
+}
+
+func attrName(k string) string {
+	if k == "" {
+		return `attributes[""]`
+	}
+	return k
 }
 
 // text checks a top-level string field.
@@ -202,28 +250,43 @@ func invalidUTF8At(s string) int {
 	return len(s)
 }
 
-// value checks v, found at depth levels of maps and arrays.
-func (c *valueCheck) value(v any, depth int) {
+// count counts one value and reports whether it is within the limit.
+func (c *valueCheck) count() bool {
 	c.values++
 	if c.l.MaxValues > 0 && c.values > c.l.MaxValues {
 		if c.values == c.l.MaxValues+1 {
 			c.problem(true, "the event's attributes hold more than %d values (every attribute, map entry and array element counts; %s)",
 				c.l.MaxValues, c.l.Names.MaxValues)
 		}
+		return false
+	}
+	return true
+}
+
+// strings checks a list of strings found at depth.
+func (c *valueCheck) strings(l []string, depth int) {
+	if !c.container(depth) {
+		return
+	}
+	for i, s := range l {
+		c.push(i)
+		if c.count() {
+			c.str(s, "")
+		}
+		c.pop()
+	}
+}
+
+// value checks v, found at depth levels of maps and arrays.
+func (c *valueCheck) value(v any, depth int) {
+	if !c.count() {
 		return
 	}
 	switch t := v.(type) {
 	case string:
 		c.str(t, "")
 	case []string:
-		if c.container(depth) {
-			for i, s := range t {
-				c.values++
-				c.push(i)
-				c.str(s, "")
-				c.pop()
-			}
-		}
+		c.strings(t, depth)
 	case []any:
 		if c.container(depth) {
 			for i, e := range t {
@@ -315,22 +378,37 @@ func exactNumber(s string) bool {
 	if !strings.ContainsAny(s, ".eE") && math.Abs(f) > maxExactInt {
 		return false // an integer literal beyond ±2^53
 	}
-	return sameDecimal(s, strconv.FormatFloat(f, 'e', -1, 64))
+	return exactDouble(s, f)
 }
 
-// sameDecimal compares two JSON number literals as decimal values.
-func sameDecimal(a, b string) bool {
-	ad, ae, an := decimalParts(a)
-	bd, be, bn := decimalParts(b)
-	if ad == "" || bd == "" {
-		return ad == bd // both zero
+// exactDouble reports whether f, parsed from the literal s, has the decimal
+// value s has: its shortest form (what canonical JSON writes) equals s but
+// for notation.
+func exactDouble(s string, f float64) bool {
+	var buf [32]byte
+	return sameDecimal(s, strconv.AppendFloat(buf[:0], f, 'e', -1, 64))
+}
+
+// sameDecimal compares two JSON number literals as decimal values, without
+// allocating: it runs on every fractional number the JSON reader decodes.
+func sameDecimal(a string, b []byte) bool {
+	var abuf, bbuf [24]byte
+	ad, ae, an, aok := decimalOf(a, &abuf)
+	bd, be, bn, bok := decimalOf(string(b), &bbuf)
+	switch {
+	case !aok || !bok:
+		return false
+	case len(ad) == 0 || len(bd) == 0:
+		return len(ad) == len(bd) // zeros, of either sign
 	}
-	return an == bn && ad == bd && ae == be
+	return an == bn && ae == be && string(ad) == string(bd)
 }
 
-// decimalParts returns the significant digits of a number literal (no
-// leading or trailing zeros), the exponent of its first digit, and its sign.
-func decimalParts(s string) (digits string, exp int, neg bool) {
+// decimalOf returns the significant digits of a number literal (no leading
+// or trailing zeros) in buf, the exponent of its first digit, and its sign.
+// ok is false when there are more significant digits than buf holds (more
+// than any double has) or the exponent is absurd.
+func decimalOf(s string, buf *[24]byte) (digits []byte, exp int, neg, ok bool) {
 	if strings.HasPrefix(s, "-") {
 		neg, s = true, s[1:]
 	}
@@ -338,17 +416,44 @@ func decimalParts(s string) (digits string, exp int, neg bool) {
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
 		mant = s[:i]
 		n, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
-		if err != nil {
-			return s, 0, neg // absurd exponents: compared as text
+		if err != nil || n > 1<<20 || n < -(1<<20) {
+			return nil, 0, neg, false
 		}
 		e = n
 	}
-	intPart, frac, _ := strings.Cut(mant, ".")
-	all := intPart + frac
-	lead := len(all) - len(strings.TrimLeft(all, "0"))
-	all = strings.TrimRight(all[lead:], "0")
-	if all == "" {
-		return "", 0, false
+	digits = buf[:0]
+	intLen, lead, zeros := 0, 0, 0 // zeros: pending trailing zeros
+	seenPoint, started := false, false
+	for i := 0; i < len(mant); i++ {
+		c := mant[i]
+		if c == '.' {
+			seenPoint = true
+			continue
+		}
+		if !seenPoint {
+			intLen++
+		}
+		switch {
+		case c == '0' && !started:
+			lead++
+		case c == '0':
+			zeros++
+		default:
+			started = true
+			for ; zeros > 0; zeros-- {
+				if len(digits) == len(buf) {
+					return nil, 0, neg, false
+				}
+				digits = append(digits, '0')
+			}
+			if len(digits) == len(buf) {
+				return nil, 0, neg, false
+			}
+			digits = append(digits, c)
+		}
 	}
-	return all, e + len(intPart) - lead, neg
+	if len(digits) == 0 {
+		return nil, 0, false, true
+	}
+	return digits, e + intLen - lead, neg, true
 }

@@ -392,7 +392,7 @@ func TestExactNumber(t *testing.T) {
 		"0": true, "-0": true, "1": true, "9007199254740992": true, "9007199254740993": false, "-9007199254740993": false,
 		"0.1": true, "1.10": true, "1e2": true, "1E-7": true, "123.456e-2": true, "0.30000000000000004": true,
 		"0.3000000000000000444": false, "1e400": false, "1e-400": false, "4.9e-324": false, "5e-324": true,
-		"9223372036854775808": false, "1.7976931348623157e308": true,
+		"9223372036854775808": false, "1.7976931348623157e308": true, "120e-1": true, "-0.0": true, "0e5": true, "-2.50E+3": true,
 	} {
 		assert.Equal(t, want, exactNumber(s), s)
 	}
