@@ -114,13 +114,13 @@ func TestDeepOTLPAttributesOnEveryTransport(t *testing.T) {
 		assert.Less(t, peak, before+300<<20, "memory stays bounded")
 	}
 
-	// Per item, through the OTel Go SDK's OTLP/HTTP exporter: a record 33
+	// Per item, through the OTel Go SDK's OTLP/HTTP exporter: a record 21
 	// levels deep is rejected, the record beside it is stored.
 	exp, err := otlploghttp.New(ctx, otlploghttp.WithEndpointURL(c.HTTPEndpoint()+"/v1/logs"))
 	require.NoError(t, err)
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)))
 	logger := lp.Logger("probe")
-	for _, levels := range []int{32, 33} {
+	for _, levels := range []int{20, 21} {
 		var r otellog.Record
 		r.SetEventName(auditevent.RecordWrite)
 		r.SetTimestamp(probeTime)
@@ -136,8 +136,8 @@ func TestDeepOTLPAttributesOnEveryTransport(t *testing.T) {
 	// The exporter reports OTLP partial success as an error on flush.
 	err = lp.Shutdown(ctx)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "OTLP partial success: resource_logs[0].scope_logs[0].log_records[1]: batchaudit.record.data.deep.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a: "+
-		"nests maps and arrays deeper than 32 levels (limits::max_attribute_depth) (1 logs rejected)")
+	assert.Contains(t, err.Error(), "OTLP partial success: resource_logs[0].scope_logs[0].log_records[1]: batchaudit.record.data.deep"+strings.Repeat(".a", 19)+": "+
+		"nests maps and arrays deeper than 20 levels (limits::max_attribute_depth) (1 logs rejected)")
 	harness.Eventually(t, 30*time.Second, func() error {
 		n, err := c.Metric("otelcol_receiver_audit_events_refused", `reason="limit"`, `format="otlp_proto"`, `endpoint="/v1/logs"`)
 		if err == nil && n < 3 {
@@ -151,7 +151,7 @@ func TestDeepOTLPAttributesOnEveryTransport(t *testing.T) {
 	evs, err := s.Events(ctx, store.EventQuery{BatchID: "probe"})
 	require.NoError(t, err)
 	require.Len(t, evs, 1, "only the record within the limit is stored")
-	assert.Equal(t, "sdk-32", evs[0].ID)
+	assert.Equal(t, "sdk-20", evs[0].ID)
 	out := harness.RunCommand(t, time.Minute, nil, harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit"), "verify", "--db", filepath.Join(dir, "audit.db"))
 	assert.Contains(t, out, "OK: every stored hash matches")
 }

@@ -34,7 +34,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, "localhost:4318", cfg.Protocols.HTTP.Get().NetAddr.Endpoint)
 	assert.Equal(t, "localhost:4317", cfg.Protocols.GRPC.Get().NetAddr.Endpoint)
 	assert.Equal(t, LimitsConfig{MaxBodyBytes: 8 << 20, MaxDecompressedBytes: 64 << 20, MaxEventsPerRequest: 10000,
-		MaxAttributeDepth: 32, MaxValuesPerEvent: 100000, MaxStringBytes: 4 << 20}, cfg.Limits)
+		MaxAttributeDepth: 20, MaxValuesPerEvent: 100000, MaxStringBytes: 4 << 20}, cfg.Limits)
 	assert.Equal(t, time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), cfg.TimeWindow.Min)
 	assert.Equal(t, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), cfg.TimeWindow.Max)
 	assert.Empty(t, cfg.AllowedJSONContentTypes)

@@ -79,7 +79,7 @@ func deepAttr(levels int) plog.Logs {
 	return ld
 }
 
-// TestPerItemLimitsOnEveryProtocol sends one good item and one nested 33
+// TestPerItemLimitsOnEveryProtocol sends one good item and one nested 21
 // levels deep over each protocol: the good one is accepted, the deep one is
 // rejected naming the limit and counted as refused for "limit".
 func TestPerItemLimitsOnEveryProtocol(t *testing.T) {
@@ -90,17 +90,17 @@ func TestPerItemLimitsOnEveryProtocol(t *testing.T) {
 	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
 	tr := &testReceiver{auditReceiver: r, base: "http://" + r.httpAddr}
-	const limitMsg = "nests maps and arrays deeper than 32 levels (limits::max_attribute_depth)"
+	const limitMsg = "nests maps and arrays deeper than 20 levels (limits::max_attribute_depth)"
 
-	deepJSON := strings.Replace(good("deep"), `"batch_id"`, `"record_data":`+strings.Repeat(`{"a":`, 33)+"1"+strings.Repeat("}", 33)+`,"batch_id"`, 1)
+	deepJSON := strings.Replace(good("deep"), `"batch_id"`, `"record_data":`+strings.Repeat(`{"a":`, 21)+"1"+strings.Repeat("}", 21)+`,"batch_id"`, 1)
 	res := tr.post(t, pathAuditEvents, "application/json", []byte("["+good("ok")+","+deepJSON+"]"))
 	assert.Equal(t, http.StatusBadRequest, res.status)
 	assert.Equal(t, 1, res.api.Accepted)
 	require.Len(t, res.api.Errors, 1)
-	assert.Equal(t, "batchaudit.record.data.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a", res.api.Errors[0].Problems[0].Field)
+	assert.Equal(t, "batchaudit.record.data"+strings.Repeat(".a", 20), res.api.Errors[0].Problems[0].Field)
 	assert.Equal(t, limitMsg, res.api.Errors[0].Problems[0].Reason)
 
-	req := plogotlp.NewExportRequestFromLogs(deepAttr(33))
+	req := plogotlp.NewExportRequestFromLogs(deepAttr(21))
 	pb, _ := req.MarshalProto()
 	js, _ := req.MarshalJSON()
 	for ct, body := range map[string][]byte{contentTypeProto: pb, contentTypeJSON: js} {
@@ -113,11 +113,11 @@ func TestPerItemLimitsOnEveryProtocol(t *testing.T) {
 			require.NoError(t, resp.UnmarshalProto(res.body))
 		}
 		assert.Equal(t, int64(1), resp.PartialSuccess().RejectedLogRecords())
-		assert.Contains(t, resp.PartialSuccess().ErrorMessage(), "log_records[1]: deep.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a: "+limitMsg)
+		assert.Contains(t, resp.PartialSuccess().ErrorMessage(), "log_records[1]: deep"+strings.Repeat(".a", 20)+": "+limitMsg)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lresp, err := plogotlp.NewGRPCClient(grpcConn(t, tr)).Export(ctx, plogotlp.NewExportRequestFromLogs(deepAttr(33)))
+	lresp, err := plogotlp.NewGRPCClient(grpcConn(t, tr)).Export(ctx, plogotlp.NewExportRequestFromLogs(deepAttr(21)))
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), lresp.PartialSuccess().RejectedLogRecords())
 	assert.Contains(t, lresp.PartialSuccess().ErrorMessage(), limitMsg)

@@ -58,7 +58,11 @@ var (
 // configuration defaults and for callers that pass no limits.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxDepth:       32,
+		// Elasticsearch indexes record data, change values and the like as
+		// flattened fields, which refuse objects nested deeper than 20
+		// levels (depth_limit); an event the receiver accepts must not
+		// become a dead letter there.
+		MaxDepth:       20,
 		MaxValues:      100_000,
 		MaxStringBytes: 4 << 20,
 		TimeMin:        time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),

@@ -52,15 +52,15 @@ func oneJSON(t *testing.T, body string, l Limits) (*Result, *Rejection) {
 }
 
 func TestJSONDepthLimit(t *testing.T) {
-	// record_data is the first level: 31 more keep it at the limit of 32.
-	_, rej := oneJSON(t, flatEvent("d-32", `,"record_data":`+nestedJSON(32)), Limits{})
-	assert.Nil(t, rej, "32 levels are accepted")
-	_, rej = oneJSON(t, flatEvent("d-33", `,"record_data":`+nestedJSON(33)), Limits{})
+	// record_data is the first level: 19 more keep it at the limit of 20.
+	_, rej := oneJSON(t, flatEvent("d-20", `,"record_data":`+nestedJSON(20)), Limits{})
+	assert.Nil(t, rej, "20 levels are accepted")
+	_, rej = oneJSON(t, flatEvent("d-21", `,"record_data":`+nestedJSON(21)), Limits{})
 	require.NotNil(t, rej)
 	assert.True(t, rej.OverLimit)
-	assert.Equal(t, "d-33", rej.EventID)
+	assert.Equal(t, "d-21", rej.EventID)
 	assert.Contains(t, problems(*rej), "batchaudit.record.data.a.a.a")
-	assert.Contains(t, problems(*rej), "nests maps and arrays deeper than 32 levels (limits::max_attribute_depth)")
+	assert.Contains(t, problems(*rej), "nests maps and arrays deeper than 20 levels (limits::max_attribute_depth)")
 
 	// Arrays count like maps; a configured limit applies.
 	l := DefaultLimits()
@@ -298,7 +298,7 @@ func TestOTLPTimesWithoutOverflow(t *testing.T) {
 func TestOTLPDepth(t *testing.T) {
 	ld := plog.NewLogs()
 	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
-	for _, levels := range []int{32, 33, 60} {
+	for _, levels := range []int{20, 21, 60} {
 		lr := sl.LogRecords().AppendEmpty()
 		otlpRecord(lr, tStart)
 		nestPdata(lr.Attributes().PutEmpty("deep"), levels, levels%2 == 0)
@@ -312,7 +312,7 @@ func TestOTLPDepth(t *testing.T) {
 	require.Len(t, r.Rejected, 2)
 	assert.True(t, r.Rejected[0].OverLimit)
 	assert.Equal(t, "resource_logs[0].scope_logs[0].log_records[1]", r.Rejected[0].Path)
-	assert.Contains(t, problems(r.Rejected[0]), "nests maps and arrays deeper than 32 levels (limits::max_attribute_depth)")
+	assert.Contains(t, problems(r.Rejected[0]), "nests maps and arrays deeper than 20 levels (limits::max_attribute_depth)")
 }
 
 // nestPdata makes v a value nested levels maps (or arrays) deep.
