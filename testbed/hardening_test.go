@@ -153,7 +153,7 @@ func TestDeepOTLPAttributesOnEveryTransport(t *testing.T) {
 	require.Len(t, evs, 1, "only the record within the limit is stored")
 	assert.Equal(t, "sdk-20", evs[0].ID)
 	out := harness.RunCommand(t, time.Minute, nil, harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit"), "verify", "--db", filepath.Join(dir, "audit.db"))
-	assert.Contains(t, out, "OK: every stored hash matches")
+	assert.Contains(t, out, "OK: every entry matches its hash")
 }
 
 // TestSilentChangesAreRefused: far-future and epoch-overflow times, invalid
@@ -226,7 +226,7 @@ func TestSilentChangesAreRefused(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"ok", "otlp-ok"}, ids)
 	out := harness.RunCommand(t, time.Minute, nil, harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit"), "verify", "--db", filepath.Join(dir, "audit.db"))
-	assert.Contains(t, out, "OK: every stored hash matches")
+	assert.Contains(t, out, "OK: every entry matches its hash")
 }
 
 // TestSlowBodyClientsAreDropped: with protocols::http::read_timeout at 2s,

@@ -208,7 +208,7 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 	allEvents := concat([]string{"kb-old batch.start -", "kb-old batch.end -"}, failRun, day1, day2)
 
 	findingsNewestFirst := []string{"kb-fail finding - count_mismatch", "kb-fail finding - data_loss"}
-	deadLettersNewestFirst := []string{"dead f-7 document_parsing_exception", "dead f-4 conflict"}
+	deadLettersNewestFirst := []string{"dead f-7 dead_letter", "dead f-4 conflict"}
 	deletes := []string{"kb-fail record.delete C-9", "kb-day2 record.delete A-1008"}  // by dataset, then newest first
 	updates := []string{"kb-day2 record.write A-1007", "kb-day2 record.write A-1002"} // one dataset, newest first
 	eventsByType30d := map[string]float64{
@@ -289,7 +289,7 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 		loss + "batchaudit-vis-findings-by-kind": rows(2, map[string]float64{
 			"count_mismatch | high | Findings": 1, "data_loss | high | Findings": 1}),
 		loss + "batchaudit-vis-dead-letters-over-time": rows(2, map[string]float64{
-			fail + " | document_parsing_exception | Dead letters": 1, fail + " | conflict | Dead letters": 1}),
+			fail + " | dead_letter | Dead letters": 1, fail + " | conflict | Dead letters": 1}),
 		loss + "batchaudit-search-findings":         hits(findingsNewestFirst...),
 		loss + "batchaudit-search-integrity-alarms": hits("dead f-4 conflict"),
 		loss + "batchaudit-search-dead-letters":     hits(deadLettersNewestFirst...),
