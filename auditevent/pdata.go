@@ -214,53 +214,76 @@ func (e *Event) Attributes() map[string]any {
 	return m
 }
 
-// walk calls fn for every attribute that is set, with a string, []string,
-// map[string]any, int64 or (for Extra and any-typed fields) raw value. It
-// defines Attributes; the hot paths putAttributes, has and AppendCanonical
-// follow the same tables without boxing (see their equivalence tests).
-func (e *Event) walk(fn func(k string, v any)) {
-	for k, v := range e.Extra {
-		fn(k, v)
+// AttributeVisitor receives the attributes of an event by the type of their
+// value, so that code inspecting every value (the receiver's limits) needs
+// neither the map Attributes builds nor boxing.
+type AttributeVisitor interface {
+	String(key, value string)
+	Strings(key string, values []string)
+	Int(key string, value int64)
+	// Value gets maps and the raw values of Extra and any-typed fields.
+	Value(key string, value any)
+}
+
+// Visit calls v for every attribute that is set, in no particular order:
+// the field tables in one place (walk, and so Attributes, use it too).
+func (e *Event) Visit(v AttributeVisitor) {
+	for k, x := range e.Extra {
+		v.Value(k, x)
 	}
 	for _, f := range strFields {
 		if s := *f.ptr(e); s != "" {
-			fn(f.key, s)
+			v.String(f.key, s)
 		}
 	}
 	for _, f := range listFields {
 		if l := *f.ptr(e); len(l) > 0 {
-			fn(f.key, l)
+			v.Strings(f.key, l)
 		}
 	}
 	for _, f := range mapFields {
 		if mv := *f.ptr(e); mv != nil {
-			fn(f.key, mv)
+			v.Value(f.key, mv)
 		}
 	}
 	for _, f := range intFields {
 		if p := *f.ptr(e); p != nil {
-			fn(f.key, *p)
+			v.Int(f.key, *p)
 		}
 	}
 	for _, f := range anyFields {
-		if v := *f.ptr(e); v != nil {
-			fn(f.key, v)
+		if x := *f.ptr(e); x != nil {
+			v.Value(f.key, x)
 		}
 	}
 	if e.Counters != nil {
 		for i, k := range counterKeys {
-			fn(k, *counterPtr(e.Counters, i))
+			v.Int(k, *counterPtr(e.Counters, i))
 		}
 	}
 	if e.Changes != nil {
 		for i, k := range changeKeys {
-			fn(k, *changePtr(e.Changes, i))
+			v.Int(k, *changePtr(e.Changes, i))
 		}
 	}
 	if e.Transform.Sequence != 0 {
-		fn(AttrTransformSequence, e.Transform.Sequence)
+		v.Int(AttrTransformSequence, e.Transform.Sequence)
 	}
 }
+
+// walk calls fn for every attribute that is set, with a string, []string,
+// map[string]any, int64 or (for Extra and any-typed fields) raw value. It
+// defines Attributes; the hot paths putAttributes, has and AppendCanonical
+// follow the same tables without boxing (see their equivalence tests).
+func (e *Event) walk(fn func(k string, v any)) { e.Visit(funcVisitor(fn)) }
+
+// funcVisitor hands every value to one function, boxed.
+type funcVisitor func(k string, v any)
+
+func (f funcVisitor) String(k, v string)           { f(k, v) }
+func (f funcVisitor) Strings(k string, v []string) { f(k, v) }
+func (f funcVisitor) Int(k string, v int64)        { f(k, v) }
+func (f funcVisitor) Value(k string, v any)        { f(k, v) }
 
 // resourceFallback lists attributes a job may set once on its resource
 // instead of on every event.
@@ -273,9 +296,9 @@ func FromLogRecord(lr plog.LogRecord, res pcommon.Resource) Event {
 	var e Event
 	e.Name = lr.EventName()
 	if ts := lr.Timestamp(); ts != 0 {
-		e.Time = ts.AsTime()
+		e.Time = TimeFromUnixNano(uint64(ts))
 	} else if ots := lr.ObservedTimestamp(); ots != 0 {
-		e.Time = ots.AsTime()
+		e.Time = TimeFromUnixNano(uint64(ots))
 	}
 	if id := lr.TraceID(); !id.IsEmpty() {
 		e.TraceID = hex.EncodeToString(id[:])
@@ -360,7 +383,17 @@ func (e *Event) setValue(k string, v pcommon.Value) {
 	e.Set(k, v.AsRaw())
 }
 
-// ToLogRecord writes e into lr, replacing lr's attributes.
+// TimeFromUnixNano converts an OTLP time (unsigned nanoseconds since the Unix
+// epoch) without the overflow of pcommon.Timestamp.AsTime, which reads
+// values beyond 2262-04-11 as negative and so turns them into times before
+// 1970.
+func TimeFromUnixNano(ns uint64) time.Time {
+	return time.Unix(int64(ns/1e9), int64(ns%1e9)).UTC()
+}
+
+// ToLogRecord writes e into lr, replacing lr's attributes. e.Time must lie in
+// the range a log record holds (after 1970-01-01, before 2262-04-11); the
+// receiver admits no other time.
 func (e *Event) ToLogRecord(lr plog.LogRecord) {
 	lr.SetEventName(e.Name)
 	if !e.Time.IsZero() {

@@ -35,8 +35,13 @@ type StoredEvent struct {
 	// Document optionally carries canonical.Marshal(Event.Canonical()), the
 	// bytes Hash was computed from, so a backend need not encode the event
 	// a second time. Backends compute it when it is empty and refuse (dead
-	// letter) an event whose Hash is not the SHA-256 of its document.
+	// letter) an event whose Hash is not the SHA-256 of its document. On
+	// reads it is set only for an Unreadable event: the stored bytes.
 	Document []byte
+	// Unreadable is set by readers (see DecodeEvent) when the stored
+	// document could not be rebuilt into an event: it says why, and the
+	// event carries only its id and storage metadata.
+	Unreadable string
 }
 
 // Outcome is what happened to one event on Write.

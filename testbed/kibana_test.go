@@ -46,8 +46,8 @@ func hexHash(s string) string {
 // Elasticsearch (index prefix returned): the example job's day 1 and day 2
 // runs now, and a failed run three days ago whose job read two customers
 // but wrote one and deleted another, followed by a conflicting resend of one
-// of its events (an integrity alarm) and an event that cannot be hashed
-// (a dead letter), and a successful run 40 days ago.
+// of its events (an integrity alarm) and an event Elasticsearch cannot
+// index (a dead letter), and a successful run 40 days ago.
 func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay time.Time) {
 	t.Helper()
 	prefix = estest.UniqueName(t, "kibana")
@@ -57,6 +57,10 @@ func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay
 	estest.TrackIndex(t, es, prefix+"-*")
 	cfg := strings.Replace(pipeline, "{{EXPORTER}}", fmt.Sprintf(
 		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s", estest.URL(), prefix), 1)
+	// A receiver that admits deeper values than Elasticsearch indexes (its
+	// flattened fields stop at 20 levels; the receiver's default is 20):
+	// the event f-7 below becomes a dead letter.
+	cfg = strings.Replace(cfg, "    journal: journal\n", "    journal: journal\n    limits:\n      max_attribute_depth: 30\n", 1)
 	dir := t.TempDir()
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 	runOrdersJob(t, c, testdata("orders_day1.csv"), filepath.Join(dir, "day1.csv"), "kb-day1")
@@ -92,9 +96,13 @@ func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay
 	}
 	tampered["record_hash"] = hexHash("C-1 tampered")
 	postEvents(t, c, tampered)
-	// Accepted by the receiver, but no canonical JSON exists for an integer
-	// beyond 2^53: the exporter keeps it as a dead letter.
-	postEvents(t, c, ev("f-7", "checkpoint", 4, "checkpoint_id", "cp-1", "big_number", json.Number("9007199254740993")))
+	// Accepted by the receiver, but record data nested 25 levels deep is
+	// more than Elasticsearch indexes: the store keeps it as a dead letter.
+	deep := any("leaf")
+	for range 24 {
+		deep = map[string]any{"a": deep}
+	}
+	postEvents(t, c, ev("f-7", "checkpoint", 4, "checkpoint_id", "cp-1", "record_data", deep))
 	// A run 40 days ago: outside the dashboards' 30 days, inside "all time".
 	oldDay := failDay.AddDate(0, 0, -37)
 	postEvents(t, c,
@@ -200,7 +208,7 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 	allEvents := concat([]string{"kb-old batch.start -", "kb-old batch.end -"}, failRun, day1, day2)
 
 	findingsNewestFirst := []string{"kb-fail finding - count_mismatch", "kb-fail finding - data_loss"}
-	deadLettersNewestFirst := []string{"dead f-7 canonical_json", "dead f-4 conflict"}
+	deadLettersNewestFirst := []string{"dead f-7 dead_letter", "dead f-4 conflict"}
 	deletes := []string{"kb-fail record.delete C-9", "kb-day2 record.delete A-1008"}  // by dataset, then newest first
 	updates := []string{"kb-day2 record.write A-1007", "kb-day2 record.write A-1002"} // one dataset, newest first
 	eventsByType30d := map[string]float64{
@@ -281,7 +289,7 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 		loss + "batchaudit-vis-findings-by-kind": rows(2, map[string]float64{
 			"count_mismatch | high | Findings": 1, "data_loss | high | Findings": 1}),
 		loss + "batchaudit-vis-dead-letters-over-time": rows(2, map[string]float64{
-			fail + " | canonical_json | Dead letters": 1, fail + " | conflict | Dead letters": 1}),
+			fail + " | dead_letter | Dead letters": 1, fail + " | conflict | Dead letters": 1}),
 		loss + "batchaudit-search-findings":         hits(findingsNewestFirst...),
 		loss + "batchaudit-search-integrity-alarms": hits("dead f-4 conflict"),
 		loss + "batchaudit-search-dead-letters":     hits(deadLettersNewestFirst...),

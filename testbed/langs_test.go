@@ -195,7 +195,7 @@ func TestInstrumentedJobs(t *testing.T) {
 
 	cli := harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit")
 	db := filepath.Join(dir, "audit.db")
-	assert.Contains(t, harness.RunCommand(t, time.Minute, nil, cli, "verify", "--db", db), "OK: every stored hash matches")
+	assert.Contains(t, harness.RunCommand(t, time.Minute, nil, cli, "verify", "--db", db), "OK: every entry matches its hash")
 	var updates []map[string]any
 	out := harness.RunCommand(t, time.Minute, nil, cli, "events", "--db", db, "--actor", "svc-orders-java", "--change", "update", "--json")
 	require.NoError(t, json.Unmarshal([]byte(out), &updates))

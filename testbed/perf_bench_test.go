@@ -27,9 +27,11 @@ import (
 //
 //	go test -run '^$' -bench E2E -benchtime 1x -timeout 60m ./testbed/
 //
-// A loader posts JSON arrays of 500 record writes (about 630 bytes each,
-// like the issue's measurement) from 4 senders; the first pass inserts
-// every key, the second updates them (CDC state warm).
+// A loader posts JSON arrays of 500 events (record reads and writes of
+// about 600 bytes, like the issue's measurement) from 4 senders, one run per
+// pass; the first pass inserts every key, the second updates them (CDC
+// state warm). Stored per pass: the 100,000 events, one lineage record per
+// record and the run's dataset edge, after the run settles.
 
 const (
 	perfRequests = 200 // × 500 events per pass
@@ -37,28 +39,54 @@ const (
 	perfSenders  = 4
 )
 
-// perfBodies builds the requests of one pass: record writes of batch run,
-// keys k0..k(n-1), with version v of the record data.
+// perfBodies builds the requests of one pass: one run (batch start, then
+// for each record a read of the source and a write of the target, then a
+// batch end), keys K-0000000.., with version v of the record data.
 func perfBodies(run string, v int) [][]byte {
 	bodies := make([][]byte, perfRequests)
+	records := perfRequests * perfPerReq / 2
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
 	for r := range perfRequests {
 		var b bytes.Buffer
 		b.WriteByte('[')
 		for i := range perfPerReq {
-			k := r*perfPerReq + i
+			k := (r*perfPerReq + i) / 2
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(&b, `{"event_id":"%s-%d","batch_id":"%s","event_type":"record_write","timestamp":"%s",`+
-				`"job_name":"perf-load","actor":"svc-perf","source":"postgres://db:5432/sales.orders","target":"orders_clean",`+
+			typ, ds := "record_read", "source"
+			if i%2 == 1 {
+				typ, ds = "record_write", "target"
+			}
+			switch {
+			case r == 0 && i == 0:
+				fmt.Fprintf(&b, `{"event_id":"%s-start","batch_id":"%s","event_type":"batch_start","timestamp":"%s","job_name":"perf-load","actor":"svc-perf"},`, run, run, ts)
+			case r == perfRequests-1 && i == perfPerReq-1:
+				fmt.Fprintf(&b, `{"event_id":"%s-end","batch_id":"%s","event_type":"batch_end","timestamp":"%s","job_name":"perf-load","status":"success",`+
+					`"counters":{"read":%d,"written":%d,"skipped":0,"errored":0}},`, run, run, ts, records, records)
+			}
+			dataset := "postgres://db:5432/sales.orders"
+			if ds == "target" {
+				dataset = "orders_clean"
+			}
+			fmt.Fprintf(&b, `{"event_id":"%s-%d","batch_id":"%s","event_type":"%s","timestamp":"%s",`+
+				`"job_name":"perf-load","actor":"svc-perf","%s":"%s",`+
 				`"record_id":"K-%07d","record_data":{"order_id":"K-%07d","customer":"Customer %d","country":"de",`+
 				`"amount":%d.%02d,"currency":"EUR","status":"confirmed","version":%d}}`,
-				run, k, run, time.Now().UTC().Format(time.RFC3339Nano), k, k, k%997, 1+k%5000, k%100, v)
+				run, r*perfPerReq+i, run, typ, ts, ds, dataset, k, k, k%997, 1+k%5000, k%100, v)
 		}
 		b.WriteByte(']')
 		bodies[r] = b.Bytes()
 	}
 	return bodies
+}
+
+// perfEvents is how many events a pass posts, and how many the store then
+// holds for it: the run's events and one lineage record per record (the
+// dataset edge follows when the run settles).
+func perfEvents() (posted, stored int64) {
+	posted = perfRequests*perfPerReq + 2
+	return posted, posted + perfRequests*perfPerReq/2
 }
 
 // perfPost sends the bodies from perfSenders goroutines; a 503 is retried
@@ -142,9 +170,9 @@ func BenchmarkE2ESQLite(b *testing.B) {
 	c := harness.StartCollector(b, dir, harness.NewPorts(b), cfg)
 	s := openSQLite(b, dir)
 	stored := func() (int64, error) { return s.LastSequence(context.Background(), "e2e") }
-	n := int64(perfRequests * perfPerReq)
+	n, perPass := perfEvents()
 	for pass, name := range []string{"sqlite json insert", "sqlite json update"} {
-		wall, cpu := perfPass(b, c, perfBodies(fmt.Sprintf("perf-%d", pass), pass), stored, n*int64(pass+1))
+		wall, cpu := perfPass(b, c, perfBodies(fmt.Sprintf("perf-%d", pass), pass), stored, perPass*int64(pass+1))
 		perfReport(b, name, n, wall, cpu, c)
 		b.ReportMetric(cpu/float64(n)*1e6, strings.ReplaceAll(name, " ", "-")+"-µs/event")
 	}
@@ -211,11 +239,11 @@ func BenchmarkE2EElasticsearch(b *testing.B) {
 	count := func(index string) func() (int64, error) {
 		return func() (int64, error) { return esCount(estest.URL(), index) }
 	}
-	n := int64(perfRequests * perfPerReq)
+	n, perPass := perfEvents()
 	var collectorRate, nodeCPU float64
 	for pass, name := range []string{"es json insert", "es json update"} {
 		n0, _ := harness.ProcCPUSeconds(node)
-		wall, cpu := perfPass(b, c, perfBodies(fmt.Sprintf("perf-%d", pass), pass), count(prefix+"-events"), n*int64(pass+1))
+		wall, cpu := perfPass(b, c, perfBodies(fmt.Sprintf("perf-%d", pass), pass), count(prefix+"-events"), perPass*int64(pass+1))
 		n1, _ := harness.ProcCPUSeconds(node)
 		perfReport(b, name, n, wall, cpu, c)
 		nodeCPU = (n1 - n0) / float64(n)

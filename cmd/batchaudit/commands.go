@@ -172,6 +172,10 @@ type eventJSON struct {
 	Hash     string    `json:"hash"`
 	Ingested time.Time `json:"ingested"`
 	Event    any       `json:"event"`
+	// Unreadable, with the event id, stands for an event whose stored
+	// document could not be read (see store.DecodeEvent).
+	EventID    string `json:"event_id,omitempty"`
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 func (c *cli) printEvents(ctx context.Context, q store.EventQuery, withBatch bool, empty string) error {
@@ -186,17 +190,27 @@ func (c *cli) printEvents(ctx context.Context, q store.EventQuery, withBatch boo
 var eventView = view[store.StoredEvent]{
 	text: []string{"SEQ", "TIME", "BATCH ID", "NAME", "RECORD", "DATASET", "DETAIL"},
 	textRow: func(e *store.StoredEvent) []string {
+		if e.Unreadable != "" {
+			return []string{itoa(e.Sequence), formatTime(e.Time), "-", "UNREADABLE", "-", "-", oneLine("event " + e.ID + ": " + e.Unreadable)}
+		}
 		return []string{itoa(e.Sequence), formatTime(e.Time), dash(e.BatchID), strings.TrimPrefix(e.Name, "batchaudit."),
 			dash(e.RecordID), dash(dataset(&e.Event)), dash(detail(&e.Event))}
 	},
 	csv: []string{"time", "stream", "sequence", "event_id", "batch_id", "job_name", "actor_id", "name", "record_id",
 		"source", "target", "change_type", "changed_fields", "lineage_id", "finding_type", "finding_severity", "detail", "hash"},
 	csvRow: func(e *store.StoredEvent) []string {
+		if e.Unreadable != "" {
+			return []string{csvTime(e.Time), e.Stream, itoa(e.Sequence), e.ID, "", "", "", "", "", "", "", "", "", "", "", "",
+				"unreadable: " + e.Unreadable, e.Hash}
+		}
 		return []string{csvTime(e.Time), e.Stream, itoa(e.Sequence), e.ID, e.BatchID, e.JobName, e.Actor.ID, e.Name,
 			e.RecordID, e.Source.String(), e.Target.String(), e.ChangeType, strings.Join(e.ChangedFields, " "),
 			e.LineageID, e.FindingType, e.FindingSeverity, detail(&e.Event), e.Hash}
 	},
 	json: func(e *store.StoredEvent) any {
+		if e.Unreadable != "" {
+			return eventJSON{Stream: e.Stream, Sequence: e.Sequence, Hash: e.Hash, Ingested: e.Ingested, EventID: e.ID, Unreadable: e.Unreadable}
+		}
 		return eventJSON{Stream: e.Stream, Sequence: e.Sequence, Hash: e.Hash, Ingested: e.Ingested, Event: e.Canonical()}
 	},
 }

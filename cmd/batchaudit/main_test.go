@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/kibana"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/sqlitestore"
@@ -178,6 +179,49 @@ func TestVerify(t *testing.T) {
 	code, out, _ = runCLI(t, "verify", "--db", db, "--stream", "other")
 	assert.Equal(t, 0, code, "an empty stream is trivially intact: %s", out)
 	assert.Contains(t, out, "stream other: 0 entries")
+}
+
+// TestUnreadableDocuments: an event stored with an attribute nested 20,000
+// levels (as the receiver accepted from OTLP before it limited nesting: the
+// store writes it, encoding/json cannot read it back) and one document cut
+// short are reported; every other event is still read and verified.
+func TestUnreadableDocuments(t *testing.T) {
+	db := trail(t)
+	s, err := sqlitestore.Open(context.Background(), db)
+	require.NoError(t, err)
+	var v any = 1
+	for range 20000 {
+		v = []any{v}
+	}
+	deep := auditevent.Event{ID: "deep-1", Name: auditevent.OpenLineageJob, Time: storetest.T0.Add(2 * time.Hour), JobName: "deep-job",
+		Extra: map[string]any{"deep": v}}
+	res, err := s.Write(context.Background(), "default", storetest.Stored(deep))
+	require.NoError(t, err)
+	require.Equal(t, store.Stored, res[0].Outcome)
+	b1 := storetest.RunEvents("b1", storetest.T0)
+	_, err = s.DB().Exec(`UPDATE events SET document = substr(document, 1, 40) WHERE id = ?`, b1[4].ID)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	code, out, _ := runCLI(t, "verify", "--db", db)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "BROKEN bad_document: default #36: event document: invalid character '[' exceeded max depth\n")
+	assert.Contains(t, out, "BROKEN bad_document: default #5: event document: unexpected EOF\n")
+	assert.Contains(t, out, "BROKEN modified: default #5: the event's document hashes to ")
+	assert.NotContains(t, out, "#36: the event's document hashes", "the deep document is intact")
+
+	code, out, errOut := runCLI(t, "events", "--db", db, "--batch", "b1")
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `\n5 +2026-11-01 02:00:04.123Z +UNREADABLE +- +- +event `+b1[4].ID+`: event document: unexpected EOF\n`, out)
+	assert.Contains(t, out, "lineage.record", "the events after it are listed")
+	code, out, _ = runCLI(t, "events", "--db", db, "--output", "json", "--from", "2026-11-01T04:00:00Z")
+	require.Equal(t, 0, code)
+	var evs []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &evs))
+	require.Len(t, evs, 1)
+	assert.Equal(t, "deep-1", evs[0]["event_id"])
+	assert.Contains(t, evs[0]["unreadable"], "exceeded max depth")
+	assert.Nil(t, evs[0]["event"])
 }
 
 func TestUsage(t *testing.T) {

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -28,14 +30,18 @@ func (e *bodyError) Error() string { return e.msg }
 // them within limits.max_decompressed_bytes.
 type bodyReader struct {
 	maxBody, maxInflated int64
+	readTimeout          time.Duration
 	encodings            []string
 	zstdPool             sync.Pool
 }
 
 func newBodyReader(cfg *Config) *bodyReader {
 	b := &bodyReader{maxBody: cfg.Limits.MaxBodyBytes, maxInflated: cfg.Limits.MaxDecompressedBytes, encodings: supportedCompression}
-	if hc := cfg.Protocols.HTTP.Get(); hc != nil && hc.CompressionAlgorithms != nil {
-		b.encodings = hc.CompressionAlgorithms
+	if hc := cfg.Protocols.HTTP.Get(); hc != nil {
+		if hc.CompressionAlgorithms != nil {
+			b.encodings = hc.CompressionAlgorithms
+		}
+		b.readTimeout = hc.ReadTimeout
 	}
 	return b
 }
@@ -57,6 +63,10 @@ func (b *bodyReader) read(req *http.Request) ([]byte, error) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds protocols::http::max_request_body_size (%d bytes)", mbe.Limit)}
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, &bodyError{http.StatusRequestTimeout, fmt.Sprintf("the request body did not arrive within protocols::http::read_timeout (%s)", b.readTimeout)}
 		}
 		return nil, &bodyError{http.StatusBadRequest, "reading request body: " + err.Error()}
 	}

@@ -23,6 +23,7 @@ const (
 	reasonMalformed  = "malformed"
 	reasonLimit      = "limit"
 	reasonDownstream = "downstream"
+	reasonTimeout    = "timeout"
 )
 
 // Delivery outcomes; each protocol maps them to its status codes.
@@ -37,14 +38,21 @@ const (
 // deliver pushes the accepted events of res downstream and records metrics.
 // It returns the outcome and, unless delivered, the reason.
 func (r *auditReceiver) deliver(ctx context.Context, obs *receiverhelper.ObsReport, endpoint, format string, res *ingest.Result) (outcome, string) {
-	invalid := 0
+	invalid, overLimit := 0, 0
 	for _, rej := range res.Rejected {
-		if !rej.Partial() {
+		switch {
+		case rej.Partial():
+		case rej.OverLimit:
+			overLimit++
+		default:
 			invalid++
 		}
 	}
 	if invalid > 0 {
 		r.refused(ctx, endpoint, format, reasonInvalid, invalid)
+	}
+	if overLimit > 0 {
+		r.refused(ctx, endpoint, format, reasonLimit, overLimit)
 	}
 	if res.Accepted == 0 {
 		return delivered, ""
@@ -97,5 +105,5 @@ func (r *auditReceiver) retryAfter() time.Duration {
 
 func (r *auditReceiver) options(ndjson bool, principal string) ingest.Options {
 	return ingest.Options{MaxEvents: r.cfg.Limits.MaxEventsPerRequest, ScopeName: metadata.ScopeName, NDJSON: ndjson,
-		Principal: principal}
+		Principal: principal, Limits: r.cfg.ingestLimits()}
 }

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 
+	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/ingest"
 	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/metadata"
 )
 
@@ -22,6 +23,14 @@ const (
 	defaultMaxDecompressedBytes = 64 << 20 // 64 MiB once inflated
 	defaultMaxEvents            = 10000
 	defaultRetryAfter           = 5 * time.Second
+
+	// HTTP server timeouts: a client must send its headers within 10s and
+	// the whole request within 30s (a slow or stalled upload is dropped with
+	// 408), and the answer must be written within 60s of the headers.
+	// confighttp's default closes idle keep-alive connections after 60s.
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = 30 * time.Second
+	defaultWriteTimeout      = 60 * time.Second
 )
 
 // NewFactory returns the audit receiver factory. Both servers run by default;
@@ -35,8 +44,12 @@ func NewFactory() receiver.Factory {
 func createDefaultConfig() component.Config {
 	httpCfg := confighttp.NewDefaultServerConfig()
 	httpCfg.NetAddr.Endpoint = defaultHTTPEndpoint
+	httpCfg.ReadHeaderTimeout = defaultReadHeaderTimeout
+	httpCfg.ReadTimeout = defaultReadTimeout
+	httpCfg.WriteTimeout = defaultWriteTimeout
 	grpcCfg := configgrpc.NewDefaultServerConfig()
 	grpcCfg.NetAddr.Endpoint = defaultGRPCEndpoint
+	lim := ingest.DefaultLimits()
 	return &Config{
 		Protocols: Protocols{
 			HTTP: configoptional.Some(httpCfg),
@@ -46,7 +59,11 @@ func createDefaultConfig() component.Config {
 			MaxBodyBytes:         defaultMaxBodyBytes,
 			MaxDecompressedBytes: defaultMaxDecompressedBytes,
 			MaxEventsPerRequest:  defaultMaxEvents,
+			MaxAttributeDepth:    lim.MaxDepth,
+			MaxValuesPerEvent:    lim.MaxValues,
+			MaxStringBytes:       lim.MaxStringBytes,
 		},
+		TimeWindow: TimeWindowConfig{Min: lim.TimeMin, Max: lim.TimeMax},
 		RetryAfter: defaultRetryAfter,
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/ingest"
@@ -69,17 +71,13 @@ func (r *auditReceiver) serveJSON(w http.ResponseWriter, req *http.Request, endp
 		fail(http.StatusMethodNotAllowed, reasonMalformed, 0, req.Method+" not allowed; POST the events")
 		return
 	}
-	mediaType, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	ndjson := ndjsonTypes[mediaType]
+	ndjson, msg := r.jsonContentType(req.Header.Get("Content-Type"))
+	if msg != "" {
+		fail(http.StatusUnsupportedMediaType, reasonMalformed, 0, msg)
+		return
+	}
 	if ndjson && format == ingest.FormatJSON {
 		format = "ndjson"
-	}
-	switch {
-	case ndjson, mediaType == "", mediaType == "application/json", mediaType == "text/plain":
-	default:
-		fail(http.StatusUnsupportedMediaType, reasonMalformed, 0, "unsupported Content-Type "+strconv.Quote(mediaType)+
-			"; send application/json (one event or an array) or application/x-ndjson")
-		return
 	}
 	body, err := r.bodies.read(req)
 	if err != nil {
@@ -90,9 +88,12 @@ func (r *auditReceiver) serveJSON(w http.ResponseWriter, req *http.Request, endp
 	res, err := parse(body, r.options(ndjson, r.httpPrincipal(req)))
 	if err != nil {
 		re := err.(*ingest.RequestError)
-		if re.TooLarge {
+		switch {
+		case re.TooLarge:
 			fail(http.StatusRequestEntityTooLarge, reasonLimit, 0, re.Msg)
-		} else {
+		case re.Limit:
+			fail(http.StatusBadRequest, reasonLimit, 0, re.Msg)
+		default:
 			fail(http.StatusBadRequest, reasonMalformed, 0, re.Msg)
 		}
 		return
@@ -119,9 +120,38 @@ func (r *auditReceiver) serveJSON(w http.ResponseWriter, req *http.Request, endp
 	writeJSON(w, status, resp)
 }
 
+// jsonContentType checks the Content-Type of a JSON endpoint request: JSON
+// (application/json or application/*+json), an NDJSON type, or a type the
+// configuration allows; the charset, if given, must be UTF-8. msg explains a
+// refusal (415).
+func (r *auditReceiver) jsonContentType(header string) (ndjson bool, msg string) {
+	const accepted = "; send application/json (one event or an array) or application/x-ndjson"
+	mediaType, params, err := mime.ParseMediaType(header)
+	switch {
+	case header == "" && slices.Contains(r.cfg.AllowedJSONContentTypes, ""):
+		return false, ""
+	case header == "":
+		return false, "missing Content-Type" + accepted
+	case err != nil:
+		return false, "malformed Content-Type " + strconv.Quote(header) + accepted
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return false, "unsupported charset " + strconv.Quote(cs) + "; send UTF-8"
+	}
+	ndjson = ndjsonTypes[mediaType]
+	if ndjson || mediaType == contentTypeJSON || strings.HasSuffix(mediaType, "+json") && strings.HasPrefix(mediaType, "application/") ||
+		slices.Contains(r.cfg.AllowedJSONContentTypes, mediaType) {
+		return ndjson, ""
+	}
+	return false, "unsupported Content-Type " + strconv.Quote(mediaType) + accepted
+}
+
 func reasonFor(status int) string {
-	if status == http.StatusRequestEntityTooLarge {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
 		return reasonLimit
+	case http.StatusRequestTimeout:
+		return reasonTimeout
 	}
 	return reasonMalformed
 }

@@ -47,6 +47,9 @@ func (e errDecode) Error() string { return "cannot decode the OTLP request: " + 
 var logsSignal = otlpSignal{
 	endpoint: pathOTLPLogs,
 	normalize: func(body []byte, isJSON bool, opt ingest.Options) (*ingest.Result, error) {
+		if err := guard(body, isJSON, false); err != nil {
+			return nil, err
+		}
 		req := plogotlp.NewExportRequest()
 		if err := unmarshal(req.UnmarshalJSON, req.UnmarshalProto, body, isJSON); err != nil {
 			return nil, errDecode{err}
@@ -69,6 +72,9 @@ var logsSignal = otlpSignal{
 var tracesSignal = otlpSignal{
 	endpoint: pathOTLPTraces,
 	normalize: func(body []byte, isJSON bool, opt ingest.Options) (*ingest.Result, error) {
+		if err := guard(body, isJSON, true); err != nil {
+			return nil, err
+		}
 		req := ptraceotlp.NewExportRequest()
 		if err := unmarshal(req.UnmarshalJSON, req.UnmarshalProto, body, isJSON); err != nil {
 			return nil, errDecode{err}
@@ -86,6 +92,14 @@ var tracesSignal = otlpSignal{
 		}
 		return resp.MarshalProto()
 	},
+}
+
+// guard runs the decoding guard of the body's encoding (see ingest.CheckOTLPProto).
+func guard(body []byte, isJSON, traces bool) error {
+	if isJSON {
+		return ingest.CheckOTLPJSON(body)
+	}
+	return ingest.CheckOTLPProto(body, traces)
 }
 
 func unmarshal(fromJSON, fromProto func([]byte) error, body []byte, isJSON bool) error {
@@ -145,6 +159,8 @@ func (r *auditReceiver) serveOTLP(w http.ResponseWriter, req *http.Request, sig 
 		switch {
 		case errors.As(err, &re) && re.TooLarge:
 			fail(http.StatusRequestEntityTooLarge, reasonLimit, re.Msg, 0)
+		case errors.As(err, &re) && re.Limit:
+			fail(http.StatusBadRequest, reasonLimit, re.Msg, 0)
 		default:
 			fail(http.StatusBadRequest, reasonMalformed, err.Error(), 0)
 		}
@@ -242,6 +258,8 @@ func grpcCode(httpCode int) codes.Code {
 		return codes.Unavailable
 	case http.StatusTooManyRequests:
 		return codes.ResourceExhausted
+	case http.StatusRequestTimeout:
+		return codes.DeadlineExceeded
 	}
 	return codes.Internal
 }

@@ -15,8 +15,6 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/consumer"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 
@@ -176,8 +174,8 @@ func (r *auditReceiver) startGRPC(ctx context.Context, host component.Host) erro
 	if err != nil {
 		return err
 	}
-	plogotlp.RegisterGRPCServer(srv, &grpcLogs{r: r})
-	ptraceotlp.RegisterGRPCServer(srv, &grpcTraces{r: r})
+	srv.RegisterService(logsServiceDesc, &grpcLogs{r: r})
+	srv.RegisterService(tracesServiceDesc, &grpcTraces{r: r})
 	var ln net.Listener
 	if ln, err = sc.NetAddr.Listen(ctx); err != nil {
 		return err

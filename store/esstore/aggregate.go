@@ -100,11 +100,11 @@ func (s *Store) EventsWithValue(ctx context.Context, q store.EventQuery, value s
 	filter := append(eventFilter(q), term("batchaudit.record.data", value))
 	var out []store.StoredEvent
 	err := s.search(ctx, s.cfg.eventsIndex(), filter, eventSort, 0, eventSource, func(src json.RawMessage) error {
-		se, err := decodeEvent(src)
-		if err == nil && store.HasValue(&se.Event, value) && (q.Limit == 0 || len(out) < q.Limit) {
+		se := decodeEvent(src)
+		if store.HasValue(&se.Event, value) && (q.Limit == 0 || len(out) < q.Limit) {
 			out = append(out, se)
 		}
-		return err
+		return nil
 	})
 	return out, err
 }

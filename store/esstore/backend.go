@@ -432,12 +432,11 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 		e := &store.Entry{Sequence: src.Event.Sequence, Status: store.Created}
 		if h.Index == b.s.cfg.eventsIndex() {
 			doc := []byte(src.Batchaudit.Canonical)
-			ev, err := auditevent.ParseCanonical(doc)
-			if err != nil {
-				return fmt.Errorf("esstore: stream %q sequence %d: %w", stream, e.Sequence, err)
-			}
 			e.Kind, e.Key, e.Hash, e.EventHash, e.Document = merkle.KindEvent, store.Key{ID: h.ID}, src.Event.Hash, src.Event.Hash, doc
-			e.Event = &store.StoredEvent{Event: ev}
+			// A document that cannot be read must not stop the stream
+			// from loading: it is adopted as it is, and verify reports it.
+			e.Event = &store.StoredEvent{Event: auditevent.Event{ID: src.Event.ID}}
+			store.DecodeEvent(e.Event, doc)
 		} else {
 			doc := []byte(src.Batchaudit.Document)
 			dh := src.Batchaudit.DocHash

@@ -28,12 +28,8 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.StoredE
 
 // EachEvent implements store.Reader.
 func (s *Store) EachEvent(ctx context.Context, q store.EventQuery, fn func(*store.StoredEvent) error) error {
-	var se store.StoredEvent
 	return s.search(ctx, s.cfg.eventsIndex(), eventFilter(q), eventSort, q.Limit, eventSource, func(src json.RawMessage) error {
-		var err error
-		if se, err = decodeEvent(src); err != nil {
-			return err
-		}
+		se := decodeEvent(src)
 		return fn(&se)
 	})
 }
@@ -77,12 +73,16 @@ var eventSort = []any{
 }
 
 // eventSource is the part of an event document reads need.
-var eventSource = []string{"batchaudit.canonical", "batchaudit.stream", "event.sequence", "event.hash", "event.ingested"}
+var eventSource = []string{"batchaudit.canonical", "batchaudit.stream", "event.id", "event.sequence", "event.hash", "event.ingested", "@timestamp"}
 
-// decodeEvent rebuilds a stored event from the eventSource fields.
-func decodeEvent(src json.RawMessage) (store.StoredEvent, error) {
+// decodeEvent rebuilds a stored event from the eventSource fields. A
+// document that cannot be read comes back Unreadable (store.DecodeEvent),
+// so it never fails a read.
+func decodeEvent(src json.RawMessage) store.StoredEvent {
 	var d struct {
-		Event struct {
+		Timestamp string `json:"@timestamp"`
+		Event     struct {
+			ID       string `json:"id"`
 			Sequence int64  `json:"sequence"`
 			Hash     string `json:"hash"`
 			Ingested string `json:"ingested"`
@@ -93,15 +93,18 @@ func decodeEvent(src json.RawMessage) (store.StoredEvent, error) {
 		} `json:"batchaudit"`
 	}
 	if err := json.Unmarshal(src, &d); err != nil {
-		return store.StoredEvent{}, err
-	}
-	e, err := auditevent.ParseCanonical([]byte(d.Batchaudit.Canonical))
-	if err != nil {
-		return store.StoredEvent{}, err
+		// A document of the wrong shape is reported, not fatal.
+		return store.StoredEvent{Unreadable: "event document: " + err.Error(), Document: src}
 	}
 	ingested, _ := time.Parse(time.RFC3339Nano, d.Event.Ingested)
-	return store.StoredEvent{Event: e, Stream: d.Batchaudit.Stream, Sequence: d.Event.Sequence,
-		Hash: d.Event.Hash, Ingested: ingested.UTC()}, nil
+	se := store.StoredEvent{Event: auditevent.Event{ID: d.Event.ID}, Stream: d.Batchaudit.Stream,
+		Sequence: d.Event.Sequence, Hash: d.Event.Hash, Ingested: ingested.UTC()}
+	store.DecodeEvent(&se, []byte(d.Batchaudit.Canonical))
+	if se.Unreadable != "" {
+		t, _ := time.Parse(time.RFC3339Nano, d.Timestamp)
+		se.Time = t.UTC() // its place in the trail
+	}
+	return se
 }
 
 // Runs implements store.Reader: runs that started in [From, To), by start.

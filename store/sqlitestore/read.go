@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
 )
 
@@ -147,9 +146,9 @@ func (s *Store) eachEvent(ctx context.Context, w where, limit int, fn func(*stor
 			return nil, fmt.Errorf("sqlitestore: read event: %w", err)
 		}
 		cursor := []any{t, se.Sequence, se.ID}
-		var err error
-		if se.Event, err = auditevent.ParseCanonical(doc); err != nil {
-			return nil, fmt.Errorf("sqlitestore: stream %s sequence %d: %w", se.Stream, se.Sequence, err)
+		store.DecodeEvent(&se, doc)
+		if se.Unreadable != "" {
+			se.Time = fromNanos(t) // the event's place in the trail
 		}
 		se.Ingested = fromNanos(ingested)
 		return cursor, fn(&se)

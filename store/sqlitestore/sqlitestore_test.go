@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
@@ -23,6 +24,62 @@ func TestConformance(t *testing.T) {
 			return s
 		}
 	})
+}
+
+// TestUnreadableDocuments corrupts documents with SQL (fault injection).
+func TestUnreadableDocuments(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	storetest.UnreadableDocuments(t, func(t *testing.T) store.Store {
+		s, err := Open(context.Background(), path)
+		require.NoError(t, err)
+		return s
+	}, func(t *testing.T, s store.Store, eventID string, doc []byte) {
+		res, err := s.(*Store).db.Exec(`UPDATE events SET document = ? WHERE id = ?`, doc, eventID)
+		require.NoError(t, err)
+		n, err := res.RowsAffected()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n)
+	})
+}
+
+// TestUpgradeWithUnreadableDocument: a trail of schema 2 (no Merkle tree)
+// holding a document nested too deeply to parse, as OTLP events could be
+// stored before the receiver limited nesting, still loads (the tree is built
+// over it), takes new writes, and reads back with the document Unreadable.
+func TestUpgradeWithUnreadableDocument(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := Open(ctx, path)
+	require.NoError(t, err)
+	events := storetest.RunEvents("b1", storetest.T0)
+	_, err = s.Write(ctx, "default", storetest.Stored(events...))
+	require.NoError(t, err)
+	deep := storetest.DeepDocument(events[3].Time.Format(time.RFC3339Nano))
+	for _, stmt := range []string{
+		`ALTER TABLE streams DROP COLUMN tree_root`,
+		`ALTER TABLE dead_letters DROP COLUMN kind`, `DROP TABLE tiles`, `DROP TABLE checkpoints`,
+		`PRAGMA user_version = 2`,
+	} {
+		_, err := s.DB().Exec(stmt)
+		require.NoError(t, err, stmt)
+	}
+	_, err = s.DB().Exec(`UPDATE events SET document = ?, hash = ? WHERE id = ?`, deep, canonical.HashBytes(deep), events[3].ID)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s, err = Open(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	more := storetest.RunEvents("b2", storetest.T0.Add(time.Hour))
+	res, err := s.Write(ctx, "default", storetest.Stored(more...))
+	require.NoError(t, err, "the stream loads over the unreadable document")
+	assert.Equal(t, int64(len(events)+1), res[0].Sequence)
+	got, err := s.Events(ctx, store.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, got, len(events)+len(more))
+	assert.Equal(t, events[3].ID, got[3].ID)
+	assert.Contains(t, got[3].Unreadable, "exceeded max depth")
+	assert.Empty(t, got[4].Unreadable)
 }
 
 func TestMemory(t *testing.T) {

@@ -113,11 +113,11 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 		e.Kind, e.Document, e.Reason, e.Status = merkle.Kind(kind), doc, reason, store.Created
 		if e.Kind == merkle.KindEvent {
 			e.Key, e.Hash, e.EventHash = store.Key{ID: id}, hash, hash
-			ev, err := auditevent.ParseCanonical(doc)
-			if err != nil {
-				return fmt.Errorf("sqlitestore: stream %q sequence %d: %w", stream, e.Sequence, err)
-			}
-			e.Event = &store.StoredEvent{Event: ev}
+			// A document that cannot be read (stored before the receiver
+			// limited nesting, or damaged) must not stop the stream from
+			// loading: it is adopted as it is, and verify reports it.
+			e.Event = &store.StoredEvent{Event: auditevent.Event{ID: id}}
+			store.DecodeEvent(e.Event, doc)
 		} else {
 			e.Key, e.Hash, e.EventHash = store.Key{DeadLetter: true, ID: id, DocHash: h2}, h2, hash
 		}

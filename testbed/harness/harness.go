@@ -337,3 +337,10 @@ func ProcMemory(pid int) (Memory, error) {
 	}
 	return m, nil
 }
+
+// Memory returns the collector's resident memory now and its peak so far
+// (Linux /proc VmRSS and VmHWM), in bytes.
+func (c *Collector) Memory() (rss, peak int64, err error) {
+	m, err := ProcMemory(c.cmd.Process.Pid)
+	return int64(m.RSS * (1 << 20)), int64(m.Peak * (1 << 20)), err
+}

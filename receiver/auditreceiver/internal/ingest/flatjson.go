@@ -34,6 +34,10 @@ func jsonItemEvents(body []byte, opt Options) (*Result, error) {
 	var members []kv
 	f := flatBuilder{}
 	for i, raw := range items {
+		if p := textProblem(raw); p != "" {
+			sink.reject(i, "item", p)
+			continue
+		}
 		members, err = parseMembers(raw, keys, vals, members)
 		if err != nil {
 			sink.reject(i, "item", "malformed JSON: "+err.Error())
@@ -68,10 +72,15 @@ func jsonArrayEvents(body []byte, opt Options) (res *Result, ok bool) {
 			return errDeclined
 		}
 		var err error
+		start := r.i
 		if members, r.i, err = parseObjectAt(body, r.i, keys, vals, members); err != nil {
 			return err
 		}
-		f.add(sink, n, members)
+		if p := textProblem(body[start:r.i]); p != "" {
+			sink.reject(n, "item", p)
+		} else {
+			f.add(sink, n, members)
+		}
 		sink.res.Items++
 		return nil
 	})

@@ -1,15 +1,22 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/batchaudit/batchaudit/auditevent"
 )
 
 // checkResult asserts the invariants every parser keeps on any input: no
@@ -24,6 +31,19 @@ func checkResult(t *testing.T, r *Result, err error) {
 	}
 	if r.Logs.LogRecordCount() != r.Accepted || len(r.IDs) != r.Accepted {
 		t.Fatalf("accepted %d, records %d, ids %d", r.Accepted, r.Logs.LogRecordCount(), len(r.IDs))
+	}
+	// What is accepted is within the (default) limits: nesting depth and
+	// time window.
+	l := DefaultLimits()
+	for _, lr := range logRecords(r.Logs) {
+		if ts := auditevent.TimeFromUnixNano(uint64(lr.Timestamp())); ts.Before(l.TimeMin) || !ts.Before(l.TimeMax) || lr.Timestamp() == 0 {
+			t.Fatalf("accepted a record at %s, outside the time window", ts)
+		}
+		for k, v := range lr.Attributes().All() {
+			if d := valueDepth(v); d > l.MaxDepth {
+				t.Fatalf("accepted attribute %s nested %d levels", k, d)
+			}
+		}
 	}
 	for _, rej := range r.Rejected {
 		if len(rej.Problems) == 0 {
@@ -123,14 +143,19 @@ func FuzzOTLPLogsProto(f *testing.F) {
 	f.Add(b)
 	j, _ := req.MarshalJSON()
 	f.Add(j)
+	deep := plogotlp.NewExportRequestFromLogs(deepLogs(MaxDecodeDepth+1, 1<<63, false))
+	b, _ = deep.MarshalProto()
+	f.Add(b)
+	j, _ = deep.MarshalJSON()
+	f.Add(j)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := plogotlp.NewExportRequest()
-		if req.UnmarshalProto(body) == nil {
+		if guardedDecode(t, body, false, false, req.UnmarshalProto) {
 			r, err := OTLPLogs(req.Logs(), Options{MaxEvents: 1000})
 			checkResult(t, r, err)
 		}
 		req = plogotlp.NewExportRequest()
-		if req.UnmarshalJSON(body) == nil {
+		if guardedDecode(t, body, true, false, req.UnmarshalJSON) {
 			r, err := OTLPLogs(req.Logs(), Options{MaxEvents: 1000})
 			checkResult(t, r, err)
 		}
@@ -145,16 +170,152 @@ func FuzzOTLPTraces(f *testing.F) {
 	f.Add(j)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := ptraceotlp.NewExportRequest()
-		if req.UnmarshalProto(body) == nil {
+		if guardedDecode(t, body, false, true, req.UnmarshalProto) {
 			r, err := OTLPTraces(req.Traces(), Options{MaxEvents: 1000})
 			checkResult(t, r, err)
 		}
 		req = ptraceotlp.NewExportRequest()
-		if req.UnmarshalJSON(body) == nil {
+		if guardedDecode(t, body, true, true, req.UnmarshalJSON) {
 			r, err := OTLPTraces(req.Traces(), Options{MaxEvents: 1000})
 			checkResult(t, r, err)
 		}
 	})
+}
+
+// guardedDecode runs the decoding guard, then the decoder, as the receiver
+// does, and checks that the two agree: the guard walks everything pdata
+// decodes (it never calls malformed what pdata reads), and nothing pdata
+// gets past the guard nests deeper than MaxDecodeDepth (protobuf; the JSON
+// guard counts JSON levels, 4 per map level, so a few more pass it).
+func guardedDecode(t *testing.T, body []byte, isJSON, traces bool, decode func([]byte) error) bool {
+	var gerr error
+	if isJSON {
+		gerr = CheckOTLPJSON(body)
+	} else {
+		gerr = CheckOTLPProto(body, traces)
+	}
+	if decode(body) != nil {
+		return false
+	}
+	var re *RequestError
+	if gerr != nil && !isJSON && !(errors.As(gerr, &re) && re.Limit) {
+		t.Fatalf("the guard calls a body pdata decodes malformed: %v", gerr)
+	}
+	return gerr == nil
+}
+
+// FuzzOTLPDepthAndTime sends one log record nested levels deep at time ns
+// through each OTLP encoding and checks the answer: the guard refuses what
+// nests deeper than MaxDecodeDepth, the record is accepted exactly when its
+// depth and time are within the default limits, and a rejection names the
+// limit or the window.
+func FuzzOTLPDepthAndTime(f *testing.F) {
+	f.Add(uint16(3), uint64(tStart.UnixNano()), false)
+	f.Add(uint16(33), uint64(tStart.UnixNano()), true)
+	f.Add(uint16(65), uint64(1<<64-1), false)
+	f.Add(uint16(1), uint64(253402300799000000000%(1<<64)), true)
+	f.Fuzz(func(t *testing.T, levels uint16, ns uint64, arrays bool) {
+		levels %= 200
+		l := DefaultLimits()
+		req := plogotlp.NewExportRequestFromLogs(deepLogs(int(levels), ns, arrays))
+		pb, err := req.MarshalProto()
+		require.NoError(t, err)
+		js, err := req.MarshalJSON()
+		require.NoError(t, err)
+		when := auditevent.TimeFromUnixNano(ns)
+		inWindow := ns != 0 && !when.Before(l.TimeMin) && when.Before(l.TimeMax)
+		for _, enc := range []struct {
+			isJSON bool
+			body   []byte
+		}{{false, pb}, {true, js}} {
+			var gerr error
+			if enc.isJSON {
+				gerr = CheckOTLPJSON(enc.body)
+			} else {
+				gerr = CheckOTLPProto(enc.body, false)
+			}
+			tooDeep := int(levels) > MaxDecodeDepth
+			if enc.isJSON {
+				tooDeep = jsonDepth(enc.body) > maxOTLPJSONDepth
+			}
+			if tooDeep != (gerr != nil) {
+				t.Fatalf("%d levels (json %v): guard error %v", levels, enc.isJSON, gerr)
+			}
+			if gerr != nil {
+				continue
+			}
+			got := plogotlp.NewExportRequest()
+			if enc.isJSON {
+				require.NoError(t, got.UnmarshalJSON(enc.body))
+			} else {
+				require.NoError(t, got.UnmarshalProto(enc.body))
+			}
+			r, err := OTLPLogs(got.Logs(), Options{})
+			checkResult(t, r, err)
+			want := int(levels) <= l.MaxDepth && inWindow
+			if (r.Accepted == 1) != want {
+				t.Fatalf("%d levels at %s (ns %d): accepted %d: %v", levels, when, ns, r.Accepted, r.Rejected)
+			}
+			if want {
+				continue
+			}
+			msg := r.Summary(10)
+			if int(levels) > l.MaxDepth && !strings.Contains(msg, "limits::max_attribute_depth") {
+				t.Fatalf("depth %d not named: %s", levels, msg)
+			}
+			if !inWindow && ns != 0 && !strings.Contains(msg, "time_window") && !strings.Contains(msg, "Unix time 0") {
+				t.Fatalf("time %d not named: %s", ns, msg)
+			}
+		}
+	})
+}
+
+// deepLogs is one valid record write at ns whose attribute "deep" nests
+// levels maps (or arrays).
+func deepLogs(levels int, ns uint64, arrays bool) plog.Logs {
+	ld := plog.NewLogs()
+	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	otlpRecord(lr, tStart)
+	lr.SetTimestamp(pcommon.Timestamp(ns))
+	nestPdata(lr.Attributes().PutEmpty("deep"), levels, arrays)
+	return ld
+}
+
+// jsonDepth is the deepest nesting of objects and arrays in the JSON b.
+func jsonDepth(b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return deepest
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+}
+
+// valueDepth is how many maps and arrays v nests.
+func valueDepth(v pcommon.Value) int {
+	d := 0
+	switch v.Type() {
+	case pcommon.ValueTypeMap:
+		for _, e := range v.Map().All() {
+			d = max(d, valueDepth(e))
+		}
+		return d + 1
+	case pcommon.ValueTypeSlice:
+		for _, e := range v.Slice().All() {
+			d = max(d, valueDepth(e))
+		}
+		return d + 1
+	}
+	return 0
 }
 
 // FuzzJSONReader checks the item reader against encoding/json: same
@@ -212,12 +373,17 @@ func FuzzJSONReader(f *testing.F) {
 	})
 }
 
-// asFloats converts the reader's int64 values to float64 for comparison with
-// encoding/json.
+// asFloats converts the reader's int64 and json.Number values to float64 for
+// comparison with encoding/json.
 func asFloats(v any) any {
 	switch t := v.(type) {
 	case int64:
 		return float64(t)
+	case json.Number:
+		// Numbers no int64 or double holds exactly: compared with the double
+		// encoding/json rounds them to.
+		f, _ := strconv.ParseFloat(string(t), 64)
+		return f
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {

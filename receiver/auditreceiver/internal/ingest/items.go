@@ -20,6 +20,8 @@ type Options struct {
 	// Principal is who the receiver authenticated the request as; every
 	// accepted event records it in batchaudit.auth.principal.
 	Principal string
+	// Limits are checked on every item (zero: DefaultLimits).
+	Limits Limits
 }
 
 // splitItems accepts one JSON value, a JSON array of values, or NDJSON (one

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -432,11 +433,14 @@ func (r *reader) number(skip bool) (any, error) {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 			return n, nil
 		}
+		return json.Number(s), nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		// Out of float64 range: keep the digits rather than lose them.
-		return s, nil
+	if err != nil || !exactDouble(s, f) {
+		// No int64 or double holds it exactly: the digits stay as sent, as
+		// a json.Number, and the event is refused (checkEvent) rather than
+		// rounded.
+		return json.Number(s), nil
 	}
 	return f, nil
 }

@@ -154,6 +154,10 @@ type decoded struct {
 }
 
 func addOpenLineage(sink *eventSink, i int, raw []byte, pre *decoded) {
+	if p := textProblem(raw); p != "" {
+		sink.reject(i, "item", p)
+		return
+	}
 	ev := sink.next()
 	var probs []auditevent.FieldError
 	var orig []byte
@@ -213,10 +217,10 @@ func eventFromOpenLineageDecoded(raw []byte, pre *decoded) (auditevent.Event, []
 	}
 	if ol.EventTime == "" {
 		bad("eventTime", "is required (OpenLineage BaseEvent)")
-	} else if t, err := time.Parse(time.RFC3339Nano, ol.EventTime); err != nil {
-		bad("eventTime", "is not an RFC 3339 date-time")
+	} else if t, err := parseRFC3339(ol.EventTime, zonedLayouts); err != nil {
+		bad("eventTime", "%s", err.Error())
 	} else {
-		ev.Time = t.UTC()
+		ev.Time = t
 	}
 	if ol.Producer == "" {
 		bad("producer", "is required (OpenLineage BaseEvent)")

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -27,10 +28,13 @@ type Rejection struct {
 	Path string `json:"path,omitempty"`
 	// PartlyAccepted is set for an OTLP span some of whose derived events
 	// were accepted: the span is not counted as rejected.
-	PartlyAccepted bool                    `json:"partly_accepted,omitempty"`
-	EventID        string                  `json:"event_id,omitempty"`
-	EventName      string                  `json:"event_name,omitempty"`
-	Problems       []auditevent.FieldError `json:"problems"`
+	PartlyAccepted bool `json:"partly_accepted,omitempty"`
+	// OverLimit is set when a size, count or depth limit rejected the item
+	// (it is then counted as refused for reason "limit", not "invalid").
+	OverLimit bool                    `json:"-"`
+	EventID   string                  `json:"event_id,omitempty"`
+	EventName string                  `json:"event_name,omitempty"`
+	Problems  []auditevent.FieldError `json:"problems"`
 }
 
 // Partial reports whether some events of the item were accepted.
@@ -82,9 +86,11 @@ func (r *Result) Summary(limit int) string {
 
 // RequestError rejects a whole request before any item is looked at.
 type RequestError struct {
-	// TooLarge is set when a limit was exceeded (HTTP 413); otherwise the body
-	// is malformed (HTTP 400).
+	// TooLarge is set when a size limit was exceeded (HTTP 413); Limit when
+	// another limit was (nesting depth: HTTP 400, counted as "limit");
+	// otherwise the body is malformed (HTTP 400).
 	TooLarge bool
+	Limit    bool
 	Msg      string
 }
 
@@ -105,7 +111,11 @@ func malformed(format string, args ...any) error {
 // deterministic id (OpenLineage: SHA-256 of the compacted original).
 // principal is who the request was authenticated as ("" without auth); it
 // is recorded on the event, and a job may not send one of its own.
-func finish(ev *auditevent.Event, format, digest, principal string, parseProblems []auditevent.FieldError) *Rejection {
+//
+// Before anything else, checkEvent applies the limits and refuses values that
+// cannot be stored exactly; such an event gets no derived id (its canonical
+// form cannot be computed) and is rejected with those problems.
+func finish(ev *auditevent.Event, format, digest, principal string, parseProblems []auditevent.FieldError, l Limits) *Rejection {
 	if ev.OriginalFormat == "" {
 		ev.OriginalFormat = format
 	}
@@ -115,6 +125,11 @@ func finish(ev *auditevent.Event, format, digest, principal string, parseProblem
 			Reason: "is set by the collector from the request's authentication; a job cannot send it"})
 	}
 	ev.AuthPrincipal = principal
+	valueProbs, overLimit := checkEvent(ev, l.orDefault())
+	if len(valueProbs) > 0 {
+		return &Rejection{EventID: ev.ID, EventName: ev.Name, OverLimit: overLimit,
+			Problems: withoutRedundant(append(probs, valueProbs...), ev, true)}
+	}
 	checkRecordHash(ev)
 	if ev.JobConfig != nil && ev.JobConfigHash == "" {
 		// The hash makes configurations comparable across runs, also with
@@ -150,8 +165,37 @@ func finish(ev *auditevent.Event, format, digest, principal string, parseProblem
 	if len(probs) == 0 {
 		return nil
 	}
-	return &Rejection{EventID: ev.ID, EventName: ev.Name, Problems: probs}
+	return &Rejection{EventID: ev.ID, EventName: ev.Name, Problems: withoutRedundant(probs, ev, false)}
 }
+
+// withoutRedundant completes probs with Validate's problems when
+// validate is set, and drops its "timestamp is required" when a time was
+// sent but could not be read (that problem is listed already).
+func withoutRedundant(probs []auditevent.FieldError, ev *auditevent.Event, validate bool) []auditevent.FieldError {
+	if validate {
+		if ve, ok := ev.Validate().(*auditevent.ValidationError); ok {
+			for _, p := range ve.Problems {
+				if p.Field == auditevent.AttrEventID && ev.ID == "" {
+					continue // no id is derived for an event that cannot be stored
+				}
+				probs = append(probs, p)
+			}
+		}
+	}
+	timeListed := false
+	for _, p := range probs {
+		if timeFields[p.Field] && p.Reason != requiredReason {
+			timeListed = true
+		}
+	}
+	if !timeListed {
+		return probs
+	}
+	return slices.DeleteFunc(probs, func(p auditevent.FieldError) bool { return p.Field == "timestamp" && p.Reason == requiredReason })
+}
+
+// requiredReason is Validate's reason for a missing timestamp.
+const requiredReason = "is required"
 
 // eventSink collects events into a single resource/scope.
 type eventSink struct {
@@ -162,14 +206,15 @@ type eventSink struct {
 	// ev is the one event the parsers fill, item after item: its contents
 	// are copied into pdata by add, and reusing it saves an allocation of
 	// the (large) Event per item.
-	ev *auditevent.Event
+	ev     *auditevent.Event
+	limits Limits
 }
 
 func newEventSink(format string, opt Options) *eventSink {
 	r := &Result{Logs: plog.NewLogs()}
 	sl := r.Logs.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(opt.ScopeName)
-	return &eventSink{res: r, format: format, principal: opt.Principal, scope: sl, ev: new(auditevent.Event)}
+	return &eventSink{res: r, format: format, principal: opt.Principal, scope: sl, ev: new(auditevent.Event), limits: opt.Limits}
 }
 
 // next returns the sink's event, cleared for the next item.
@@ -180,7 +225,7 @@ func (s *eventSink) next() *auditevent.Event {
 
 // add finishes ev and either appends it or records the rejection for item idx.
 func (s *eventSink) add(idx int, ev *auditevent.Event, digest string, probs []auditevent.FieldError) {
-	if rej := finish(ev, s.format, digest, s.principal, probs); rej != nil {
+	if rej := finish(ev, s.format, digest, s.principal, probs, s.limits); rej != nil {
 		rej.Index = idx
 		s.res.Rejected = append(s.res.Rejected, *rej)
 		return

@@ -68,7 +68,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ReceiverAuditEventsRefused, err = builder.meter.Int64Counter(
 		"otelcol_receiver_audit_events_refused",
-		metric.WithDescription("Audit items not accepted. Attributes: endpoint, format, reason (invalid: failed validation; malformed: body could not be parsed; limit: a size or count limit; downstream: the next consumer refused them). [Alpha]"),
+		metric.WithDescription("Audit items not accepted. Attributes: endpoint, format, reason (invalid: failed validation or a value that cannot be stored exactly; malformed: body could not be parsed; limit: a size, count or nesting limit; timeout: the body did not arrive within the read timeout; downstream: the next consumer refused them). [Alpha]"),
 		metric.WithUnit("{event}"),
 	)
 	errs = errors.Join(errs, err)

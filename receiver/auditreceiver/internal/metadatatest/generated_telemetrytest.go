@@ -40,7 +40,7 @@ func AssertEqualReceiverAuditEventsAccepted(t *testing.T, tt *componenttest.Tele
 func AssertEqualReceiverAuditEventsRefused(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_audit_events_refused",
-		Description: "Audit items not accepted. Attributes: endpoint, format, reason (invalid: failed validation; malformed: body could not be parsed; limit: a size or count limit; downstream: the next consumer refused them). [Alpha]",
+		Description: "Audit items not accepted. Attributes: endpoint, format, reason (invalid: failed validation or a value that cannot be stored exactly; malformed: body could not be parsed; limit: a size, count or nesting limit; timeout: the body did not arrive within the read timeout; downstream: the next consumer refused them). [Alpha]",
 		Unit:        "{event}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
