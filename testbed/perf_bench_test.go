@@ -467,4 +467,3 @@ func esPlainBulk(t testing.TB, url, index string, docs [][]byte) {
 	close(work)
 	wg.Wait()
 }
-

@@ -358,12 +358,12 @@ type entryHit struct {
 			Ingested string `json:"ingested"`
 		} `json:"event"`
 		Batchaudit struct {
-			Stream      string `json:"stream"`
-			Canonical   string `json:"canonical"`
-			EntryKind   string `json:"entry_kind"`
-			DocHash     string `json:"doc_hash"`
-			Document    string `json:"document"`
-			Reason      string `json:"reason"`
+			Stream    string `json:"stream"`
+			Canonical string `json:"canonical"`
+			EntryKind string `json:"entry_kind"`
+			DocHash   string `json:"doc_hash"`
+			Document  string `json:"document"`
+			Reason    string `json:"reason"`
 		} `json:"batchaudit"`
 	} `json:"-"`
 }
