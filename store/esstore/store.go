@@ -41,6 +41,10 @@ type Store struct {
 
 	readyMu sync.Mutex
 	ready   bool
+
+	lostMu  sync.Mutex
+	written map[string]int64 // stream → highest sequence this process stored (guard.go)
+	lost    map[string]int64 // stream → written when its loss was reported
 }
 
 var _ store.Store = (*Store)(nil)
@@ -78,7 +82,7 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, consumererror.NewPermanent(fmt.Errorf("esstore: client: %w", err))
 	}
-	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now}
+	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now, written: map[string]int64{}, lost: map[string]int64{}}
 	s.log = store.NewLog(backend{s}, store.LogOptions{Window: cfg.DedupeWindow, Progress: func(stream string, done, total int64) {
 		logger.Info("Building the Merkle tree of a stream from its stored entries", zap.String("stream", stream),
 			zap.Int64("entries", done), zap.Int64("of", total))
@@ -108,6 +112,11 @@ func (s *Store) ensureReady(ctx context.Context) error {
 	}
 	// GET / is not used: some nodes (and the test node) have no handler.
 	status, body, err := s.once(ctx, "check cluster", esapi.ClusterHealthRequest{})
+	if status == http.StatusForbidden {
+		// Authenticated, and the node answers: least-privilege roles
+		// (batchaudit_writer, batchaudit_reader) hold no cluster privilege.
+		status, err = http.StatusOK, nil
+	}
 	if err == nil && status != http.StatusOK {
 		err = statusError("check cluster", status, body)
 	}
