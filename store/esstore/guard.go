@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/store"
@@ -109,9 +110,9 @@ func (s *Store) ensureAlias(ctx context.Context, index string) error {
 		return err
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("esstore: index %s exists without batchaudit's mapping, so the collector will not write into it: %s "+
-			"(if it was created by a write before the templates were installed, delete it and run `batchaudit es setup`)",
-			index, strings.Join(problems, "; "))
+		return consumererror.NewPermanent(fmt.Errorf("esstore: index %s exists without batchaudit's mapping, so the collector "+
+			"will not write into it: %s (if it was created by a write before the templates were installed, delete it "+
+			"and run `batchaudit es setup`)", index, strings.Join(problems, "; ")))
 	}
 	alias := WriteAlias(index)
 	status, resp, err := s.perform(ctx, "put alias "+alias, func() esapi.Request {

@@ -10,6 +10,8 @@ package esstore
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +93,13 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 		if consumererror.IsPermanent(err) {
 			s.close()
 			return nil, err
+		}
+		if certificateError(err) {
+			// A configuration error, not an outage: say so at start. (Later,
+			// during writes, it stays retryable so that nothing is dropped.)
+			s.close()
+			return nil, consumererror.NewPermanent(fmt.Errorf("%w: Elasticsearch's TLS certificate is not trusted; "+
+				"give the CA that signed it with tls.ca_file (CLI: --es-ca)", err))
 		}
 		// The collector must start (and queue durably) while Elasticsearch
 		// is down; the check and the templates are retried on first use.
@@ -226,6 +235,16 @@ func (s *Store) wait(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// certificateError reports whether err is a failed check of the server's
+// TLS certificate (unknown CA, wrong host name, expired).
+func certificateError(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cve) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }
 
 // statusError names the request, the status and Elasticsearch's error.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 )
 
 // The mappings use core field types only (keyword, text, date, date_nanos,
@@ -174,7 +175,10 @@ func (s *Store) installTemplates(ctx context.Context) error {
 				return err
 			}
 			if status != http.StatusOK {
-				return statusError("put mapping "+index, status, resp)
+				// The index holds fields of other types: not ours, and
+				// retrying cannot change that.
+				return consumererror.NewPermanent(fmt.Errorf("%w (index %s was not created by batchaudit; "+
+					"the collector will not write into it)", statusError("put mapping "+index, status, resp), index))
 			}
 		}
 		// Also for a new index: a template of higher priority may have
