@@ -1,18 +1,9 @@
 package esstore
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -264,7 +255,7 @@ func TestSecureTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
-	for name, ca := range map[string]string{"another CA": writeOtherCA(t), "no CA (system roots)": ""} {
+	for name, ca := range map[string]string{"another CA": estest.WriteOtherCA(t), "no CA (system roots)": ""} {
 		cfg.TLS.CAFile = ca
 		_, err = New(ctx(t), cfg, nil)
 		require.Error(t, err, name)
@@ -281,20 +272,6 @@ func TestSecureTLS(t *testing.T) {
 	s, err = New(ctx(t), cfg, nil)
 	require.NoError(t, err, "explicitly allowed")
 	require.NoError(t, s.Close())
-}
-
-// writeOtherCA writes the PEM certificate of a CA that signed nothing.
-func writeOtherCA(t *testing.T) string {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "some other CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "other-ca.crt")
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	return path
 }
 
 // TestSecureIndexLostUnderWriter deletes the events index under a
