@@ -312,3 +312,43 @@ func TestSecureIndexLostUnderWriter(t *testing.T) {
 	assert.Equal(t, []int64{6, 7, 8}, []int64{res[0].Sequence, res[1].Sequence, res[2].Sequence})
 	assert.Len(t, logs.FilterMessageSnippet("integrity alarm").All(), 1, "reported once")
 }
+
+// TestSecureBasicAuthUsers: native users holding the roles (no API keys)
+// work too: the admin role alone sets the indices up again (--no-roles), and
+// the writer role alone stores events over TLS with basic authentication.
+func TestSecureBasicAuthUsers(t *testing.T) {
+	n, admin, _ := secureDeployment(t)
+	prefix := admin.IndexPrefix
+	users := map[string]string{}
+	for _, role := range []string{RoleAdmin, RoleWriter} {
+		user, password := prefix+"-"+role, "pw-"+prefix
+		code, _ := status(t, n.Admin, esapi.SecurityPutUserRequest{Username: user,
+			Body: strings.NewReader(`{"password":"` + password + `","roles":["` + prefix + "_" + role + `"]}`)})
+		require.Equal(t, http.StatusOK, code)
+		t.Cleanup(func() { _, _ = status(t, n.Admin, esapi.SecurityDeleteUserRequest{Username: user}) })
+		users[role] = user
+	}
+	as := func(role string) Config {
+		cfg := withKey(admin, "")
+		cfg.APIKey = ""
+		cfg.Username, cfg.Password = users[role], configopaque.String("pw-"+prefix)
+		return cfg
+	}
+
+	code, _ := status(t, n.Admin, esapi.IndicesDeleteRequest{Index: []string{RunsIndex(prefix)}})
+	require.Equal(t, http.StatusOK, code)
+	_, err := Setup(ctx(t), as(RoleAdmin), SetupOptions{}, nil)
+	require.NoError(t, err, "the admin role installs templates, indices and aliases")
+	_, err = Setup(ctx(t), as(RoleAdmin), SetupOptions{Roles: true, RolePrefix: prefix}, nil)
+	require.ErrorContains(t, err, "HTTP 403", "but it cannot change roles")
+
+	w := openWith(t, as(RoleWriter))
+	res, err := w.Write(ctx(t), "basic", simpleEvents("basic-1", 3))
+	require.NoError(t, err)
+	assert.Equal(t, map[store.Outcome]int{store.Stored: 3}, outcomes(res))
+	admin.InstallTemplates = false
+	runs, err := openWith(t, admin).Runs(ctx(t), store.RunQuery{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "the run summary went into the set-up runs index")
+	assert.Equal(t, int64(3), runs[0].Events)
+}
