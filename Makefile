@@ -41,8 +41,8 @@ $(ORDERSJOB): $(GO_SOURCES)
 run: build
 	@bash scripts/run-demo.sh
 
-# `make test` brings up what the tests need: a local Elasticsearch node (left running; `make es-down`
-# stops it), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
+# `make test` brings up what the tests need: the local Elasticsearch nodes, plain and secured (left
+# running; `make es-down es-down-secure` stops them), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
 # the Java and Node examples, and chromium and poppler-utils for the report tests.
 test: build es-up es-up-secure pyenv examples browser test-unit test-examples test-fuzz test-e2e
 

@@ -371,12 +371,11 @@ prepare_secrets() {
 		rm -f node.csr node.ext ca.srl
 		for u in elastic writer reader admin; do openssl rand -hex 16 >"$u.password"; done
 	)
-	# The keystore is written by the node's own tool, as the node's user.
+	# The keystore is written by the node's own tool, as the node's user
+	# (add -f creates it).
 	local ks_conf
 	ks_conf="$(mktemp -d)"
 	if is_root; then chown "$ES_USER_NAME:" "$ks_conf"; fi
-	run_as_es env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ks_conf" \
-		"$ES_HOME_DIR/bin/elasticsearch-keystore" create -s >/dev/null
 	run_as_es env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ks_conf" \
 		"$ES_HOME_DIR/bin/elasticsearch-keystore" add -x -f bootstrap.password <"$SECRETS_DIR/elastic.password" >/dev/null
 	cp "$ks_conf/elasticsearch.keystore" "$SECRETS_DIR/"
@@ -411,7 +410,7 @@ api_key_valid() {
 # and the reader (granted with the user's password, so limited by its role),
 # and writes the env file. These are the curl steps of docs/elasticsearch.md.
 secure_setup() {
-	local f role u tmp key writer_key="" reader_key=""
+	local f role u tmp key roles_sum writer_key="" reader_key=""
 	tmp="$(mktemp -d)"
 	for f in "$ROLES_DIR"/*.json; do
 		role="$(basename "$f" .json)"
@@ -422,7 +421,10 @@ secure_setup() {
 			"$(cat "$SECRETS_DIR/$u.password")" "$u" "$u" >"$tmp/user.json"
 		es_request PUT "/_security/user/batchaudit-$u" "$tmp/user.json" >/dev/null || { rm -rf "$tmp"; return 1; }
 	done
-	if [ -f "$ENV_FILE" ]; then
+	# A key keeps the privileges its role had when it was made: new role
+	# files mean new keys.
+	roles_sum="$(cat "$ROLES_DIR"/*.json | sha256sum | cut -d' ' -f1)"
+	if [ -f "$ENV_FILE" ] && grep -qx "BATCHAUDIT_ES_ROLES_SHA256=$roles_sum" "$ENV_FILE"; then
 		writer_key="$(sed -n 's/^BATCHAUDIT_ES_WRITER_API_KEY=//p' "$ENV_FILE")"
 		reader_key="$(sed -n 's/^BATCHAUDIT_ES_READER_API_KEY=//p' "$ENV_FILE")"
 	fi
@@ -430,6 +432,8 @@ secure_setup() {
 		key="$writer_key"
 		[ "$u" = reader ] && key="$reader_key"
 		if ! api_key_valid "$key"; then
+			printf '{"name":"batchaudit-%s (scripts/es.sh)"}' "$u" >"$tmp/invalidate.json"
+			es_request DELETE "/_security/api_key" "$tmp/invalidate.json" >/dev/null || true
 			printf '{"grant_type":"password","username":"batchaudit-%s","password":"%s","api_key":{"name":"batchaudit-%s (scripts/es.sh)"}}' \
 				"$u" "$(cat "$SECRETS_DIR/$u.password")" "$u" >"$tmp/grant.json"
 			key="$(es_request POST "/_security/api_key/grant" "$tmp/grant.json" |
@@ -455,6 +459,7 @@ BATCHAUDIT_ES_READER_USER=batchaudit-reader
 BATCHAUDIT_ES_READER_PASSWORD=$(cat "$SECRETS_DIR/reader.password")
 BATCHAUDIT_ES_WRITER_API_KEY=$writer_key
 BATCHAUDIT_ES_READER_API_KEY=$reader_key
+BATCHAUDIT_ES_ROLES_SHA256=$roles_sum
 EOF
 		mv "$ENV_FILE.tmp" "$ENV_FILE"
 	)

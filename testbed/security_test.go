@@ -34,7 +34,7 @@ import (
 func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "e2esec")
-	for _, index := range []string{esstore.EventsIndex(prefix), esstore.RunsIndex(prefix), esstore.DeadLettersIndex(prefix)} {
+	for _, index := range esstore.Indices(prefix) {
 		estest.TrackIndexTemplate(t, n.Admin, index)
 	}
 	estest.TrackIndex(t, n.Admin, prefix+"-*")
@@ -51,9 +51,16 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	shipped, err := os.ReadFile(filepath.Join(root, "configs", "elasticsearch-secure.yaml"))
 	require.NoError(t, err)
+	// Free ports, the stream name checkDay1 expects, and the short settle
+	// and tick times of the other end-to-end tests (see pipeline).
 	cfg := strings.NewReplacer("127.0.0.1:4318", "127.0.0.1:{{HTTP}}", "127.0.0.1:4317", "127.0.0.1:{{GRPC}}",
-		"127.0.0.1:13133", "127.0.0.1:{{HEALTH}}", "stream: local", "stream: e2e").Replace(string(shipped))
-	require.Contains(t, cfg, "{{HEALTH}}")
+		"127.0.0.1:13133", "127.0.0.1:{{HEALTH}}", "stream: local", "stream: e2e",
+		"    run_timeout: 24h", "    run_timeout: 24h\n    settle_time: 1s",
+		"    directory: ./batchaudit-data/journal", "    directory: ./batchaudit-data/journal\n    tick_interval: 200ms",
+	).Replace(string(shipped))
+	for _, want := range []string{"{{HTTP}}", "{{GRPC}}", "{{HEALTH}}", "stream: e2e", "settle_time: 1s", "tick_interval: 200ms"} {
+		require.Contains(t, cfg, want, "configs/elasticsearch-secure.yaml changed: adapt this test")
+	}
 	t.Setenv("ES_URL", n.URL)
 	t.Setenv("ES_CA", n.CAFile)
 	t.Setenv("ES_API_KEY", keys.WriterAPIKey)
@@ -91,7 +98,8 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	require.False(t, res.IsError(), res.Status())
 	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "sec-day2")
 	harness.Eventually(t, time.Minute, func() error {
-		for _, want := range []string{"the write alias " + esstore.WriteAlias(events) + " does not exist",
+		for _, want := range []string{"Elasticsearch index missing; nothing is stored until it is set up again",
+			"the write alias " + esstore.WriteAlias(events) + " does not exist",
 			"integrity alarm: the stored history of this stream vanished"} {
 			if !strings.Contains(c.Logs(), want) {
 				return fmt.Errorf("the collector has not logged %q yet", want)

@@ -25,7 +25,7 @@ import (
 func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "clisec")
-	for _, index := range []string{esstore.EventsIndex(prefix), esstore.RunsIndex(prefix), esstore.DeadLettersIndex(prefix)} {
+	for _, index := range esstore.Indices(prefix) {
 		estest.TrackIndexTemplate(t, n.Admin, index)
 	}
 	estest.TrackIndex(t, n.Admin, prefix+"-*")
@@ -44,7 +44,8 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, "Index "+prefix+"-events: template installed, mapping checked, write alias "+prefix+"-events-write\n"+
 		"Index "+prefix+"-runs: template installed, mapping checked, write alias "+prefix+"-runs-write\n"+
-		"Index "+prefix+"-deadletters: template installed, mapping checked, write alias "+prefix+"-deadletters-write\n", out, "idempotent")
+		"Index "+prefix+"-deadletters: template installed, mapping checked, write alias "+prefix+"-deadletters-write\n"+
+		"Index "+prefix+"-reports: template installed, mapping checked, write alias "+prefix+"-reports-write\n", out, "idempotent")
 	t.Setenv(envESUser, "")
 	t.Setenv(envESPassword, "")
 

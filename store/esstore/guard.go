@@ -135,7 +135,7 @@ func (s *Store) ensureAlias(ctx context.Context, index string) error {
 // Notes say what was not checked (a mapping of a newer batchaudit). A
 // missing index is not reported here. It needs view_index_metadata.
 func (s *Store) CheckMappings(ctx context.Context) (problems, notes []string, err error) {
-	for _, index := range []string{s.cfg.eventsIndex(), s.cfg.runsIndex(), s.cfg.deadLettersIndex()} {
+	for _, index := range Indices(s.cfg.IndexPrefix) {
 		p, n, err := s.checkMapping(ctx, index)
 		if err != nil {
 			return nil, nil, err

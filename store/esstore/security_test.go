@@ -31,7 +31,7 @@ func secureDeployment(t *testing.T) (*estest.SecureNode, Config, *SetupResult) {
 	t.Helper()
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "sec")
-	for _, index := range []string{EventsIndex(prefix), RunsIndex(prefix), DeadLettersIndex(prefix)} {
+	for _, index := range Indices(prefix) {
 		estest.TrackIndexTemplate(t, n.Admin, index)
 	}
 	estest.TrackIndex(t, n.Admin, prefix+"-*")
@@ -128,6 +128,14 @@ func TestSecureWriterKeyAppendsOnly(t *testing.T) {
 	res, err = w.Write(ctx(t), "sec", []store.StoredEvent{changed})
 	require.NoError(t, err)
 	require.Equal(t, store.Conflict, res[0].Outcome, res[0].Reason)
+	// Report records too (the report extension may run with this key).
+	rec := store.ReportRecord{ID: "weekly/r1", Kind: "sox", From: t0, To: t0.Add(time.Hour), GeneratedAt: t0, ContentSHA256: "ab"}
+	created, err := w.RecordReport(ctx(t), rec)
+	require.NoError(t, err)
+	assert.True(t, created)
+	created, err = w.RecordReport(ctx(t), rec)
+	require.NoError(t, err)
+	assert.False(t, created, "recorded once")
 
 	// The same key, straight at the REST API: every way to change or remove a
 	// stored document is refused per bulk item, next to a create that works.
@@ -300,6 +308,7 @@ func TestSecureIndexLostUnderWriter(t *testing.T) {
 	require.Len(t, alarms, 1)
 	assert.Equal(t, int64(5), alarms[0].ContextMap()["last_sequence_written"])
 	assert.Equal(t, int64(0), alarms[0].ContextMap()["last_sequence_stored"])
+	assert.Len(t, logs.FilterMessage("Elasticsearch index missing; nothing is stored until it is set up again").All(), 1)
 	code, _ = status(t, n.Admin, esapi.IndicesExistsRequest{Index: []string{events}})
 	assert.Equal(t, http.StatusNotFound, code, "no index was auto-created")
 

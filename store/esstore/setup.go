@@ -128,9 +128,7 @@ func Setup(ctx context.Context, cfg Config, opt SetupOptions, logger *zap.Logger
 	if err := s.installTemplates(ctx); err != nil {
 		return nil, err
 	}
-	for _, index := range []string{cfg.eventsIndex(), cfg.runsIndex(), cfg.deadLettersIndex()} {
-		res.Indices = append(res.Indices, index)
-	}
+	res.Indices = Indices(cfg.IndexPrefix)
 	if opt.APIKeys {
 		rp := opt.RolePrefix
 		if rp == "" {
