@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/internal/estest"
+	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/testbed/harness"
 )
@@ -55,8 +56,7 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	// and tick times of the other end-to-end tests (see pipeline).
 	cfg := strings.NewReplacer("127.0.0.1:4318", "127.0.0.1:{{HTTP}}", "127.0.0.1:4317", "127.0.0.1:{{GRPC}}",
 		"127.0.0.1:13133", "127.0.0.1:{{HEALTH}}", "stream: local", "stream: e2e",
-		"    run_timeout: 24h", "    run_timeout: 24h\n    settle_time: 1s",
-		"    directory: ./batchaudit-data/journal", "    directory: ./batchaudit-data/journal\n    tick_interval: 200ms",
+		"    run_timeout: 24h", "    run_timeout: 24h\n    settle_time: 1s", "tick_interval: 1s", "tick_interval: 200ms",
 	).Replace(string(shipped))
 	for _, want := range []string{"{{HTTP}}", "{{GRPC}}", "{{HEALTH}}", "stream: e2e", "settle_time: 1s", "tick_interval: 200ms"} {
 		require.Contains(t, cfg, want, "configs/elasticsearch-secure.yaml changed: adapt this test")
@@ -66,6 +66,9 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	t.Setenv("ES_API_KEY", keys.WriterAPIKey)
 	t.Setenv("ES_INDEX_PREFIX", prefix)
 	dir := t.TempDir()
+	// The reports extension of the shipped config signs with this key.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "batchaudit-data"), 0o700))
+	harness.RunCommand(t, time.Minute, nil, cli, "keygen", "--name", "e2e.example", "--out", filepath.Join(dir, "batchaudit-data", "report.key"))
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 	t.Setenv("ES_API_KEY", "")
 
@@ -84,6 +87,14 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 		return nil
 	})
 	checkDay1(t, reader, "sec-day1")
+	// The shipped reports extension caught up its schedules with the same key.
+	harness.Eventually(t, time.Minute, func() error {
+		recs, err := reader.Reports(context.Background(), store.ReportQuery{Schedule: "sox-daily"})
+		if err != nil || len(recs) == 0 {
+			return fmt.Errorf("no sox-daily report recorded (%v)", err)
+		}
+		return nil
+	})
 	readerEnv := []string{"ES_API_KEY=" + keys.ReaderAPIKey}
 	out = harness.RunCommand(t, time.Minute, readerEnv, cli, append([]string{"verify"}, conn...)...)
 	assert.Contains(t, out, "index mappings: checked against batchaudit's\nOK:")
