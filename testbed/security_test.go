@@ -35,11 +35,7 @@ import (
 func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "e2esec")
-	for _, index := range esstore.Indices(prefix) {
-		estest.TrackIndexTemplate(t, n.Admin, index)
-	}
-	estest.TrackIndex(t, n.Admin, prefix+"-*")
-	estest.TrackRoles(t, n.Admin, prefix)
+	estest.TrackDeployment(t, n.Admin, prefix, esstore.Indices(prefix))
 	cli := harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit")
 	conn := []string{"--es", n.URL, "--es-ca", n.CAFile, "--es-prefix", prefix}
 	adminEnv := []string{"ES_USER=" + n.AdminUser, "ES_PASSWORD=" + n.AdminPassword}

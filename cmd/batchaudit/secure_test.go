@@ -25,11 +25,7 @@ import (
 func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "clisec")
-	for _, index := range esstore.Indices(prefix) {
-		estest.TrackIndexTemplate(t, n.Admin, index)
-	}
-	estest.TrackIndex(t, n.Admin, prefix+"-*")
-	estest.TrackRoles(t, n.Admin, prefix)
+	estest.TrackDeployment(t, n.Admin, prefix, esstore.Indices(prefix))
 	conn := []string{"--es", n.URL, "--es-ca", n.CAFile, "--es-prefix", prefix}
 
 	// Setup as the superuser, with credentials from the environment.

@@ -114,6 +114,19 @@ func (n *SecureNode) client(t testing.TB, cfg elasticsearch.Config) *elasticsear
 	return c
 }
 
+// TrackDeployment registers, for a least-privilege deployment a test sets
+// up under prefix, the deletion of its index templates (named like the
+// indices), its indices (prefix-*) and its roles and API keys (role prefix
+// = prefix), in the order that works.
+func TrackDeployment(t testing.TB, c *elasticsearch.Client, prefix string, indices []string) {
+	t.Helper()
+	for _, index := range indices {
+		TrackIndexTemplate(t, c, index)
+	}
+	TrackIndex(t, c, prefix+"-*")
+	TrackRoles(t, c, prefix)
+}
+
 // TrackRoles deletes the roles named <rolePrefix>_writer, _reader and
 // _admin at cleanup and invalidates the API keys named like them (what
 // batchaudit es setup --role-prefix creates).

@@ -31,11 +31,7 @@ func secureDeployment(t *testing.T) (*estest.SecureNode, Config, *SetupResult) {
 	t.Helper()
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "sec")
-	for _, index := range Indices(prefix) {
-		estest.TrackIndexTemplate(t, n.Admin, index)
-	}
-	estest.TrackIndex(t, n.Admin, prefix+"-*")
-	estest.TrackRoles(t, n.Admin, prefix)
+	estest.TrackDeployment(t, n.Admin, prefix, Indices(prefix))
 	admin := NewDefaultConfig()
 	admin.Endpoints = []string{n.URL}
 	admin.Username, admin.Password = n.AdminUser, configopaque.String(n.AdminPassword)
