@@ -62,9 +62,12 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	t.Setenv("ES_API_KEY", keys.WriterAPIKey)
 	t.Setenv("ES_INDEX_PREFIX", prefix)
 	dir := t.TempDir()
-	// The reports extension of the shipped config signs with this key.
+	// The shipped config signs checkpoints and reports with this key.
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "batchaudit-data"), 0o700))
-	harness.RunCommand(t, time.Minute, nil, cli, "keygen", "--name", "e2e.example", "--out", filepath.Join(dir, "batchaudit-data", "report.key"))
+	vkey, _, _ := strings.Cut(harness.RunCommand(t, time.Minute, nil, cli, "keygen", "--name", "e2e.example",
+		"--out", filepath.Join(dir, "batchaudit-data", "signing.key")), "\n")
+	// Published at the latest when the collector stops.
+	signed := []string{"--key", vkey, "--checkpoints", filepath.Join(dir, "batchaudit-data", "checkpoints.jsonl")}
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 	t.Setenv("ES_API_KEY", "")
 
@@ -93,7 +96,8 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	})
 	readerEnv := []string{"ES_API_KEY=" + keys.ReaderAPIKey}
 	out = harness.RunCommand(t, time.Minute, readerEnv, cli, append([]string{"verify"}, conn...)...)
-	assert.Contains(t, out, "index mappings: checked against batchaudit's\nOK:")
+	assert.Contains(t, out, "index mappings: checked against batchaudit's\n")
+	assert.Contains(t, out, "\nOK: every entry matches its hash")
 	last, err := reader.LastSequence(context.Background(), "e2e")
 	require.NoError(t, err)
 
@@ -106,7 +110,7 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "sec-day2")
 	harness.Eventually(t, time.Minute, func() error {
 		for _, want := range []string{"Elasticsearch index missing; nothing is stored until it is set up again",
-			"the write alias " + esstore.WriteAlias(events) + " does not exist",
+			"[" + esstore.WriteAlias(events) + "] is not an alias: the index was deleted, the node lost its data, or it was never set up",
 			"integrity alarm: the stored history of this stream vanished"} {
 			if !strings.Contains(c.Logs(), want) {
 				return fmt.Errorf("the collector has not logged %q yet", want)
@@ -134,10 +138,13 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	for _, e := range evs {
 		assert.Greater(t, e.Sequence, last, "numbered after the lost events")
 	}
-	cmd := exec.Command(cli, append([]string{"verify"}, conn...)...)
+	cmd := exec.Command(cli, append(append([]string{"verify"}, conn...), signed...)...)
 	cmd.Env = append(os.Environ(), readerEnv...)
 	verify, err := cmd.CombinedOutput()
 	require.Error(t, err, "verify must fail: %s", verify)
 	assert.Equal(t, 1, cmd.ProcessState.ExitCode())
-	assert.Contains(t, string(verify), fmt.Sprintf("BROKEN: stream e2e: sequences 1..%d are missing", last))
+	for seq := int64(1); seq <= last; seq++ {
+		assert.Contains(t, string(verify), fmt.Sprintf("BROKEN missing: e2e #%d: no entry holds this sequence\n", seq))
+	}
+	assert.NotContains(t, string(verify), fmt.Sprintf("e2e #%d: no entry", last+1))
 }

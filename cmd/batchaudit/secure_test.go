@@ -38,10 +38,11 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	require.Equal(t, []string{prefix + "_admin", prefix + "_reader", prefix + "_writer"}, keys.Roles)
 	code, out, errOut = runCLI(t, append([]string{"es", "setup", "--no-roles"}, conn...)...)
 	require.Equal(t, 0, code, errOut)
-	assert.Equal(t, "Index "+prefix+"-events: template installed, mapping checked, write alias "+prefix+"-events-write\n"+
-		"Index "+prefix+"-runs: template installed, mapping checked, write alias "+prefix+"-runs-write\n"+
-		"Index "+prefix+"-deadletters: template installed, mapping checked, write alias "+prefix+"-deadletters-write\n"+
-		"Index "+prefix+"-reports: template installed, mapping checked, write alias "+prefix+"-reports-write\n", out, "idempotent")
+	want := ""
+	for _, index := range esstore.Indices(prefix) {
+		want += "Index " + index + ": template installed, mapping checked, write alias " + index + "-write\n"
+	}
+	assert.Equal(t, want, out, "idempotent")
 	t.Setenv(envESUser, "")
 	t.Setenv(envESPassword, "")
 
@@ -82,7 +83,8 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	}
 	code, out, _ = runCLI(t, append([]string{"verify"}, reader...)...)
 	require.Equal(t, 0, code)
-	assert.Contains(t, out, "index mappings: checked against batchaudit's\nOK:")
+	assert.Contains(t, out, "index mappings: checked against batchaudit's\n")
+	assert.Contains(t, out, "\nOK: ")
 
 	// The same through the environment; and basic authentication.
 	t.Setenv(envESAPIKey, keys.ReaderAPIKey)
@@ -103,7 +105,7 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	require.Equal(t, 200, res.StatusCode)
 	code, out, _ = runCLI(t, append([]string{"verify"}, reader...)...)
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "BROKEN: mapping: index "+prefix+"-events: runtime fields batchaudit.batch.id are defined; they shadow stored fields in searches\n")
+	assert.Contains(t, out, "BROKEN mapping: index "+prefix+"-events: runtime fields batchaudit.batch.id are defined; they shadow stored fields in searches\n")
 	assert.Contains(t, out, "FAILED: 1 problem(s)")
 
 	// The reader cannot set anything up (nor write: store/esstore's tests).

@@ -298,7 +298,7 @@ func TestSecureIndexLostUnderWriter(t *testing.T) {
 	_, err = w.Write(ctx(t), "lost", simpleEvents("lost-2", 3))
 	require.Error(t, err)
 	assert.False(t, consumererror.IsPermanent(err), "the events must stay queued: %v", err)
-	assert.Contains(t, err.Error(), "the write alias "+WriteAlias(events)+" does not exist")
+	assert.Contains(t, err.Error(), "["+WriteAlias(events)+"] is not an alias: the index was deleted, the node lost its data, or it was never set up")
 	assert.Contains(t, err.Error(), "run `batchaudit es setup`")
 	alarms := logs.FilterMessageSnippet("integrity alarm: the stored history of this stream vanished").All()
 	require.Len(t, alarms, 1)
