@@ -10,7 +10,7 @@ DATA_DIR     ?= $(CURDIR)/batchaudit-data
 FUZZTIME     ?= 5s
 GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
 
-.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status help pyenv examples bench-e2e browser
+.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status es-reset es-up-secure es-down-secure es-status-secure es-reset-secure help pyenv examples bench-e2e browser
 
 all: build
 
@@ -20,7 +20,8 @@ help:
 	@echo "              starts a local Elasticsearch node and installs the Python test clients first"
 	@echo "make build    build _build/otelcol-batchaudit, _build/batchaudit (CLI) and _build/ordersjob"
 	@echo "make examples / test-examples   build the Java and Node examples / run the Python and Node unit tests"
-	@echo "make es-up / es-down / es-status   local Elasticsearch node for tests and runs"
+	@echo "make es-up / es-down / es-status / es-reset   local Elasticsearch node for tests and runs (reset deletes its data)"
+	@echo "make es-up-secure / es-down-secure / ...        the secured node (TLS, users, roles, API keys) on port 9201"
 	@echo "make bench    run the benchmarks;  make lint;  make generate;  make clean"
 
 build: $(COLLECTOR) $(CLI) $(ORDERSJOB)
@@ -40,10 +41,10 @@ $(ORDERSJOB): $(GO_SOURCES)
 run: build
 	@bash scripts/run-demo.sh
 
-# `make test` brings up what the tests need: a local Elasticsearch node (left running; `make es-down`
-# stops it), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
+# `make test` brings up what the tests need: the local Elasticsearch nodes, plain and secured (left
+# running; `make es-down es-down-secure` stops them), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
 # the Java and Node examples, and chromium and poppler-utils for the report tests.
-test: build es-up pyenv examples browser test-unit test-examples test-fuzz test-e2e
+test: build es-up es-up-secure pyenv examples browser test-unit test-examples test-fuzz test-e2e
 
 # The report tests load HTML in headless Chromium and read PDFs with poppler (Debian packages).
 browser:
@@ -128,6 +129,17 @@ es-down:
 	@bash scripts/es.sh down
 es-status:
 	@bash scripts/es.sh status
+es-reset:
+	@bash scripts/es.sh reset
+# The secured node (beside the default one): HTTPS, users, roles and API keys; see docs/elasticsearch.md.
+es-up-secure:
+	@BATCHAUDIT_ES_SECURE=1 bash scripts/es.sh up
+es-down-secure:
+	@BATCHAUDIT_ES_SECURE=1 bash scripts/es.sh down
+es-status-secure:
+	@BATCHAUDIT_ES_SECURE=1 bash scripts/es.sh status
+es-reset-secure:
+	@BATCHAUDIT_ES_SECURE=1 bash scripts/es.sh reset
 
 clean:
 	rm -rf $(BUILD_DIR) $(DATA_DIR) $(PYENV) examples/java/target examples/node/node_modules

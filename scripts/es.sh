@@ -2,8 +2,11 @@
 # scripts/es.sh - run a real single-node Elasticsearch for tests and local runs.
 #
 #   scripts/es.sh up      download (once), start and wait for a yellow/green node
-#   scripts/es.sh down    stop the node started by `up`
+#   scripts/es.sh down    stop the node started by `up` (its data stays)
+#   scripts/es.sh reset   stop the node and delete its data (indices, and with
+#                         security its certificates, users and API keys)
 #   scripts/es.sh status  print state, URL, version and health (exit 0 up, 1 down)
+#   scripts/es.sh env     print the secured node's connection settings (see below)
 #
 # The node is Elastic's "integ-test-zip" distribution from Maven Central
 # (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip),
@@ -11,21 +14,36 @@
 # It is a real Elasticsearch server with only a few modules (see
 # docs/elasticsearch.md), run on the system JDK 17.
 #
+# With BATCHAUDIT_ES_SECURE=1 the node runs with security on, beside the
+# default one: HTTPS with a CA made here with openssl, the bootstrap superuser
+# `elastic`, the roles of store/esstore/roles/*.json, the users
+# batchaudit-{writer,reader,admin} and an API key each for the writer and the
+# reader. API keys need a small test-only analysis plugin, compiled here from
+# scripts/es-test-analysis/ with the JDK (docs/elasticsearch.md says why).
+# The connection settings go to $BATCHAUDIT_CACHE/es/secure-<port>.env
+# (shell syntax; `scripts/es.sh env` prints them).
+#
 # Environment:
 #   BATCHAUDIT_ES_VERSION  Elasticsearch version           (default 8.19.7)
-#   BATCHAUDIT_ES_PORT     HTTP port on 127.0.0.1          (default 9200)
+#   BATCHAUDIT_ES_SECURE   1: security on (TLS, users)     (default 0)
+#   BATCHAUDIT_ES_PORT     HTTP port on 127.0.0.1          (default 9200, secure 9201)
 #   BATCHAUDIT_CACHE       cache root outside the repo     (default ~/.cache/batchaudit)
 #   BATCHAUDIT_ES_TIMEOUT  seconds to wait for health      (default 180)
 #
 # Layout under $BATCHAUDIT_CACHE/es:
 #   <version>/elasticsearch-<version>/   unpacked distribution (ES_HOME), reused
-#   <version>/node-<port>/{config,data,logs,tmp}
+#   <version>/elasticsearch-<version>-secure/  hard-linked copy + test plugin
+#   <version>/node-<port>/{config,data,logs,tmp}   data kept until `reset`
+#   <version>/node-<port>/secure/        CA, node certificate, keystore, passwords
+#   secure-<port>.env                    the secured node's URL, CA and credentials
 #   run/es-<port>.pid                    pid of the running server process
 #   run/es-<port>.home                   which node dir that pid belongs to
 set -euo pipefail
 
 ES_VERSION="${BATCHAUDIT_ES_VERSION:-8.19.7}"
-ES_PORT="${BATCHAUDIT_ES_PORT:-9200}"
+SECURE="${BATCHAUDIT_ES_SECURE:-0}"
+case "$SECURE" in 0 | 1) ;; *) echo "es.sh: ERROR: BATCHAUDIT_ES_SECURE must be 0 or 1" >&2; exit 2 ;; esac
+if [ "$SECURE" = 1 ]; then ES_PORT="${BATCHAUDIT_ES_PORT:-9201}"; else ES_PORT="${BATCHAUDIT_ES_PORT:-9200}"; fi
 CACHE_ROOT="${BATCHAUDIT_CACHE:-${HOME:-/root}/.cache/batchaudit}"
 TIMEOUT="${BATCHAUDIT_ES_TIMEOUT:-180}"
 ES_USER_NAME="batchaudit-es"
@@ -33,19 +51,32 @@ CLUSTER_NAME="batchaudit-test"
 
 ES_ROOT="$CACHE_ROOT/es"
 VERSION_DIR="$ES_ROOT/$ES_VERSION"
-ES_HOME_DIR="$VERSION_DIR/elasticsearch-$ES_VERSION"
+DIST_DIR="$VERSION_DIR/elasticsearch-$ES_VERSION"
+ES_HOME_DIR="$DIST_DIR"
 NODE_DIR="$VERSION_DIR/node-$ES_PORT"
 RUN_DIR="$ES_ROOT/run"
 PID_FILE="$RUN_DIR/es-$ES_PORT.pid"
 HOME_FILE="$RUN_DIR/es-$ES_PORT.home"
 URL="http://127.0.0.1:$ES_PORT"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$SCRIPT_DIR")"
+if [ "$SECURE" = 1 ]; then
+	# Plugins live in ES_HOME/plugins only, so the secured node runs from its own
+	# copy of the distribution (hard links: no extra disk space).
+	ES_HOME_DIR="$VERSION_DIR/elasticsearch-$ES_VERSION-secure"
+	URL="https://127.0.0.1:$ES_PORT"
+	SECRETS_DIR="$NODE_DIR/secure"
+	ENV_FILE="$ES_ROOT/secure-$ES_PORT.env"
+	PLUGIN_SRC="$SCRIPT_DIR/es-test-analysis/TestAnalysisPlugin.java"
+	ROLES_DIR="$REPO_DIR/store/esstore/roles"
+fi
 ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip"
 
 log() { printf 'es.sh: %s\n' "$*"; }
 die() { printf 'es.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-	echo "usage: $0 up|down|status" >&2
+	echo "usage: $0 up|down|reset|status|env   (BATCHAUDIT_ES_SECURE=1: the secured node)" >&2
 	exit 2
 }
 
@@ -69,6 +100,11 @@ ensure_tools() {
 	command -v mvn >/dev/null 2>&1 || missing+=(maven)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
 	command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+	if [ "$SECURE" = 1 ]; then
+		# openssl makes the CA; javac compiles the test analysis plugin.
+		command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+		command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+	fi
 	[ "${#missing[@]}" -eq 0 ] && return 0
 	if ! is_root; then
 		die "missing tools: ${missing[*]}; install them (apt-get install -y ${missing[*]}) or run as root"
@@ -129,8 +165,8 @@ ensure_traversable() {
 # ---------------------------------------------------------------- distribution
 
 ensure_distribution() {
-	if [ -x "$ES_HOME_DIR/bin/elasticsearch" ]; then
-		log "using cached Elasticsearch $ES_VERSION in $ES_HOME_DIR"
+	if [ -x "$DIST_DIR/bin/elasticsearch" ]; then
+		log "using cached Elasticsearch $ES_VERSION in $DIST_DIR"
 		return 0
 	fi
 	log "downloading Elasticsearch $ES_VERSION ($ARTIFACT) from Maven Central via mvn"
@@ -150,8 +186,8 @@ ensure_distribution() {
 	unzip -q "$tmp/elasticsearch-$ES_VERSION.zip" -d "$tmp/unpacked"
 	[ -x "$tmp/unpacked/elasticsearch-$ES_VERSION/bin/elasticsearch" ] ||
 		die "unexpected archive layout in elasticsearch-$ES_VERSION.zip"
-	rm -rf "$ES_HOME_DIR"
-	mv "$tmp/unpacked/elasticsearch-$ES_VERSION" "$ES_HOME_DIR"
+	rm -rf "$DIST_DIR"
+	mv "$tmp/unpacked/elasticsearch-$ES_VERSION" "$DIST_DIR"
 	rm -rf "$tmp"
 	trap - EXIT
 }
@@ -170,15 +206,27 @@ node_pid() {
 	echo "$pid"
 }
 
+# es_curl ARGS... is curl against the node: on the secured node with its CA
+# and the superuser's credentials (given on stdin, never on the command line).
+es_curl() {
+	if [ "$SECURE" = 1 ]; then
+		[ -f "$SECRETS_DIR/ca.crt" ] && [ -f "$SECRETS_DIR/elastic.password" ] || return 1
+		printf 'user = "elastic:%s"\n' "$(cat "$SECRETS_DIR/elastic.password")" |
+			curl -s -K - --cacert "$SECRETS_DIR/ca.crt" "$@"
+	else
+		curl -s "$@"
+	fi
+}
+
 # health prints the cluster status (green/yellow/red) or nothing.
 health() {
-	{ curl -s -m 5 "$URL/_cluster/health" 2>/dev/null || true; } |
+	{ es_curl -m 5 "$URL/_cluster/health" 2>/dev/null || true; } |
 		sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'
 }
 
 # es_version prints the version of the node answering on $URL.
 es_version() {
-	{ curl -s -m 5 "$URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null || true; } |
+	{ es_curl -m 5 "$URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null || true; } |
 		sed -n 's/.*"version":"\([^"]*\)".*/\1/p'
 }
 
@@ -187,7 +235,7 @@ healthy() {
 }
 
 port_in_use() {
-	curl -s -m 2 -o /dev/null "$URL" 2>/dev/null && return 0
+	curl -s -k -m 2 -o /dev/null "$URL" 2>/dev/null && return 0
 	(exec 3<>"/dev/tcp/127.0.0.1/$ES_PORT") 2>/dev/null
 }
 
@@ -218,13 +266,31 @@ print_log_tail() {
 
 prepare_node_dir() {
 	mkdir -p "$NODE_DIR" "$RUN_DIR"
-	# A fresh start gets empty data: tests must not depend on leftovers.
-	rm -rf "$NODE_DIR/data" "$NODE_DIR/tmp" "$NODE_DIR/config"
+	# The data directory is kept: a node used as a deployment (the README's)
+	# keeps its trail across down/up; `reset` empties it. Tests never depend
+	# on leftovers (they use unique index names).
+	rm -rf "$NODE_DIR/tmp" "$NODE_DIR/config"
 	mkdir -p "$NODE_DIR/data" "$NODE_DIR/logs" "$NODE_DIR/tmp"
 	cp -R "$ES_HOME_DIR/config" "$NODE_DIR/config"
 
 	local security=""
-	if [ -d "$ES_HOME_DIR/modules/x-pack-security" ]; then
+	if [ "$SECURE" = 1 ]; then
+		prepare_secrets
+		mkdir -p "$NODE_DIR/config/certs"
+		# SSL files must be inside the config directory (the node refuses others).
+		cp "$SECRETS_DIR/ca.crt" "$SECRETS_DIR/node.crt" "$SECRETS_DIR/node.key" "$NODE_DIR/config/certs/"
+		cp "$SECRETS_DIR/elasticsearch.keystore" "$NODE_DIR/config/"
+		security='xpack.security.enabled: true
+xpack.security.http.ssl.enabled: true
+xpack.security.http.ssl.key: certs/node.key
+xpack.security.http.ssl.certificate: certs/node.crt
+xpack.security.http.ssl.certificate_authorities: [ "certs/ca.crt" ]
+xpack.security.transport.ssl.enabled: true
+xpack.security.transport.ssl.verification_mode: certificate
+xpack.security.transport.ssl.key: certs/node.key
+xpack.security.transport.ssl.certificate: certs/node.crt
+xpack.security.transport.ssl.certificate_authorities: [ "certs/ca.crt" ]'
+	elif [ -d "$ES_HOME_DIR/modules/x-pack-security" ]; then
 		# Plain HTTP without users, like ES's own test clusters.
 		security="xpack.security.enabled: false"
 	fi
@@ -247,6 +313,159 @@ EOF
 	fi
 }
 
+# ---------------------------------------------------------------- security
+
+# ensure_secure_home makes the secured node's copy of the distribution with
+# the test analysis plugin, rebuilt when the plugin's source changes.
+ensure_secure_home() {
+	local plugin_dir="$ES_HOME_DIR/plugins/batchaudit-test-analysis" sum tmp
+	sum="$(sha256sum "$PLUGIN_SRC" | cut -d' ' -f1)"
+	if [ -f "$plugin_dir/source.sha256" ] && [ "$(cat "$plugin_dir/source.sha256")" = "$sum" ]; then
+		return 0
+	fi
+	log "building the test analysis plugin from ${PLUGIN_SRC#"$REPO_DIR"/} (javac)"
+	if [ ! -d "$ES_HOME_DIR" ]; then
+		rm -rf "$ES_HOME_DIR.tmp"
+		cp -al "$DIST_DIR" "$ES_HOME_DIR.tmp"
+		mv "$ES_HOME_DIR.tmp" "$ES_HOME_DIR"
+	fi
+	tmp="$(mktemp -d)"
+	javac -nowarn --release 17 -cp "$DIST_DIR/lib/*" -d "$tmp/classes" "$PLUGIN_SRC" ||
+		{ rm -rf "$tmp"; die "compiling $PLUGIN_SRC failed"; }
+	# A fixed date keeps the jar byte-identical across builds.
+	jar --create --date=2000-01-01T00:00:02Z --file "$tmp/batchaudit-test-analysis.jar" -C "$tmp/classes" .
+	rm -rf "$plugin_dir"
+	mkdir -p "$plugin_dir"
+	cp "$tmp/batchaudit-test-analysis.jar" "$plugin_dir/"
+	cat >"$plugin_dir/plugin-descriptor.properties" <<EOF
+description=Test-only analysis components for the .security index (scripts/es-test-analysis)
+version=1.0.0
+name=batchaudit-test-analysis
+classname=batchaudit.estest.TestAnalysisPlugin
+java.version=17
+elasticsearch.version=$ES_VERSION
+EOF
+	echo "$sum" >"$plugin_dir/source.sha256"
+	rm -rf "$tmp"
+}
+
+# prepare_secrets makes, once per node directory, the CA and the node's
+# certificate (openssl), the passwords, and the keystore that holds the
+# superuser's bootstrap password.
+prepare_secrets() {
+	[ -f "$SECRETS_DIR/elasticsearch.keystore" ] && return 0
+	log "creating a CA, the node certificate and passwords in $SECRETS_DIR"
+	rm -rf "$SECRETS_DIR"
+	mkdir -p "$SECRETS_DIR"
+	chmod 700 "$SECRETS_DIR"
+	(
+		cd "$SECRETS_DIR"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=batchaudit test CA" \
+			-keyout ca.key -out ca.crt \
+			-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout node.key -out node.csr 2>/dev/null
+		printf '%s\n' 'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
+			'extendedKeyUsage=serverAuth,clientAuth' 'subjectAltName=DNS:localhost,IP:127.0.0.1' >node.ext
+		openssl x509 -req -in node.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+			-extfile node.ext -out node.crt 2>/dev/null
+		rm -f node.csr node.ext ca.srl
+		for u in elastic writer reader admin; do openssl rand -hex 16 >"$u.password"; done
+	)
+	# The keystore is written by the node's own tool, as the node's user
+	# (add -f creates it).
+	local ks_conf
+	ks_conf="$(mktemp -d)"
+	if is_root; then chown "$ES_USER_NAME:" "$ks_conf"; fi
+	run_as_es env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ks_conf" \
+		"$ES_HOME_DIR/bin/elasticsearch-keystore" add -x -f bootstrap.password <"$SECRETS_DIR/elastic.password" >/dev/null
+	cp "$ks_conf/elasticsearch.keystore" "$SECRETS_DIR/"
+	rm -rf "$ks_conf"
+}
+
+# es_request METHOD PATH [BODY_FILE] sends one request as the superuser,
+# prints the answer, and fails with it unless it is 2xx.
+es_request() {
+	local out code
+	out="$(mktemp)"
+	code="$(es_curl -m 30 -o "$out" -w '%{http_code}' -X "$1" -H 'Content-Type: application/json' \
+		"$URL$2" ${3:+--data-binary "@$3"})" || code=000
+	if [ "${code:0:1}" != 2 ]; then
+		echo "es.sh: ERROR: $1 $2: HTTP $code: $(head -c 500 "$out")" >&2
+		rm -f "$out"
+		return 1
+	fi
+	cat "$out"
+	rm -f "$out"
+}
+
+# api_key_valid KEY: whether the encoded API key still authenticates.
+api_key_valid() {
+	[ -n "$1" ] || return 1
+	[ "$(curl -s -m 10 -o /dev/null -w '%{http_code}' --cacert "$SECRETS_DIR/ca.crt" \
+		-H "Authorization: ApiKey $1" "$URL/_security/_authenticate")" = 200 ]
+}
+
+# secure_setup creates (idempotently) the roles of store/esstore/roles, the
+# users batchaudit-{writer,reader,admin} and an API key each for the writer
+# and the reader (granted with the user's password, so limited by its role),
+# and writes the env file. These are the curl steps of docs/elasticsearch.md.
+secure_setup() {
+	local f role u tmp key roles_sum writer_key="" reader_key=""
+	tmp="$(mktemp -d)"
+	for f in "$ROLES_DIR"/*.json; do
+		role="$(basename "$f" .json)"
+		es_request PUT "/_security/role/$role" "$f" >/dev/null || { rm -rf "$tmp"; return 1; }
+	done
+	for u in writer reader admin; do
+		printf '{"password":"%s","roles":["batchaudit_%s"],"full_name":"batchaudit %s (scripts/es.sh)"}' \
+			"$(cat "$SECRETS_DIR/$u.password")" "$u" "$u" >"$tmp/user.json"
+		es_request PUT "/_security/user/batchaudit-$u" "$tmp/user.json" >/dev/null || { rm -rf "$tmp"; return 1; }
+	done
+	# A key keeps the privileges its role had when it was made: new role
+	# files mean new keys.
+	roles_sum="$(cat "$ROLES_DIR"/*.json | sha256sum | cut -d' ' -f1)"
+	if [ -f "$ENV_FILE" ] && grep -qx "BATCHAUDIT_ES_ROLES_SHA256=$roles_sum" "$ENV_FILE"; then
+		writer_key="$(sed -n 's/^BATCHAUDIT_ES_WRITER_API_KEY=//p' "$ENV_FILE")"
+		reader_key="$(sed -n 's/^BATCHAUDIT_ES_READER_API_KEY=//p' "$ENV_FILE")"
+	fi
+	for u in writer reader; do
+		key="$writer_key"
+		[ "$u" = reader ] && key="$reader_key"
+		if ! api_key_valid "$key"; then
+			printf '{"name":"batchaudit-%s (scripts/es.sh)"}' "$u" >"$tmp/invalidate.json"
+			es_request DELETE "/_security/api_key" "$tmp/invalidate.json" >/dev/null || true
+			printf '{"grant_type":"password","username":"batchaudit-%s","password":"%s","api_key":{"name":"batchaudit-%s (scripts/es.sh)"}}' \
+				"$u" "$(cat "$SECRETS_DIR/$u.password")" "$u" >"$tmp/grant.json"
+			key="$(es_request POST "/_security/api_key/grant" "$tmp/grant.json" |
+				sed -n 's/.*"encoded":"\([^"]*\)".*/\1/p')"
+			[ -n "$key" ] || { rm -rf "$tmp"; echo "es.sh: ERROR: granting the $u API key returned no key" >&2; return 1; }
+		fi
+		if [ "$u" = writer ]; then writer_key="$key"; else reader_key="$key"; fi
+	done
+	rm -rf "$tmp"
+	(
+		umask 077
+		cat >"$ENV_FILE.tmp" <<EOF
+# Written by scripts/es.sh (BATCHAUDIT_ES_SECURE=1) for the secured node on port $ES_PORT.
+BATCHAUDIT_ES_SECURE_URL=$URL
+BATCHAUDIT_ES_CA=$SECRETS_DIR/ca.crt
+BATCHAUDIT_ES_ADMIN_USER=elastic
+BATCHAUDIT_ES_ADMIN_PASSWORD=$(cat "$SECRETS_DIR/elastic.password")
+BATCHAUDIT_ES_SETUP_USER=batchaudit-admin
+BATCHAUDIT_ES_SETUP_PASSWORD=$(cat "$SECRETS_DIR/admin.password")
+BATCHAUDIT_ES_WRITER_USER=batchaudit-writer
+BATCHAUDIT_ES_WRITER_PASSWORD=$(cat "$SECRETS_DIR/writer.password")
+BATCHAUDIT_ES_READER_USER=batchaudit-reader
+BATCHAUDIT_ES_READER_PASSWORD=$(cat "$SECRETS_DIR/reader.password")
+BATCHAUDIT_ES_WRITER_API_KEY=$writer_key
+BATCHAUDIT_ES_READER_API_KEY=$reader_key
+BATCHAUDIT_ES_ROLES_SHA256=$roles_sum
+EOF
+		mv "$ENV_FILE.tmp" "$ENV_FILE"
+	)
+	log "roles, users and API keys ready; connection settings in $ENV_FILE"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -261,6 +480,7 @@ cmd_up() {
 	if pid="$(node_pid)" && healthy; then
 		log "Elasticsearch already running (pid $pid, version $(es_version), health $(health)); reusing it"
 		log "URL: $URL"
+		if [ "$SECURE" = 1 ]; then secure_setup; fi
 		return 0
 	fi
 	wait_start="$(date +%s)"
@@ -279,6 +499,7 @@ cmd_up() {
 		detect_java
 		ensure_user
 		ensure_distribution
+		if [ "$SECURE" = 1 ]; then ensure_secure_home; fi
 		ensure_traversable
 		prepare_node_dir
 		echo "$NODE_DIR" >"$HOME_FILE"
@@ -287,7 +508,7 @@ cmd_up() {
 		run_user="$(id -un)"
 		if is_root; then run_user="$ES_USER_NAME"; fi
 		wait_start="$(date +%s)"
-		log "starting Elasticsearch $ES_VERSION on $URL (java: $ES_JAVA_HOME, user: $run_user, heap 1g)"
+		log "starting Elasticsearch $ES_VERSION on $URL (java: $ES_JAVA_HOME, user: $run_user, heap 1g, security $([ "$SECURE" = 1 ] && echo on || echo off))"
 		# -d daemonises: the launcher returns once the server process is up
 		# (or has failed); -p makes the server write its own pid.
 		local rc=0
@@ -318,6 +539,7 @@ cmd_up() {
 		fi
 		sleep 1
 	done
+	if [ "$SECURE" = 1 ]; then secure_setup || fail_start "could not create the roles, users and API keys"; fi
 	now="$(date +%s)"
 	log "Elasticsearch $(es_version) is up (health $(health), pid $(node_pid)) in $((now - start))s"
 	log "URL: $URL"
@@ -370,6 +592,30 @@ cmd_down() {
 	log "stopped"
 }
 
+# cmd_reset stops the node (if this script started it) and deletes its node
+# directory: data, logs, and with security the CA, passwords and API keys.
+cmd_reset() {
+	local pid
+	mkdir -p "$ES_ROOT"
+	exec 9>"$ES_ROOT/.lock-$ES_PORT"
+	flock -w 300 9 || die "timed out waiting for the lock $ES_ROOT/.lock-$ES_PORT"
+	if pid="$(node_pid)"; then
+		stop_node "$pid"
+	elif port_in_use; then
+		die "something not started by this script answers on port $ES_PORT; not touching $NODE_DIR"
+	fi
+	rm -rf "$NODE_DIR"
+	if [ "$SECURE" = 1 ]; then rm -f "$ENV_FILE"; fi
+	log "deleted $NODE_DIR (the next \`up\` starts with no data)"
+}
+
+# cmd_env prints the secured node's connection settings (shell syntax).
+cmd_env() {
+	[ "$SECURE" = 1 ] || die "env is for the secured node: BATCHAUDIT_ES_SECURE=1 $0 env"
+	[ -f "$ENV_FILE" ] || die "no $ENV_FILE: start the node with BATCHAUDIT_ES_SECURE=1 $0 up"
+	grep -v '^#' "$ENV_FILE"
+}
+
 cmd_status() {
 	local pid h
 	h="$(health)"
@@ -392,6 +638,8 @@ cmd_status() {
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
+reset) cmd_reset ;;
+env) cmd_env ;;
 status) cmd_status ;;
 *) usage ;;
 esac

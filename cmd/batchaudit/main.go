@@ -15,10 +15,12 @@
 //	batchaudit report KIND --from DATE --to DATE [filters] [--format html,json,csv,pdf] --out DIR --key FILE
 //	batchaudit verify-report --key VERIFIER DIR
 //	batchaudit keygen --name NAME --out FILE
+//	batchaudit es setup --es URL
 //
 // PERIOD is --since 7d or --from T [--to T]. Every command takes --db PATH
-// (default ./batchaudit-data/audit.db) or --es URL [--es-prefix P], and
-// --output text|json|csv. Results are streamed from the store.
+// (default ./batchaudit-data/audit.db) or --es URL [--es-prefix P] with
+// --es-user/--es-password or --es-api-key and --es-ca, and --output
+// text|json|csv. Results are streamed from the store.
 package main
 
 import (
@@ -77,6 +79,9 @@ Compliance reports (docs/reports.md):
   batchaudit verify-report --key VERIFIER_KEY REPORT_DIR
   batchaudit keygen --name NAME --out SIGNER_KEY_FILE   (prints the verifier key)
 
+Elasticsearch (roles, templates, indices and API keys of a least-privilege deployment):
+  batchaudit es setup --es URL [--es-user U --es-password P | --es-api-key K] [--es-ca FILE] [--api-keys]
+
 Kibana (the trail in Elasticsearch):
   batchaudit kibana import --kibana URL [--space S] [--user U --password P | --api-key K] [--ca FILE] [--es-prefix P]
   batchaudit kibana export [--out FILE] [--es-prefix P]
@@ -90,6 +95,9 @@ Every reading command takes:
   --db PATH          SQLite audit database (default ./batchaudit-data/audit.db)
   --es URL           read from Elasticsearch instead (e.g. http://127.0.0.1:9200)
   --es-prefix PREFIX Elasticsearch index prefix (default batchaudit)
+  --es-user U --es-password P   basic authentication (or ES_USER, ES_PASSWORD)
+  --es-api-key KEY   API key, the encoded form (or ES_API_KEY); wins over --es-user
+  --es-ca FILE       CA of Elasticsearch's https certificate, PEM (or ES_CA)
   --output FORMAT    text (aligned columns, default), json or csv; --json is --output json
 
 Examples:
@@ -156,8 +164,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	if name == "kibana" {
+	switch name {
+	case "kibana":
 		return kibanaCommand(ctx, args[1:], stdout, stderr)
+	case "es":
+		return esCommand(ctx, args[1:], stdout, stderr)
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -169,8 +180,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	db := fs.String("db", sqlitestore.DefaultPath, "SQLite audit database")
 	output := fs.String("output", formatText, "output format: text, json or csv")
 	jsonOut := fs.Bool("json", false, "print JSON (same as --output json)")
-	esURL := fs.String("es", "", "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
-	esPrefix := fs.String("es-prefix", esstore.NewDefaultConfig().IndexPrefix, "Elasticsearch index prefix")
+	es := addESFlags(fs, "read from Elasticsearch at this URL instead of SQLite (e.g. http://127.0.0.1:9200)")
 	exec := cmd.flags(fs)
 	positional, code, ok := parseCommandLine(fs, args[1:], name, cmd.args, cmd.argsName, stderr)
 	if !ok {
@@ -188,16 +198,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	// A command that only prints a Kibana link does not read the trail.
 	if k := fs.Lookup("kibana-url"); !cmd.noStore && (k == nil || k.Value.String() == "") {
-		if *esURL != "" {
-			c.store, err = openElasticsearch(ctx, *esURL, *esPrefix)
-			c.storeName = "elasticsearch:" + *esURL + " index prefix " + *esPrefix
+		if *es.url != "" {
+			c.store, err = openElasticsearch(ctx, es)
+			c.storeName = "elasticsearch:" + *es.url + " index prefix " + *es.prefix
 		} else {
 			c.store, err = openStore(ctx, *db)
 			c.storeName = "sqlite:" + *db
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "batchaudit: %v\n", err)
-			return exitFail
+			return exitCode(name, err, stderr)
 		}
 		defer c.store.Close()
 	}
@@ -286,10 +295,10 @@ func openStore(ctx context.Context, path string) (store.Store, error) {
 
 // openElasticsearch opens the Elasticsearch backend for reading: it installs
 // no templates and creates no indices.
-func openElasticsearch(ctx context.Context, url, prefix string) (store.Store, error) {
-	cfg := esstore.NewDefaultConfig()
-	cfg.Endpoints = []string{url}
-	cfg.IndexPrefix = prefix
-	cfg.InstallTemplates = false
+func openElasticsearch(ctx context.Context, f *esFlags) (store.Store, error) {
+	cfg, err := f.config()
+	if err != nil {
+		return nil, err
+	}
 	return esstore.New(ctx, cfg, zap.NewNop())
 }

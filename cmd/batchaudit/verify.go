@@ -53,11 +53,16 @@ func verifyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error
 		if err != nil {
 			return err
 		}
+		mappings, err := checkMappings(ctx, c.store, rep)
+		if err != nil {
+			return err
+		}
 		if c.format == formatJSON {
 			out := struct {
 				OK bool `json:"ok"`
 				*verify.Report
-			}{rep.OK(), rep}
+				*mappingReport
+			}{rep.OK(), rep, mappings}
 			if out.Problems == nil {
 				out.Problems = []verify.Problem{}
 			}
@@ -65,6 +70,12 @@ func verifyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error
 				return err
 			}
 		} else {
+			if mappings != nil {
+				fmt.Fprintln(c.out, "index mappings: checked against batchaudit's")
+				for _, n := range mappings.Notes {
+					fmt.Fprintln(c.out, "NOTE mapping:", n)
+				}
+			}
 			printVerify(c, rep, len(keys) > 0)
 		}
 		if !rep.OK() {
@@ -110,6 +121,37 @@ func printVerify(c *cli, rep *verify.Report, signed bool) {
 		fmt.Fprintln(c.out, "OK: every entry matches its hash, every stream is numbered 1..N without gaps, search columns match the documents and run summaries match their events.")
 		fmt.Fprintln(c.out, "Checkpoints were not checked: give --key (and --checkpoints) to detect rewritten or truncated streams.")
 	}
+}
+
+// mappingChecker is a store whose index mappings can drift from batchaudit's:
+// in Elasticsearch 8 even a create_doc writer can still update a mapping
+// (docs/elasticsearch.md), e.g. add a runtime field that shadows a stored
+// one in searches.
+type mappingChecker interface {
+	CheckMappings(ctx context.Context) (problems, notes []string, err error)
+}
+
+type mappingReport struct {
+	MappingsChecked bool     `json:"mappings_checked"`
+	Notes           []string `json:"mapping_notes,omitempty"`
+}
+
+// checkMappings adds a failing "mapping" problem to rep for every way the
+// store's index mappings differ from batchaudit's; nil when the store has
+// no mappings (SQLite).
+func checkMappings(ctx context.Context, s any, rep *verify.Report) (*mappingReport, error) {
+	mc, ok := s.(mappingChecker)
+	if !ok {
+		return nil, nil
+	}
+	problems, notes, err := mc.CheckMappings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range problems {
+		rep.Problems = append(rep.Problems, verify.Problem{Kind: "mapping", Detail: p})
+	}
+	return &mappingReport{MappingsChecked: true, Notes: notes}, nil
 }
 
 // loadVerifiers reads verifier keys given as text or as files holding them.

@@ -241,7 +241,7 @@ func TrackIndex(t testing.TB, c *elasticsearch.Client, pattern string) {
 // TrackDataStream deletes the data stream name at cleanup. The test node
 // has no data-streams module, so there it cannot be deleted: its backing
 // indices are closed instead (they then hold no shards open) and the
-// stream's name stays until the node restarts with `make es-down es-up`.
+// stream's name stays until the node's data is deleted with `make es-reset`.
 // That is why tests must use UniqueName for data streams.
 func TrackDataStream(t testing.TB, c *elasticsearch.Client, name string) {
 	t.Helper()
@@ -306,7 +306,7 @@ func closeBackingIndices(ctx context.Context, t testing.TB, c *elasticsearch.Cli
 			return
 		}
 		t.Logf("estest cleanup: this node cannot delete data streams (no data-streams module); "+
-			"closed the backing indices of %s instead, it goes away on `make es-down es-up`", name)
+			"closed the backing indices of %s instead, it goes away on `make es-reset`", name)
 	}
 }
 

@@ -120,6 +120,7 @@ func (t *esTx) Append(entries []*store.Entry) error {
 	if err := t.s.bulk(t.ctx, ops); err != nil {
 		return err
 	}
+	defer t.s.noteStored(t.stream, entries)
 	for i, e := range entries {
 		o := ops[i]
 		switch {
@@ -149,7 +150,7 @@ func (t *esTx) encode(e *store.Entry) ([]byte, error) {
 	// which repeat most of it: size once instead of growing.
 	dst := make([]byte, 0, 2*len(e.Document)+512)
 	dst = append(dst, `{"create":{"_index":`...)
-	dst, _ = canonical.AppendJSON(dst, index)
+	dst, _ = canonical.AppendJSON(dst, WriteAlias(index))
 	dst = append(dst, `,"_id":`...)
 	dst, err := canonical.AppendJSON(dst, id)
 	if err != nil {
@@ -188,7 +189,7 @@ func (t *esTx) Runs(ids []string) (map[string]*store.Run, error) {
 // conflict fails the write; its retry reads and folds again, and the
 // summaries' Through makes that exact.
 func (t *esTx) PutRuns(runs []*store.Run) error {
-	index := t.s.cfg.runsIndex()
+	index := WriteAlias(t.s.cfg.runsIndex())
 	ops := make([]*bulkOp, len(runs))
 	for i, r := range runs {
 		var line []byte
@@ -225,7 +226,7 @@ func (t *esTx) PutTree(_ tlog.Tree, tiles []merkle.Tile) error {
 	if len(tiles) == 0 {
 		return nil
 	}
-	index := t.s.cfg.tilesIndex()
+	index := WriteAlias(t.s.cfg.tilesIndex())
 	ops := make([]*bulkOp, len(tiles))
 	for i, tl := range tiles {
 		doc, err := json.Marshal(tileDoc{Stream: t.stream, Level: tl.L, Idx: tl.N, Width: tl.W, Data: tl.Data})

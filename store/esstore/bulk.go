@@ -37,11 +37,20 @@ func (s *Store) bulk(ctx context.Context, ops []*bulkOp) error {
 		if err := s.bulkRound(ctx, todo); err != nil {
 			return err
 		}
-		var again []*bulkOp
+		var again, lost []*bulkOp
 		for _, o := range todo {
 			if retryableStatus(o.status) {
 				again = append(again, o)
 			}
+			if o.missingAlias() {
+				lost = append(lost, o)
+			}
+		}
+		if len(lost) > 0 { // the index is gone: guard.go
+			if err := s.indexMissing(ctx, lost[0].errReason); err != nil {
+				return err
+			}
+			again = append(again, lost...)
 		}
 		if len(again) == 0 {
 			return nil
@@ -101,7 +110,8 @@ func (s *Store) bulkChunk(ctx context.Context, chunk []*bulkOp) error {
 		body.Write(o.line)
 	}
 	status, resp, err := s.perform(ctx, "bulk", func() esapi.Request {
-		return esapi.BulkRequest{Body: bytes.NewReader(body.Bytes()), IncludeSourceOnError: ptr(false),
+		// Through write aliases only, never auto-creating an index (guard.go).
+		return esapi.BulkRequest{Body: bytes.NewReader(body.Bytes()), IncludeSourceOnError: ptr(false), RequireAlias: ptr(true),
 			FilterPath: []string{"errors", "items.*.status", "items.*.error.type", "items.*.error.reason"}}
 	})
 	if err != nil {

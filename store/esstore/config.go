@@ -24,6 +24,10 @@ type Config struct {
 	Password configopaque.String    `mapstructure:"password"`
 	APIKey   configopaque.String    `mapstructure:"api_key"`
 	TLS      configtls.ClientConfig `mapstructure:"tls"`
+	// AllowInsecureSkipVerify must be set as well for tls.insecure_skip_verify
+	// to be accepted: without certificate checks anyone on the path can
+	// read the credentials and change the trail in transit.
+	AllowInsecureSkipVerify bool `mapstructure:"allow_insecure_skip_verify"`
 	// Timeout bounds each HTTP request (one bulk request, one search).
 	Timeout time.Duration `mapstructure:"timeout"`
 	// Compression gzips request bodies.
@@ -131,6 +135,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Retry.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("retry.max_attempts: must be 0 (until the deadline) or positive, got %d", c.Retry.MaxAttempts))
+	}
+	if c.TLS.InsecureSkipVerify && !c.AllowInsecureSkipVerify {
+		errs = append(errs, errors.New("tls.insecure_skip_verify: refused, it turns off the check of Elasticsearch's certificate "+
+			"(anyone on the path could read the credentials and change the audit trail); give the CA with tls.ca_file, "+
+			"or, for a test node only, also set allow_insecure_skip_verify: true"))
 	}
 	if err := c.TLS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("tls: %w", err))

@@ -43,6 +43,7 @@ func TestLoadConfig(t *testing.T) {
 	assert.Equal(t, "audit", full.Username)
 	assert.Equal(t, "secret", string(full.Password))
 	assert.True(t, full.TLS.InsecureSkipVerify)
+	assert.True(t, full.AllowInsecureSkipVerify)
 	assert.Equal(t, 10*time.Second, full.Timeout)
 	assert.False(t, full.Compression)
 	assert.Equal(t, "audit-prod", full.IndexPrefix)
@@ -68,7 +69,8 @@ timeout: must be positive, got 0s
 index_prefix: "Audit" must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit
 max_bulk_bytes: must be at least 1024, got 10
 retry.max_interval: must be at least retry.initial_interval (1s), got 10ms
-retry.max_attempts: must be 0 (until the deadline) or positive, got -1`, err.Error())
+retry.max_attempts: must be 0 (until the deadline) or positive, got -1
+tls.insecure_skip_verify: refused, it turns off the check of Elasticsearch's certificate (anyone on the path could read the credentials and change the audit trail); give the CA with tls.ca_file, or, for a test node only, also set allow_insecure_skip_verify: true`, err.Error())
 
 	empty := NewDefaultConfig()
 	empty.Endpoints, empty.IndexPrefix = nil, ""

@@ -62,7 +62,7 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	all := p.all
 	n := 0
-	isEventBulk := strings.HasSuffix(r.URL.Path, "/_bulk") && bytes.Contains(plain, []byte(`-events"`))
+	isEventBulk := strings.HasSuffix(r.URL.Path, "/_bulk") && bytes.Contains(plain, []byte(`-events-write"`))
 	if isEventBulk {
 		p.eventBulks++
 		n = p.eventBulks

@@ -175,7 +175,7 @@ func (s *Store) PutCheckpoint(ctx context.Context, c store.StoredCheckpoint) err
 	if err != nil {
 		return err
 	}
-	index := s.cfg.checkpointsIndex()
+	index := WriteAlias(s.cfg.checkpointsIndex())
 	line := fmt.Appendf(nil, `{"create":{"_index":%q,"_id":%q}}`+"\n", index, fmt.Sprintf("%s/%d", c.Stream, c.Size))
 	op := &bulkOp{line: append(append(line, doc...), '\n')}
 	if err := s.bulk(ctx, []*bulkOp{op}); err != nil {

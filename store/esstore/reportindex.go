@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
@@ -29,7 +30,7 @@ func (c *Config) reportsIndex() string { return ReportsIndex(c.IndexPrefix) }
 
 // reportsMapping indexes store.ReportRecord as JSON; one document per
 // report, _id = report id.
-var reportsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+var reportsMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("id", kw), f("kind", kw), f("schedule", kw), f("from", dateT), f("to", dateT), f("filters", kw),
 	f("generated_at", dateT), f("content_sha256", kw), f("location", kw), f("files", kw),
 }, ",") + `}}`
@@ -45,19 +46,29 @@ func (s *Store) RecordReport(ctx context.Context, r store.ReportRecord) (bool, e
 		return false, fmt.Errorf("esstore: encode report %s: %w", r.ID, err)
 	}
 	index := s.cfg.reportsIndex()
-	status, resp, err := s.perform(ctx, "record report "+r.ID, func() esapi.Request {
-		return esapi.CreateRequest{Index: index, DocumentID: r.ID, Body: bytes.NewReader(doc)}
-	})
-	if err != nil {
-		return false, err
+	for recovered := false; ; recovered = true {
+		// Through the write alias, like events (guard.go).
+		status, resp, err := s.perform(ctx, "record report "+r.ID, func() esapi.Request {
+			// The id goes into the URL path unescaped by the client, and
+			// scheduled reports' ids hold a '/'.
+			return esapi.CreateRequest{Index: WriteAlias(index), DocumentID: url.PathEscape(r.ID), Body: bytes.NewReader(doc), RequireAlias: ptr(true)}
+		})
+		if err != nil {
+			return false, err
+		}
+		switch t, reason := errorOf(resp); {
+		case status == http.StatusCreated, status == http.StatusOK:
+			return true, nil
+		case status == http.StatusConflict:
+			return false, nil
+		case status == http.StatusNotFound && t == "index_not_found_exception" && !recovered:
+			if err := s.indexMissing(ctx, reason); err != nil {
+				return false, err
+			}
+			continue
+		}
+		return false, statusError("record report "+r.ID, status, resp)
 	}
-	switch status {
-	case http.StatusCreated, http.StatusOK:
-		return true, nil
-	case http.StatusConflict:
-		return false, nil
-	}
-	return false, statusError("record report "+r.ID, status, resp)
 }
 
 // Reports implements store.ReportIndex: records whose period overlaps

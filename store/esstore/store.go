@@ -10,6 +10,8 @@ package esstore
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,10 @@ type Store struct {
 
 	readyMu sync.Mutex
 	ready   bool
+
+	lostMu  sync.Mutex
+	written map[string]int64 // stream → highest sequence this process stored (guard.go)
+	lost    map[string]int64 // stream → written when its loss was reported
 }
 
 var _ store.Store = (*Store)(nil)
@@ -78,7 +84,7 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, consumererror.NewPermanent(fmt.Errorf("esstore: client: %w", err))
 	}
-	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now}
+	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now, written: map[string]int64{}, lost: map[string]int64{}}
 	s.log = store.NewLog(backend{s}, store.LogOptions{Window: cfg.DedupeWindow, Progress: func(stream string, done, total int64) {
 		logger.Info("Building the Merkle tree of a stream from its stored entries", zap.String("stream", stream),
 			zap.Int64("entries", done), zap.Int64("of", total))
@@ -87,6 +93,13 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 		if consumererror.IsPermanent(err) {
 			s.close()
 			return nil, err
+		}
+		if certificateError(err) {
+			// A configuration error, not an outage: say so at start. (Later,
+			// during writes, it stays retryable so that nothing is dropped.)
+			s.close()
+			return nil, consumererror.NewPermanent(fmt.Errorf("%w: Elasticsearch's TLS certificate is not trusted; "+
+				"give the CA that signed it with tls.ca_file (CLI: --es-ca)", err))
 		}
 		// The collector must start (and queue durably) while Elasticsearch
 		// is down; the check and the templates are retried on first use.
@@ -108,6 +121,11 @@ func (s *Store) ensureReady(ctx context.Context) error {
 	}
 	// GET / is not used: some nodes (and the test node) have no handler.
 	status, body, err := s.once(ctx, "check cluster", esapi.ClusterHealthRequest{})
+	if status == http.StatusForbidden {
+		// Authenticated, and the node answers: least-privilege roles
+		// (batchaudit_writer, batchaudit_reader) hold no cluster privilege.
+		status, err = http.StatusOK, nil
+	}
 	if err == nil && status != http.StatusOK {
 		err = statusError("check cluster", status, body)
 	}
@@ -217,6 +235,16 @@ func (s *Store) wait(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// certificateError reports whether err is a failed check of the server's
+// TLS certificate (unknown CA, wrong host name, expired).
+func certificateError(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cve) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }
 
 // statusError names the request, the status and Elasticsearch's error.

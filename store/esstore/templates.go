@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 )
 
 // The mappings use core field types only (keyword, text, date, date_nanos,
@@ -17,6 +18,8 @@ import (
 // fields in _source without growing the mapping. Free-form maps (labels,
 // record data, change values, params, lineage) are flattened: their leaves
 // are searchable as keywords and no key can cause a mapping explosion.
+// _meta.version is templateVersion, so a checker knows a newer batchaudit's
+// mapping.
 const (
 	kw      = `{"type":"keyword","ignore_above":1024}`
 	flat    = `{"type":"flattened","ignore_above":1024}`
@@ -33,7 +36,7 @@ func props(fields ...string) string {
 
 func f(name, mapping string) string { return `"` + name + `":` + mapping }
 
-var eventsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+var eventsMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("@timestamp", `{"type":"date_nanos"}`),
 	f("message", text),
 	f("log", props(f("level", kw))),
@@ -72,7 +75,7 @@ var eventsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 	)),
 }, ",") + `}}`
 
-var runsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+var runsMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("batch_id", kw), f("parent_batch_id", kw), f("job_name", kw), f("job_namespace", kw),
 	f("actor", props(f("id", kw), f("name", kw), f("type", kw), f("roles", kw))),
 	f("status", kw), f("start", dateT), f("end", dateT), f("duration_seconds", `{"type":"double"}`),
@@ -90,17 +93,17 @@ var runsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
 // tilesMapping: the Merkle tiles of every stream (c2sp.org/tlog-tiles,
 // height 8); _id stream/level/index/width, so a wider version is a new
 // document (the writer only creates).
-var tilesMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+var tilesMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("stream", kw), f("level", `{"type":"integer"}`), f("idx", longT), f("width", `{"type":"integer"}`),
 	f("data", `{"type":"binary"}`),
 }, ",") + `}}`
 
 // checkpointsMapping: signed tree heads; _id stream/size.
-var checkpointsMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+var checkpointsMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("stream", kw), f("size", longT), f("root", kw), f("note", `{"type":"text","index":false}`), f("created", dateT),
 }, ",") + `}}`
 
-var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]string{
+var deadLettersMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("@timestamp", `{"type":"date_nanos"}`),
 	f("event", props(f("id", kw), f("action", kw), f("kind", kw), f("sequence", longT), f("hash", kw), f("ingested", dateT))),
 	f("error", props(f("type", kw), f("message", text))),
@@ -108,16 +111,20 @@ var deadLettersMapping = `{"dynamic":false,"properties":{` + strings.Join([]stri
 		f("document", blob), f("existing_hash", kw), f("batch", props(f("id", kw))))),
 }, ",") + `}}`
 
-// templateVersion is bumped with every mapping change; a newer template
-// then replaces the installed one (new indices pick it up).
-const templateVersion = 4
+// templateVersion is bumped with every mapping or template change; a newer
+// template then replaces the installed one (new indices pick it up).
+const templateVersion = 5
 
-// indexTemplate is a composable template for exactly one index name.
+var mappingMeta = fmt.Sprintf(`"_meta":{"managed_by":"batchaudit","version":%d}`, templateVersion)
+
+// indexTemplate is a composable template for exactly one index name. It
+// gives the index its write alias (guard.go).
 func indexTemplate(index, mappings string) string {
 	return fmt.Sprintf(`{"index_patterns":[%q],"priority":200,"version":%d,`+
 		`"_meta":{"managed_by":"batchaudit esstore"},`+
-		`"template":{"settings":{"index":{"number_of_shards":1,"codec":"best_compression"}},"mappings":%s}}`,
-		index, templateVersion, mappings)
+		`"template":{"settings":{"index":{"number_of_shards":1,"codec":"best_compression"}},`+
+		`"aliases":{%q:{}},"mappings":%s}}`,
+		index, templateVersion, WriteAlias(index), mappings)
 }
 
 // mappings returns index name → mappings.
@@ -132,9 +139,10 @@ func (c *Config) mappings() map[string]string {
 	}
 }
 
-// installTemplates puts one template per index (named like the index) and
-// creates the indices, so that reads work before the first write and no
-// index is ever created from a dynamic mapping.
+// installTemplates puts one template per index (named like the index),
+// creates the indices, and gives each its write alias once its mapping is
+// checked, so that reads work before the first write and no index is ever
+// created from a dynamic mapping (guard.go).
 func (s *Store) installTemplates(ctx context.Context) error {
 	for index, mapping := range s.cfg.mappings() {
 		body := indexTemplate(index, mapping)
@@ -153,23 +161,30 @@ func (s *Store) installTemplates(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if status == http.StatusOK {
-			continue
-		}
-		if t, _ := errorOf(resp); t != "resource_already_exists_exception" {
-			return statusError("create index "+index, status, resp)
-		}
-		// An existing index gets the mapping too, so fields added by a
-		// newer version are indexed there as well (additions only: a
-		// changed field type fails here, loudly).
-		status, resp, err = s.perform(ctx, "put mapping "+index, func() esapi.Request {
-			return esapi.IndicesPutMappingRequest{Index: []string{index}, Body: strings.NewReader(mapping)}
-		})
-		if err != nil {
-			return err
-		}
 		if status != http.StatusOK {
-			return statusError("put mapping "+index, status, resp)
+			if t, _ := errorOf(resp); t != "resource_already_exists_exception" {
+				return statusError("create index "+index, status, resp)
+			}
+			// An existing index gets the mapping too, so fields added by a
+			// newer version are indexed there as well (additions only: a
+			// changed field type fails here, loudly).
+			status, resp, err = s.perform(ctx, "put mapping "+index, func() esapi.Request {
+				return esapi.IndicesPutMappingRequest{Index: []string{index}, Body: strings.NewReader(mapping)}
+			})
+			if err != nil {
+				return err
+			}
+			if status != http.StatusOK {
+				// The index holds fields of other types: not ours, and
+				// retrying cannot change that.
+				return consumererror.NewPermanent(fmt.Errorf("%w (index %s was not created by batchaudit; "+
+					"the collector will not write into it)", statusError("put mapping "+index, status, resp), index))
+			}
+		}
+		// Also for a new index: a template of higher priority may have
+		// given it another mapping.
+		if err := s.ensureAlias(ctx, index); err != nil {
+			return err
 		}
 	}
 	return nil
