@@ -53,7 +53,7 @@ func createDefaultConfig() component.Config {
 		MaxBacklogMiB:      1024,
 		SegmentMiB:         64,
 		CheckpointInterval: 2 * time.Second,
-		CheckpointMiB:      32,
+		CheckpointMiB:      16,
 		TickInterval:       5 * time.Second,
 		MaxDeliveryEvents:  8192,
 		RetryInterval:      time.Second,

@@ -50,7 +50,7 @@ func openState(dir string, logger *zap.Logger) (*stateStore, error) {
 	defer cache.Unref()
 	opts := &pebble.Options{
 		Cache:        cache,
-		MemTableSize: 16 << 20,
+		MemTableSize: 8 << 20,
 		Logger:       pebbleLogger{logger.Named("pebble")},
 	}
 	// Most reads are of keys written long ago or never (a CDC insert looks

@@ -42,6 +42,10 @@ type faultProxy struct {
 	rewrite func(n int, resp []byte) []byte
 	// all answers every request with this status when non-zero.
 	all int
+	// dropNth, when non-zero, removes the dropNth item of every event bulk
+	// request before forwarding it and answers 503 for it: an item the node
+	// never stored.
+	dropNth int
 }
 
 func newFaultProxy(t *testing.T) *faultProxy {
@@ -76,10 +80,24 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		lose = p.forwardThen(n)
 	}
 	rewrite := p.rewrite
+	drop := 0
+	if isEventBulk {
+		drop = p.dropNth
+	}
 	if status != 0 {
 		p.injected = append(p.injected, status)
 	}
 	p.mu.Unlock()
+	forward := raw
+	if drop > 0 {
+		lines := bytes.SplitAfter(plain, []byte("\n"))
+		if 2*drop <= len(lines) {
+			kept := append(append([][]byte{}, lines[:2*(drop-1)]...), lines[2*drop:]...)
+			forward = bytes.Join(kept, nil)
+		} else {
+			drop = 0
+		}
+	}
 	if status != 0 {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
@@ -87,8 +105,12 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, estest.URL()+r.URL.RequestURI(), bytes.NewReader(raw))
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, estest.URL()+r.URL.RequestURI(), bytes.NewReader(forward))
 	req.Header = r.Header.Clone()
+	if drop > 0 {
+		req.Header.Del("Content-Encoding")
+		req.ContentLength = int64(len(forward))
+	}
 	req.Header.Del("Accept-Encoding") // let Go decompress, so answers can be rewritten
 	res, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
@@ -100,6 +122,17 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if lose != 0 {
 		w.WriteHeader(lose)
 		return
+	}
+	if drop > 0 {
+		var br map[string]any
+		if json.Unmarshal(body, &br) == nil {
+			items, _ := br["items"].([]any)
+			lost := map[string]any{"create": map[string]any{"status": 503,
+				"error": map[string]any{"type": "unavailable_shards_exception", "reason": "injected: not stored"}}}
+			items = append(items[:drop-1], append([]any{lost}, items[drop-1:]...)...)
+			br["items"], br["errors"] = items, true
+			body, _ = json.Marshal(br)
+		}
 	}
 	if isEventBulk && rewrite != nil {
 		body = rewrite(n, body)

@@ -168,11 +168,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// synchronous(FULL): a committed Write survives power loss, which is the
 	// promise the exporter makes when it reports a batch as sent.
-	// cache_size (64 MiB) and temp_store(MEMORY) keep a 1000-event
+	// cache_size (32 MiB) and temp_store(MEMORY) keep a write's
 	// transaction, and its statement journal, off the disk until commit.
 	// _txlock=immediate takes the write lock at BEGIN, so two processes on
 	// one file wait (busy_timeout) instead of failing at upgrade.
-	dsn := path + "?_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	dsn := path + "?_pragma=cache_size(-32768)&_pragma=temp_store(MEMORY)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
@@ -211,4 +212,25 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, runs, 1)
 	assert.Equal(t, "b2", runs[0].BatchID)
+
+	// The trail had no Merkle tree: loading the stream builds it from the
+	// entries (the run summaries are not counted again), and writing goes on.
+	tree, err := s.Tree(ctx, "default")
+	require.NoError(t, err)
+	assert.Equal(t, storetest.RecomputedTree(t, s, "default"), tree)
+	assert.Equal(t, int64(len(child)*2), tree.N)
+	res, err := s.Write(ctx, "default", storetest.Stored(storetest.RunEvents("b3", storetest.T0.Add(2*time.Hour))...))
+	require.NoError(t, err)
+	assert.Equal(t, tree.N+1, res[0].Sequence)
+	assert.Equal(t, storetest.RecomputedTree(t, s, "default"), mustTree(t, s))
+	runs, err = s.Runs(ctx, store.RunQuery{ParentBatchID: "b1"})
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(child)), runs[0].Events, "the migration did not fold the events again")
+}
+
+func mustTree(t *testing.T, s *Store) tlog.Tree {
+	t.Helper()
+	tree, err := s.Tree(context.Background(), "default")
+	require.NoError(t, err)
+	return tree
 }

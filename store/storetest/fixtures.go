@@ -4,11 +4,17 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
+	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 // Src and Dst are the datasets of the fixture run.
@@ -138,4 +144,17 @@ func ExpectedRun(batchID string, start time.Time) store.Run {
 func ProgressEvent(batchID string, t time.Time) auditevent.Event {
 	return auditevent.Event{ID: auditevent.DeterministicID("storetest", batchID, "progress"), Name: auditevent.BatchProgress,
 		Time: t.UTC(), BatchID: batchID, BatchState: "RUNNING", JobName: "orders-clean"}
+}
+
+// RecomputedTree is the Merkle tree the stored entries of a stream give,
+// numbered 1..N without gaps (asserted).
+func RecomputedTree(t testing.TB, s store.Integrity, stream string) tlog.Tree {
+	t.Helper()
+	var b merkle.Builder
+	require.NoError(t, s.EachEntry(context.Background(), stream, func(e *store.StoredEntry) error {
+		require.Equal(t, b.Size()+1, e.Sequence, "entries are numbered 1..N")
+		b.Append(merkle.LeafHash(stream, e.Sequence, e.Kind, e.Hash))
+		return nil
+	}))
+	return b.Tree()
 }
