@@ -8,8 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/batchaudit/batchaudit/signing"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/merkle"
@@ -45,50 +43,16 @@ func proveCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error 
 	since := fs.String("since", "", "an older checkpoint (a file holding the signed note) to add a consistency proof from")
 	out := fs.String("out", "", "write the bundle to this file (default: standard output)")
 	return func(ctx context.Context, c *cli, args []string) error {
-		e, err := c.store.EntryOf(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		if e == nil {
-			return fmt.Errorf("no stored event has id %s", args[0])
-		}
-		cps, err := c.store.Checkpoints(ctx, e.Stream)
-		if err != nil {
-			return err
-		}
-		if len(cps) == 0 || cps[len(cps)-1].Size < e.Sequence {
-			return fmt.Errorf("event %s (stream %s, sequence %d) is not covered by a checkpoint yet; try again after the next one", args[0], e.Stream, e.Sequence)
-		}
-		latest := cps[len(cps)-1]
-		cp, err := merkle.ParseBody(merkle.Text(latest.Note))
-		if err != nil {
-			return err
-		}
-		head, err := c.store.Head(ctx, e.Stream)
-		if err != nil {
-			return err
-		}
-		r := tlog.TileHashReader(cp.Tree(), head.Tiles)
-		incl, err := tlog.ProveRecord(cp.Size, e.Sequence-1, r)
-		if err != nil {
-			return fmt.Errorf("inclusion proof: %w", err)
-		}
-		b := merkle.Bundle{Format: merkle.BundleFormat, Stream: e.Stream, Sequence: e.Sequence, Kind: e.Kind,
-			Document: string(e.Document), Hash: e.Hash, Checkpoint: latest.Note, Inclusion: merkle.Hashes(incl)}
+		var old []byte
 		if *since != "" {
-			old, err := os.ReadFile(*since)
-			if err != nil {
+			var err error
+			if old, err = os.ReadFile(*since); err != nil {
 				return err
 			}
-			oc, err := merkle.ParseBody(merkle.Text(string(old)))
-			if err != nil {
-				return fmt.Errorf("--since: %w", err)
-			}
-			p, err := tlog.ProveTree(cp.Size, oc.Size, r)
-			if err != nil {
-				return fmt.Errorf("consistency proof: %w", err)
-			}
-			b.Consistency = &merkle.ConsistencyProof{From: string(old), Proof: merkle.Hashes(p)}
+		}
+		b, err := store.Prove(ctx, c.store, args[0], old)
+		if err != nil {
+			return err
 		}
 		data, err := json.MarshalIndent(b, "", "  ")
 		if err != nil {
