@@ -14,11 +14,13 @@ import (
 // writes 5.0 as 5), so whole numbers come back as int64 and others as
 // float64; the hash is the same either way.
 func ParseCanonical(doc []byte) (Event, error) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return Event{}, fmt.Errorf("event document: %w", err)
+	m, fast := fastDecode(doc)
+	if !fast {
+		dec := json.NewDecoder(bytes.NewReader(doc))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			return Event{}, fmt.Errorf("event document: %w", err)
+		}
 	}
 	var e Event
 	var ok bool
@@ -46,7 +48,10 @@ func ParseCanonical(doc []byte) (Event, error) {
 		return Event{}, fmt.Errorf("event document: attributes are missing or not an object")
 	}
 	for k, v := range attrs {
-		e.Set(k, normalizeNumbers(v))
+		if !fast {
+			v = normalizeNumbers(v)
+		}
+		e.Set(k, v)
 	}
 	return e, nil
 }

@@ -1,0 +1,89 @@
+package auditevent
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// slowDecode is the reference: encoding/json with numbers normalized.
+func slowDecode(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	for k, v := range m {
+		m[k] = normalizeNumbers(v)
+	}
+	return m, nil
+}
+
+func fastParseSeeds(t testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, e := range richEvents() {
+		doc, err := e.AppendCanonical(nil)
+		require.NoError(t, err)
+		seeds = append(seeds, doc)
+	}
+	return append(seeds,
+		[]byte(`{}`), []byte(` {"a" : [ 1 , -0, 0.5, 1e3, 1E-2, -12.75e+1, 9223372036854775807, 9223372036854775808, 1e400 ] } `),
+		[]byte(`{"a":01}`), []byte(`{"a":1.}`), []byte(`{"a":.5}`), []byte(`{"a":-}`), []byte(`{"a":1e}`), []byte(`{"a":1e+}`),
+		[]byte(`{"s":"\u00e9\ud83d\ude00\n\/\"\\"}`), []byte(`{"s":"\ud83d"}`), []byte(`{"s":"\udc00x"}`), []byte("{\"s\":\"\xff\"}"),
+		[]byte(`{"a":1} {"b":2}`), []byte(`{"a":1,}`), []byte(`{"a":[1,]}`), []byte(`{"a":tru}`), []byte(`{"a":null,"a":true}`),
+		[]byte(`[1]`), []byte(`"x"`), []byte(`{"a":{"b":{"c":[[[]]]}}}`), []byte("{\"a\":\"tab\there\"}"),
+	)
+}
+
+// The fast decoder either declines or agrees exactly with encoding/json.
+func FuzzParseCanonicalFast(f *testing.F) {
+	for _, s := range fastParseSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := fastDecode(b)
+		if !ok {
+			return
+		}
+		want, err := slowDecode(b)
+		require.NoError(t, err, "fast path accepted what encoding/json refuses: %q", b)
+		require.Equal(t, want, got, "%q", b)
+	})
+}
+
+// Canonical documents take the fast path; otherwise the fuzz test above
+// would pass by always declining.
+func TestFastDecodeTakesCanonicalDocuments(t *testing.T) {
+	for _, e := range richEvents() {
+		doc, err := e.AppendCanonical(nil)
+		require.NoError(t, err)
+		got, ok := fastDecode(doc)
+		require.True(t, ok, "%s", doc)
+		want, err := slowDecode(doc)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	for _, bad := range []string{`{"a":01}`, `{"a":1.}`, `{"a":1,}`, `{"a":1} x`, "{\"s\":\"\xff\"}", `{"s":"\ud83d"}`} {
+		_, ok := fastDecode([]byte(bad))
+		assert.False(t, ok, bad)
+	}
+}
+
+func BenchmarkParseCanonical(b *testing.B) {
+	var docs [][]byte
+	for _, e := range richEvents() {
+		doc, err := e.AppendCanonical(nil)
+		require.NoError(b, err)
+		docs = append(docs, doc)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := ParseCanonical(docs[i%len(docs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
