@@ -387,7 +387,7 @@ func TestTamperSQLite(t *testing.T) {
 	count := tamperCount(t, "BATCHAUDIT_TAMPER_SQLITE", 720)
 	specs := make([]tamperSpec, count)
 	for i := range specs {
-		specs[i] = newSpec(i, tamperKinds[i%len(tamperKinds)], m, rnd, false)
+		specs[i] = newSpec(i, tamperKinds[i%len(tamperKinds)], m, rnd, specOpts{})
 	}
 	results := make([]tamperResult, count)
 	work := make(chan int)
@@ -411,7 +411,7 @@ func TestTamperSQLite(t *testing.T) {
 					continue
 				}
 				out, code := runVerify(t, tr.verifier, tr.checkpoints, "--db", path)
-				results[i] = judge(*s, m, out, code)
+				results[i] = judge([]tamperSpec{*s}, m, out, code)[0]
 				_ = os.Remove(path)
 			}
 		})

@@ -90,8 +90,8 @@ var tamperKinds = []string{tPayload, tPayloadHash, tDelete, tTruncate, tAppend, 
 // Bookkeeping adjusted along with a tampering.
 const (
 	bkNone       = "as is"
-	bkLowered    = "stream counter lowered"    // SQLite: streams.last_sequence
-	bkRaised     = "stream counter raised"     // SQLite: streams.last_sequence
+	bkLowered    = "head lowered"              // SQLite: streams.last_sequence; Elasticsearch: the last tile's widest versions deleted
+	bkRaised     = "head raised"               // SQLite: streams.last_sequence; Elasticsearch: a wider last tile added
 	bkRecomputed = "stream head recomputed"    // SQLite: last_sequence and tree_root of the entries as tampered
 	bkRenumbered = "later entries renumbered"  // a deletion or insertion closed up; head recomputed
 	bkTiles      = "tiles and head recomputed" // a rewrite of the stored tree too (only published checkpoints tell)
@@ -128,6 +128,7 @@ func (m *trailModel) firstCheckpoint(seq int64) int64 {
 // tamperSpec is one tampering, chosen at random from the model.
 type tamperSpec struct {
 	id      int
+	es      bool // on Elasticsearch (no stream counter: the tiles are the head)
 	kind    string
 	variant string
 	seed    uint64
@@ -156,12 +157,16 @@ func (f finding) String() string {
 	return fmt.Sprintf("%s(%s)", f.kind, f.detail)
 }
 
-// variantsOf lists the bookkeeping variants that fit a kind on a backend
-// (Elasticsearch keeps no stream counter: its tiles are its bookkeeping).
+// variantsOf lists the bookkeeping variants that fit a kind on a backend.
+// Elasticsearch keeps no stream counter: its tiles are its bookkeeping, so
+// there a tampering is also tried with the tiles lowered or raised (see
+// esGroups) or rewritten.
 func variantsOf(kind string, es bool) []string {
 	head := []string{bkNone, bkLowered, bkRaised, bkRecomputed}
 	if es {
-		head = []string{bkNone}
+		// Mostly as is: those share a verify (and get the tiles lowered or
+		// raised there); the others run alone.
+		head = []string{bkNone, bkNone, bkNone}
 	}
 	switch kind {
 	case tPayloadHash, tSwap, tTruncate:
@@ -172,14 +177,24 @@ func variantsOf(kind string, es bool) []string {
 	return head
 }
 
+// specOpts shape newSpec for a backend.
+type specOpts struct {
+	es     bool
+	maxSeq int64 // tamper with no entry beyond (0: the whole stream)
+}
+
 // newSpec picks a tampering of kind at random.
-func newSpec(id int, kind string, m *trailModel, rnd *rand.Rand, es bool) tamperSpec {
-	vs := variantsOf(kind, es)
-	s := tamperSpec{id: id, kind: kind, variant: vs[rnd.IntN(len(vs))], seed: rnd.Uint64(), delta: 1 + rnd.Int64N(5)}
+func newSpec(id int, kind string, m *trailModel, rnd *rand.Rand, o specOpts) tamperSpec {
+	vs := variantsOf(kind, o.es)
+	s := tamperSpec{id: id, es: o.es, kind: kind, variant: vs[rnd.IntN(len(vs))], seed: rnd.Uint64(), delta: 1 + rnd.Int64N(5)}
 	n := m.n()
+	top := n
+	if o.maxSeq > 0 {
+		top = min(n, o.maxSeq)
+	}
 	randomSeq := func(events bool) int64 {
 		for {
-			e := m.entries[rnd.IntN(len(m.entries))]
+			e := m.entries[rnd.Int64N(top)]
 			if !events || e.isEvent {
 				return e.seq
 			}
@@ -189,7 +204,7 @@ func newSpec(id int, kind string, m *trailModel, rnd *rand.Rand, es bool) tamper
 	case tPayload, tPayloadHash:
 		s.seq = randomSeq(false)
 	case tDelete:
-		s.seq = 2 + rnd.Int64N(n-2) // 2..n-1
+		s.seq = 2 + rnd.Int64N(min(top, n-1)-1) // 2..n-1
 	case tTruncate:
 		s.k = 1 + rnd.Int64N(min(40, n-1))
 	case tAppend:
@@ -202,7 +217,7 @@ func newSpec(id int, kind string, m *trailModel, rnd *rand.Rand, es bool) tamper
 			s.seq = 2 + rnd.Int64N(n-1) // 2..n: an insertion before an existing entry
 		}
 	case tSwap:
-		s.seq = 1 + rnd.Int64N(n-1)
+		s.seq = 1 + rnd.Int64N(top-1)
 		s.seq2 = s.seq + 1
 		if rnd.IntN(2) == 0 {
 			for s.seq2 = randomSeq(false); s.seq2 == s.seq; s.seq2 = randomSeq(false) {
@@ -212,6 +227,9 @@ func newSpec(id int, kind string, m *trailModel, rnd *rand.Rand, es bool) tamper
 	case tRun:
 		s.batch = m.batches[rnd.IntN(len(m.batches))]
 		s.mode = []string{"summary", "summary", "column", "column", "deleted", "planted"}[rnd.IntN(6)]
+		if o.es && s.mode == "column" {
+			s.mode = "summary" // the run's document is its summary: what queries search
+		}
 	case tIndexed:
 		s.seq = randomSeq(true)
 	case tCheckpoint:
@@ -297,7 +315,8 @@ func expect(s *tamperSpec, m *trailModel) (want []finding, allowed []string) {
 		}
 		want = []finding{{kind, s.cpSize, ""}}
 	}
-	if s.variant == bkLowered || s.variant == bkRaised || (s.variant == bkNone && entryChanging) {
+	if s.variant == bkLowered || s.variant == bkRaised || (s.variant == bkNone && entryChanging) ||
+		(s.es && s.variant == bkRenumbered) { // Elasticsearch's head is its tiles, not renumbered here
 		allowed = append(allowed, verify.HeadDiffers)
 	}
 	return want, allowed
@@ -311,42 +330,62 @@ type tamperResult struct {
 	why      string
 }
 
-// judge compares verify's report with what the tampering must give.
-func judge(s tamperSpec, m *trailModel, out verifyOutput, code int) tamperResult {
-	r := tamperResult{spec: s, detected: code == 1 && !out.OK}
-	want, allowed := expect(&s, m)
-	var missing []string
-	for _, w := range want {
-		if !slices.ContainsFunc(out.Problems, func(p verify.Problem) bool {
-			return p.Kind == w.kind && p.Sequence == w.seq && strings.Contains(p.Detail, w.detail)
-		}) {
-			missing = append(missing, w.String())
+// judge compares verify's report on a copy altered by specs (several only
+// where they cannot interact: different places, runs and checkpoints)
+// with what each must give. In a group a tampering counts as detected
+// when a problem names its place.
+func judge(specs []tamperSpec, m *trailModel, out verifyOutput, code int) []tamperResult {
+	var wants [][]finding
+	var allowedAll []string
+	for i := range specs {
+		w, a := expect(&specs[i], m)
+		wants = append(wants, w)
+		allowedAll = append(allowedAll, a...)
+		for _, f := range w {
+			allowedAll = append(allowedAll, f.kind)
 		}
 	}
 	var wrong []string
 	for _, p := range out.Problems {
-		if !p.Failing() {
-			continue
-		}
-		if !slices.ContainsFunc(want, func(w finding) bool { return w.kind == p.Kind }) && !slices.Contains(allowed, p.Kind) {
+		if p.Failing() && !slices.Contains(allowedAll, p.Kind) {
 			wrong = append(wrong, fmt.Sprintf("%s@%d (%s)", p.Kind, p.Sequence, p.Detail))
 		}
 	}
-	r.right = r.detected && len(missing) == 0 && len(wrong) == 0
 	if len(wrong) > 6 {
 		wrong = append(wrong[:6], fmt.Sprintf("… %d more", len(wrong)-6))
 	}
-	if !r.right {
-		var got []string
-		for _, p := range out.Problems {
-			got = append(got, fmt.Sprintf("%s@%d", p.Kind, p.Sequence))
-		}
-		if len(got) > 12 {
-			got = append(got[:12], fmt.Sprintf("… %d more", len(got)-12))
-		}
-		r.why = fmt.Sprintf("want %v; not reported %v; misclassified %v; got %v", want, missing, wrong, got)
+	var got []string
+	for _, p := range out.Problems {
+		got = append(got, fmt.Sprintf("%s@%d", p.Kind, p.Sequence))
 	}
-	return r
+	if len(got) > 16 {
+		got = append(got[:16], fmt.Sprintf("… %d more", len(got)-16))
+	}
+	results := make([]tamperResult, len(specs))
+	for i, s := range specs {
+		r := tamperResult{spec: s, detected: code == 1 && !out.OK}
+		var missing []string
+		named := false
+		for _, w := range wants[i] {
+			if !slices.ContainsFunc(out.Problems, func(p verify.Problem) bool {
+				return p.Kind == w.kind && p.Sequence == w.seq && strings.Contains(p.Detail, w.detail)
+			}) {
+				missing = append(missing, w.String())
+			}
+			named = named || slices.ContainsFunc(out.Problems, func(p verify.Problem) bool {
+				return p.Failing() && p.Sequence == w.seq && strings.Contains(p.Detail, w.detail)
+			})
+		}
+		if len(specs) > 1 {
+			r.detected = r.detected && named
+		}
+		r.right = r.detected && len(missing) == 0 && len(wrong) == 0
+		if !r.right {
+			r.why = fmt.Sprintf("want %v; not reported %v; misclassified %v; got %v", wants[i], missing, wrong, got)
+		}
+		results[i] = r
+	}
+	return results
 }
 
 // tamperSeed is the suite's random seed: BATCHAUDIT_TAMPER_SEED or the time.
