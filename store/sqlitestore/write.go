@@ -23,7 +23,7 @@ import (
 const (
 	insertDeadLetter = `INSERT INTO dead_letters (stream, sequence, event_id, hash, doc_hash, reason, document, time, ingested, kind)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream, event_id, doc_hash) DO NOTHING`
-	upsertRun = `INSERT INTO runs (`+runColumnNames+`, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	upsertRun = `INSERT INTO runs (` + runColumnNames + `, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(batch_id) DO UPDATE SET job_name = excluded.job_name, status = excluded.status,
 		actor_id = excluded.actor_id, start = excluded.start, end = excluded.end, summary = excluded.summary,
 		parent_id = excluded.parent_id`
