@@ -19,7 +19,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/auditevent"
-	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/store/merkle"
@@ -139,10 +138,8 @@ func str(doc map[string]any, path ...string) string {
 }
 
 func decode(raw []byte) map[string]any {
-	var v map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	v, err := decodeJSON(raw)
+	if err != nil {
 		panic(err)
 	}
 	return v
@@ -375,23 +372,7 @@ func mutateField(d map[string]any, rnd *mrand.Rand) string {
 	walk("", d)
 	slices.SortFunc(leaves, func(a, b leaf) int { return strings.Compare(a.path, b.path) })
 	l := leaves[rnd.IntN(len(leaves))]
-	switch v := l.parent[l.key].(type) {
-	case string:
-		if tm, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			l.parent[l.key] = tm.Add(time.Second).Format(time.RFC3339Nano) // still a date
-		} else {
-			l.parent[l.key] = v + "x"
-		}
-	case json.Number:
-		f, _ := v.Float64()
-		l.parent[l.key] = f + 1
-	case bool:
-		l.parent[l.key] = !v
-	case []any:
-		c := slices.Clone(v)
-		c[0] = c[0].(string) + "x"
-		l.parent[l.key] = c
-	}
+	l.parent[l.key] = changed(l.parent[l.key])
 	return l.path
 }
 
@@ -439,10 +420,8 @@ func (et *esTrail) apply(o *esOverlay, s *tamperSpec, attacker note.Signer) erro
 		}
 		_, d := o.entryAt(src)
 		forged := decode(mustJSON(d))
-		v := decode([]byte(str(forged, "batchaudit", "canonical")))
 		id := fmt.Sprintf("forged-%d", s.id)
-		v["attributes"].(map[string]any)["log.record.uid"] = id
-		doc, err := canonical.Marshal(v)
+		doc, err := forgeEvent([]byte(str(forged, "batchaudit", "canonical")), id)
 		if err != nil {
 			return err
 		}
@@ -477,14 +456,7 @@ func (et *esTrail) apply(o *esOverlay, s *tamperSpec, attacker note.Signer) erro
 		d := o.get(k)
 		switch s.mode {
 		case "summary":
-			field := []string{"read", "written", "skipped", "inserted", "deleted", "events", "findings", "status"}[rnd.IntN(8)]
-			s.subject = fmt.Sprintf("run %s: %s", s.batch, field)
-			if field == "status" {
-				d[field] = map[bool]string{true: "success", false: "failure"}[d[field] != "success"]
-			} else {
-				f, _ := d[field].(json.Number).Float64()
-				d[field] = f + 1
-			}
+			s.subject = fmt.Sprintf("run %s: %s", s.batch, editSummary(d, rnd))
 		case "deleted":
 			s.subject = fmt.Sprintf("run %s deleted", s.batch)
 			o.del(k)
@@ -500,33 +472,11 @@ func (et *esTrail) apply(o *esOverlay, s *tamperSpec, attacker note.Signer) erro
 	case tCheckpoint:
 		d := o.get(docKey{et.kept(), fmt.Sprintf("%s/%d", et.m.stream, s.cpSize)})
 		s.subject = fmt.Sprintf("checkpoint %d: %s", s.cpSize, s.mode)
-		text := d["note"].(string)
-		switch s.mode {
-		case "forged":
-			i := strings.LastIndex(text, " ") + 1 + rnd.IntN(40)
-			r := map[bool]byte{true: 'B', false: 'A'}[text[i] == 'A']
-			d["note"] = text[:i] + string(r) + text[i+1:]
-		case "other-key":
-			var other [32]byte
-			_, _ = rand.Read(other[:])
-			msg, err := merkle.Checkpoint{Origin: "batchaudit/" + et.m.stream, Size: s.cpSize, Root: other}.Sign(attacker)
-			if err != nil {
-				return err
-			}
-			d["note"], d["root"] = string(msg), fmt.Sprintf("%x", other)
-		case "genuine-other":
-			var sizes []int64
-			for size := range et.notes {
-				if size != s.cpSize {
-					sizes = append(sizes, size)
-				}
-			}
-			slices.Sort(sizes)
-			d["note"] = et.notes[sizes[rnd.IntN(len(sizes))]]
-		case "root-column":
-			root := d["root"].(string)
-			d["root"] = map[bool]string{true: "1", false: "0"}[root[0] == '0'] + root[1:]
+		text, root, err := replacedCheckpoint(s, et.m.stream, d["note"].(string), d["root"].(string), et.notes, attacker, rnd)
+		if err != nil {
+			return err
 		}
+		d["note"], d["root"] = text, root
 	}
 	if s.variant == bkTiles {
 		o.rewriteTiles()

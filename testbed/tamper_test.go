@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store/merkle"
@@ -485,17 +487,95 @@ func mutateDocument(doc []byte, rnd *rand.Rand) ([]byte, string, error) {
 	}
 	slices.SortFunc(leaves, func(a, b leaf) int { return strings.Compare(a.key, b.key) }) // deterministic for a seed
 	l := leaves[rnd.IntN(len(leaves))]
-	switch c := l.parent[l.key].(type) {
-	case string:
-		l.parent[l.key] = c + "x"
-	case json.Number:
-		f, _ := c.Float64()
-		l.parent[l.key] = f + 1
-	case bool:
-		l.parent[l.key] = !c
-	}
+	l.parent[l.key] = changed(l.parent[l.key])
 	out, err := canonical.Marshal(v)
 	return out, l.key, err
+}
+
+// changed is another value of the same type: a string with a character
+// more (a time a second later, so it stays a time), a number one more, a
+// boolean flipped, a list of strings with its first one changed.
+func changed(v any) any {
+	switch v := v.(type) {
+	case string:
+		if tm, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return tm.Add(time.Second).Format(time.RFC3339Nano)
+		}
+		return v + "x"
+	case json.Number:
+		f, _ := v.Float64()
+		return f + 1
+	case float64:
+		return v + 1
+	case bool:
+		return !v
+	case []any:
+		c := slices.Clone(v)
+		c[0] = changed(c[0])
+		return c
+	}
+	panic(fmt.Sprintf("no change for %T", v))
+}
+
+// decodeJSON decodes a JSON object keeping numbers as written.
+func decodeJSON(raw []byte) (map[string]any, error) {
+	var v map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	return v, dec.Decode(&v)
+}
+
+// forgeEvent is a canonical event document like doc under another event
+// id: what an insider adds "with a correct hash".
+func forgeEvent(doc []byte, id string) ([]byte, error) {
+	v, err := decodeJSON(doc)
+	if err != nil {
+		return nil, err
+	}
+	v["attributes"].(map[string]any)["log.record.uid"] = id
+	return canonical.Marshal(v)
+}
+
+// editSummary changes one field of a decoded run summary and names it.
+func editSummary(v map[string]any, rnd *rand.Rand) string {
+	field := []string{"read", "written", "skipped", "inserted", "deleted", "events", "findings", "status"}[rnd.IntN(8)]
+	if field == "status" {
+		v[field] = map[bool]string{true: "success", false: "failure"}[v[field] != "success"]
+	} else {
+		v[field] = changed(v[field])
+	}
+	return field
+}
+
+// replacedCheckpoint is the note and root (hex) a stored checkpoint of
+// s.cpSize is replaced with, per s.mode: its signature altered, a
+// checkpoint of another tree validly signed by a key of the same name
+// (not the collector's), the genuine checkpoint of another size, or its
+// root column altered.
+func replacedCheckpoint(s *tamperSpec, stream, text, root string, published map[int64]string, attacker note.Signer, rnd *rand.Rand) (string, string, error) {
+	switch s.mode {
+	case "forged":
+		i := strings.LastIndex(text, " ") + 1 + rnd.IntN(40)
+		r := map[bool]string{true: "B", false: "A"}[text[i] == 'A']
+		return text[:i] + r + text[i+1:], root, nil
+	case "other-key":
+		var other [32]byte
+		_, _ = crand.Read(other[:])
+		msg, err := merkle.Checkpoint{Origin: "batchaudit/" + stream, Size: s.cpSize, Root: other}.Sign(attacker)
+		return string(msg), hex.EncodeToString(other[:]), err
+	case "genuine-other":
+		var sizes []int64
+		for size := range published {
+			if size != s.cpSize {
+				sizes = append(sizes, size)
+			}
+		}
+		slices.Sort(sizes)
+		return published[sizes[rnd.IntN(len(sizes))]], root, nil
+	case "root-column":
+		return text, map[bool]string{true: "1", false: "0"}[root[0] == '0'] + root[1:], nil
+	}
+	return "", "", fmt.Errorf("checkpoint mode %q", s.mode)
 }
 
 func sha256Hex(b []byte) string {
