@@ -44,7 +44,7 @@ type signedTrail struct {
 
 // writeSignedTrail runs the example job three times (day 1, day 2, a load
 // of 60 orders) and a client that resends three events with other content
-// (three conflicts, kept as dead letters) through the built collector into
+// (three conflicts, kept as dead letters) and ends its run, through the built collector into
 // the backend section given, signing a checkpoint every 25 entries or
 // second, and stops the collector cleanly (a final checkpoint).
 func writeSignedTrail(t *testing.T, dir, backend string) signedTrail {
@@ -69,7 +69,9 @@ func writeSignedTrail(t *testing.T, dir, backend string) signedTrail {
 	for i := range 3 {
 		postEvents(t, c, conflict(i, "crm.other"))
 	}
-	waitSettledBut(t, c, 1) // the client's run has no end
+	postEvents(t, c, map[string]any{"event_id": "tamper-client-end", "batch_id": "tamper-client", "event_type": "batch_end",
+		"timestamp": "2026-11-02T03:00:10Z", "job_name": "client", "actor": "ops", "status": "success"})
+	waitSettled(t, c)
 	c.Stop()
 	return tr
 }
