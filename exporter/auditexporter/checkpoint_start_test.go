@@ -2,16 +2,12 @@ package auditexporter
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,7 +18,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/signing"
-	"github.com/batchaudit/batchaudit/store/merkle"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
@@ -83,65 +78,26 @@ func TestCheckpointKeyRefused(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "nothing was opened")
 }
 
-// Checkpoints are signed when max_events were stored and at shutdown
-// (final), kept in the store, appended to the file and posted; each one
-// verifies with every configured key and extends the one before.
-func TestCheckpointsSignedKeptPublishedPosted(t *testing.T) {
+// A witness that refuses checkpoints is a signing failure (logged with
+// its step, retried at the next interval), and a final checkpoint that
+// cannot be published fails the shutdown.
+func TestCheckpointPublishFailure(t *testing.T) {
 	dir := t.TempDir()
-	k1, v1 := signerKeyFile(t, dir, "audit.example/one")
-	k2, v2 := signerKeyFile(t, dir, "audit.example/two")
-	var mu sync.Mutex
-	var posted []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		posted = append(posted, string(b))
-		mu.Unlock()
+	k, _ := signerKeyFile(t, dir, "audit.example/one")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	cfg := checkpointConfig(dir, k1, k2)
-	cfg.Checkpoints.MaxEvents = 17
-	cfg.Checkpoints.Interval = time.Hour
+	cfg := checkpointConfig(dir, k)
+	cfg.Checkpoints.MaxEvents = 1
 	cfg.Checkpoints.PostURL = srv.URL
 	h := newHarnessWith(t, cfg)
-	require.NoError(t, h.send(storetest.RunEvents("b1", storetest.T0)...))
-	require.NoError(t, h.send(storetest.RunEvents("b2", storetest.T0)[:5]...)) // below max_events: not signed yet
-	require.NoError(t, h.send(storetest.RunEvents("b3", storetest.T0)...))
-	h.stop()
-
-	data, err := os.ReadFile(cfg.Checkpoints.File)
-	require.NoError(t, err)
-	var lines []publishedCheckpoint
-	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var p publishedCheckpoint
-		require.NoError(t, json.Unmarshal([]byte(l), &p))
-		lines = append(lines, p)
-	}
-	require.Len(t, lines, 3)
-	assert.Equal(t, []int64{17, 39, 39}, []int64{lines[0].Size, lines[1].Size, lines[2].Size})
-	assert.Equal(t, []bool{false, false, true}, []bool{lines[0].Final, lines[1].Final, lines[2].Final})
-	mu.Lock()
-	assert.Equal(t, []string{lines[0].Note, lines[1].Note, lines[2].Note}, posted)
-	mu.Unlock()
-
-	s := openForRead(t, cfg.SQLite.Path)
-	kept, err := s.Checkpoints(context.Background(), "default")
-	require.NoError(t, err)
-	require.Len(t, kept, 2, "one kept per size")
-	tree, err := s.Tree(context.Background(), "default")
-	require.NoError(t, err)
-	for _, v := range []note.Verifier{v1, v2} {
-		c, _, err := merkle.Open([]byte(lines[2].Note), note.VerifierList(v))
-		require.NoError(t, err)
-		assert.Equal(t, merkle.Checkpoint{Origin: "batchaudit/default", Size: 39, Root: tree.Hash}, c)
-	}
-	assert.Equal(t, lines[1].Note, kept[1].Note)
-	// A witness that refuses a checkpoint is a signing failure, retried at
-	// the next interval; the checkpoint is kept in the store meanwhile.
-	srv.Close()
-	cfg.Checkpoints.MaxEvents = 1
-	h = newHarnessWith(t, cfg)
-	require.NoError(t, h.send(storetest.RunEvents("b4", storetest.T0)[:2]...))
-	assert.Contains(t, h.logs.FilterMessage("Could not sign a checkpoint; trying again at the next interval").All()[0].ContextMap()["step"], "publish")
-	require.Error(t, h.exp.Shutdown(context.Background()), "the final checkpoint cannot be posted")
+	require.NoError(t, h.send(storetest.RunEvents("b1", storetest.T0)[:2]...))
+	logged := h.logs.FilterMessage("Could not sign a checkpoint; trying again at the next interval").All()
+	require.NotEmpty(t, logged)
+	assert.Equal(t, "publish", logged[0].ContextMap()["step"])
+	assert.Contains(t, logged[0].ContextMap()["error"], "HTTP 503")
+	err := h.exp.Shutdown(context.Background())
+	require.Error(t, err, "the final checkpoint cannot be posted")
+	assert.Contains(t, err.Error(), "audit exporter: final checkpoint")
 }
