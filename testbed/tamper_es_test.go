@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/store/merkle"
@@ -425,20 +424,9 @@ func (et *esTrail) apply(o *esOverlay, s *tamperSpec, attacker note.Signer) erro
 		if err != nil {
 			return err
 		}
-		ev, err := auditevent.ParseCanonical(doc)
-		if err != nil {
-			return err
-		}
 		setPath(forged, string(doc), "batchaudit", "canonical")
 		setPath(forged, sha256Hex(doc), "event", "hash")
 		setPath(forged, id, "event", "id")
-		if str(forged, "batchaudit", "content_hash") != "" {
-			ch, err := ev.ContentHash()
-			if err != nil {
-				return err
-			}
-			setPath(forged, ch, "batchaudit", "content_hash")
-		}
 		s.subject = fmt.Sprintf("a copy of entry %d as entry %d", src, s.seq)
 		if s.seq <= n {
 			o.renumber(s.seq, 1)

@@ -170,8 +170,8 @@ func (st *sqliteTamper) apply(db *sql.DB, s *tamperSpec) error {
 				return err
 			}
 		}
-		if err := exec(`INSERT INTO events (id, stream, sequence, hash, document, ingested, content_hash, `+strings.Join(sqliteSearchColumns[1:], ", ")+`)
-			SELECT ?, stream, ?, ?, ?, ingested, '', `+strings.Join(sqliteSearchColumns[1:], ", ")+` FROM events WHERE stream = ? AND sequence = ?`,
+		if err := exec(`INSERT INTO events (id, stream, sequence, hash, document, ingested, `+strings.Join(sqliteSearchColumns[1:], ", ")+`)
+			SELECT ?, stream, ?, ?, ?, ingested, `+strings.Join(sqliteSearchColumns[1:], ", ")+` FROM events WHERE stream = ? AND sequence = ?`,
 			id, s.seq, sha256Hex(forged), string(forged), stream, map[bool]int64{true: src + 1, false: src}[s.seq <= src]); err != nil {
 			return err
 		}

@@ -134,7 +134,7 @@ func TestTamperingsNamed(t *testing.T) {
 		"inserted, later entries renumbered": {func(t *testing.T, sg *signed) {
 			sg.renumber(t, 50, 1)
 			sg.exec(t, `INSERT INTO events SELECT 'forged', stream, 50, hash, document, ingested, name, time, batch_id, record_id,
-				source_name, source, target_name, target, change_type, actor_id, lineage_id, finding_type, content_hash FROM events WHERE sequence = 12`)
+				source_name, source, target_name, target, change_type, actor_id, lineage_id, finding_type FROM events WHERE sequence = 12`)
 		}, []found{{verify.Inserted, 50}, {verify.Reordered, 51}, {verify.Reordered, n + 1}}},
 		"payload and hash changed, counter raised": {func(t *testing.T, sg *signed) {
 			var doc string
