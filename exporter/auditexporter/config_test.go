@@ -70,15 +70,29 @@ func TestConfigElasticsearch(t *testing.T) {
 	assert.Equal(t, "audit-es", cfg.Stream)
 }
 
+func TestConfigCheckpoints(t *testing.T) {
+	cfg := loadConfig(t, "checkpoints")
+	require.NoError(t, confmap.Validate(cfg))
+	assert.Equal(t, CheckpointsConfig{
+		KeyFiles: []string{"/etc/batchaudit/old.key", "/etc/batchaudit/new.key"}, Interval: 30 * time.Second, MaxEvents: 5000,
+		OriginPrefix: "audit.example.com/", File: "/var/log/batchaudit/checkpoints.jsonl", PostURL: "https://witness.example.com/checkpoints",
+	}, cfg.Checkpoints)
+	def := createDefaultConfig().(*Config).Checkpoints
+	assert.Equal(t, CheckpointsConfig{Interval: 10 * time.Second, MaxEvents: 100_000, OriginPrefix: "batchaudit/"}, def, "off without key_files")
+}
+
 func TestConfigInvalid(t *testing.T) {
 	for name, want := range map[string]string{
-		"empty_stream":               "stream must not be empty",
-		"bad_stream":                 `stream "orders prod" is invalid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters`,
-		"zero_timeout":               "timeout must be positive: an audit write that never ends would hold the queue forever",
-		"bad_queue":                  "sending_queue: `num_consumers` must be positive",
-		"wait_with_storage":          "sending_queue: `wait_for_result` is not supported with a persistent queue configured with `storage`",
-		"elasticsearch_no_endpoints": "elasticsearch: endpoints: at least one Elasticsearch URL is required",
-		"both_backends":              "sqlite.path and elasticsearch are both set: configure one backend",
+		"empty_stream":                 "stream must not be empty",
+		"bad_stream":                   `stream "orders prod" is invalid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters`,
+		"zero_timeout":                 "timeout must be positive: an audit write that never ends would hold the queue forever",
+		"bad_queue":                    "sending_queue: `num_consumers` must be positive",
+		"wait_with_storage":            "sending_queue: `wait_for_result` is not supported with a persistent queue configured with `storage`",
+		"elasticsearch_no_endpoints":   "elasticsearch: endpoints: at least one Elasticsearch URL is required",
+		"both_backends":                "sqlite.path and elasticsearch are both set: configure one backend",
+		"checkpoints_bad_interval":     "checkpoints::interval must be positive",
+		"checkpoints_file_without_key": "checkpoints::file and post_url need key_files to sign with",
+		"checkpoints_bad_post_url":     `checkpoints::post_url "ftp://witness" must be an http or https URL`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := confmap.Validate(loadConfig(t, name))

@@ -56,6 +56,13 @@ func newHarness(t *testing.T, path string, open storeOpener) *harness {
 	cfg.SQLite.Path = path
 	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
 	cfg.RetryConfig.Enabled = false
+	return newHarnessOpen(t, cfg, open)
+}
+
+// newHarnessWith starts an exporter with cfg on its SQLite store.
+func newHarnessWith(t *testing.T, cfg *Config) *harness { return newHarnessOpen(t, cfg, nil) }
+
+func newHarnessOpen(t *testing.T, cfg *Config, open storeOpener) *harness {
 	require.NoError(t, cfg.Validate())
 	h := &harness{t: t, tt: componenttest.NewTelemetry(), cfg: cfg}
 	t.Cleanup(func() { require.NoError(t, h.tt.Shutdown(context.Background())) })

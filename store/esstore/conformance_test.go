@@ -2,15 +2,19 @@ package esstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
@@ -58,4 +62,26 @@ func TestUnreadableDocuments(t *testing.T) {
 			defer put.Body.Close()
 			require.False(t, put.IsError(), put.String())
 		})
+}
+
+// TestSameTreeAsSQLite: the same input gives the same Merkle tree (size
+// and root) in Elasticsearch and in SQLite, so a checkpoint means the same
+// whichever backend kept the trail.
+func TestSameTreeAsSQLite(t *testing.T) {
+	cfg := testConfig(testPrefix(t))
+	es, esTree := storetest.MerkleScenario(t, func(t *testing.T) store.Store { return openWith(t, cfg) })
+	defer es.Close()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	lite, liteTree := storetest.MerkleScenario(t, func(t *testing.T) store.Store {
+		s, err := sqlitestore.Open(context.Background(), path)
+		require.NoError(t, err)
+		return s
+	})
+	defer lite.Close()
+	assert.Equal(t, liteTree, esTree)
+	for _, s := range []store.Store{es, lite} {
+		tree, err := s.Tree(context.Background(), "default")
+		require.NoError(t, err)
+		assert.Equal(t, liteTree, tree)
+	}
 }

@@ -131,6 +131,12 @@ func short(v any) string {
 	return truncate(string(b), 120)
 }
 
+// EachRunSummary implements store.Integrity: a run's document is its
+// summary, which is also what run queries search.
+func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string) error) error {
+	return s.EachRun(ctx, store.RunQuery{}, func(r *store.Run) error { return fn(r, nil) })
+}
+
 // EntryOf implements store.Integrity.
 func (s *Store) EntryOf(ctx context.Context, eventID string) (*store.StoredEntry, error) {
 	body, _ := json.Marshal(map[string][]string{"ids": {eventID}})

@@ -70,7 +70,15 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 		}
 		e.Kind = merkle.Kind(kind)
 		if e.Kind == merkle.KindEvent {
-			e.Indexed = func(ev *auditevent.Event) []string { return checkColumns(ev, stored) }
+			id := e.EventID
+			e.Indexed = func(ev *auditevent.Event) []string {
+				out := checkColumns(ev, stored)
+				if id != ev.ID {
+					// The id is how prove, history and redelivery find an event.
+					out = append(out, fmt.Sprintf("column id is %q, the document says %q", id, ev.ID))
+				}
+				return out
+			}
 		}
 		if err := fn(&e); err != nil {
 			return err
@@ -92,6 +100,43 @@ func checkColumns(ev *auditevent.Event, stored []any) []string {
 		}
 	}
 	return out
+}
+
+var runColumnList = strings.Split(strings.ReplaceAll(runColumnNames, " ", ""), ",")
+
+// EachRunSummary implements store.Integrity: the runs table's columns
+// (what `runs` filters and sorts by) are compared with the summary.
+func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT summary, `+runColumnNames+` FROM runs ORDER BY batch_id`)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: read runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var summary []byte
+		stored := make([]any, len(runColumnList))
+		dst := []any{&summary}
+		for i := range stored {
+			dst = append(dst, &stored[i])
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return fmt.Errorf("sqlitestore: read run: %w", err)
+		}
+		var r store.Run
+		if err := store.DecodeRun(summary, &r); err != nil {
+			return fmt.Errorf("sqlitestore: run %v summary: %w", stored[0], err)
+		}
+		var diffs []string
+		for i, w := range runColumns(nil, &r) {
+			if fmt.Sprint(stored[i]) != fmt.Sprint(w) {
+				diffs = append(diffs, fmt.Sprintf("column %s is %q, the summary says %q", runColumnList[i], fmt.Sprint(stored[i]), fmt.Sprint(w)))
+			}
+		}
+		if err := fn(&r, diffs); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // EntryOf implements store.Integrity.

@@ -23,7 +23,7 @@ import (
 const (
 	insertDeadLetter = `INSERT INTO dead_letters (stream, sequence, event_id, hash, doc_hash, reason, document, time, ingested, kind)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(stream, event_id, doc_hash) DO NOTHING`
-	upsertRun = `INSERT INTO runs (batch_id, job_name, status, actor_id, start, end, summary, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	upsertRun = `INSERT INTO runs (` + runColumnNames + `, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(batch_id) DO UPDATE SET job_name = excluded.job_name, status = excluded.status,
 		actor_id = excluded.actor_id, start = excluded.start, end = excluded.end, summary = excluded.summary,
 		parent_id = excluded.parent_id`
@@ -296,6 +296,14 @@ func appendSearchColumns(dst []any, e *auditevent.Event) []any {
 		e.Target.Name, e.Target.String(), e.ChangeType, e.Actor.ID, e.LineageID, e.FindingType)
 }
 
+// runColumnNames are the runs table's indexed copies of a summary, which
+// runColumns derives from it, for writing and for verifying them.
+const runColumnNames = `batch_id, job_name, status, actor_id, start, end, parent_id`
+
+func runColumns(dst []any, r *store.Run) []any {
+	return append(dst, r.BatchID, r.JobName, r.Status, r.Actor.ID, nanos(r.Start), nanos(r.End), r.ParentBatchID)
+}
+
 func (t *sqlTx) Runs(batchIDs []string) (map[string]*store.Run, error) {
 	runs := make(map[string]*store.Run, len(batchIDs))
 	for _, id := range batchIDs {
@@ -322,8 +330,8 @@ func (t *sqlTx) PutRuns(runs []*store.Run) error {
 		if err != nil {
 			return fmt.Errorf("sqlitestore: encode run %s: %w", run.BatchID, err)
 		}
-		if _, err := t.tx.ExecContext(t.ctx, upsertRun, run.BatchID, run.JobName, run.Status, run.Actor.ID,
-			nanos(run.Start), nanos(run.End), summary, run.ParentBatchID); err != nil {
+		args := append(runColumns(make([]any, 0, 8), run), summary)
+		if _, err := t.tx.ExecContext(t.ctx, upsertRun, args...); err != nil {
 			return fmt.Errorf("sqlitestore: write run %s: %w", run.BatchID, err)
 		}
 	}

@@ -39,6 +39,7 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("RunContext", func(t *testing.T) { testRunContext(t, newLocation(t)) })
 	t.Run("Aggregate", func(t *testing.T) { testAggregate(t, newLocation(t)) })
 	t.Run("ReportIndex", func(t *testing.T) { testReportIndex(t, newLocation(t)) })
+	t.Run("MerkleTree", func(t *testing.T) { testMerkleTree(t, newLocation(t)) })
 }
 
 // testRunContext: the run context of batch starts and the authenticated

@@ -263,7 +263,7 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	if err != nil {
 		return sum, err
 	}
-	leaves := &tileLeaves{r: head.Tiles, size: head.Size}
+	leaves := newTileLeaves(head.Tiles)
 
 	// Hashing, parsing and the indexed-copy checks run in parallel; the
 	// tree, the order checks and the run folding follow the stream's order.
@@ -295,7 +295,7 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 		})
 	}()
 	st := &streamCheck{stream: stream, leaves: leaves, cps: cps, seen: map[int64]bool{}, recomputed: map[int64]leafInfo{},
-		expected: 1, runs: runs, sum: &sum, problems: problems, opts: opts}
+		hashBad: map[int64]bool{}, expected: 1, runs: runs, sum: &sum, problems: problems, opts: opts}
 	for j := range order {
 		<-j.done
 		st.consume(&j.c)
@@ -304,14 +304,16 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	if readErr != nil {
 		return sum, readErr
 	}
-	tree, cpIdx, mismatched, recomputed := &st.tree, st.cpIdx, st.mismatched, st.recomputed
-	sum.Entries = tree.Size()
+	tree, cpIdx := &st.tree, st.cpIdx
+	sum.Entries = st.sum.Events + st.sum.DeadLetters + st.sum.Gaps
 	root := tree.Root()
 	sum.Root = hex.EncodeToString(root[:])
 
-	classify(stream, mismatched, recomputed, leaves, problems)
+	st.classify()
 
-	// Checkpoints beyond what the store holds: its tail was cut.
+	// Checkpoints beyond what the store holds: its tail was cut. (The tree
+	// has a place for every sequence up to the highest stored, so a
+	// deletion in the middle is Missing, not this.)
 	for ; cpIdx < len(cps); cpIdx++ {
 		c := cps[cpIdx]
 		*problems = append(*problems, Problem{Stream: stream, Kind: Truncated, Sequence: tree.Size(),
@@ -362,7 +364,10 @@ type streamCheck struct {
 	cpIdx      int
 	seen       map[int64]bool
 	mismatched []int64 // sequences whose leaf differs from the stored tile's
+	beyond     []int64 // sequences the stored tiles do not reach (classified only if others moved)
+	absent     []int64 // sequences no entry holds
 	recomputed map[int64]leafInfo
+	hashBad    map[int64]bool // entries already Modified: their document does not hash to their hash
 	expected   int64
 	runs       map[string]*store.Run
 	sum        *StreamSummary
@@ -382,6 +387,14 @@ func (st *streamCheck) consume(c *checked) {
 	case e.Sequence > st.expected:
 		for s := st.expected; s < e.Sequence; s++ {
 			*st.problems = append(*st.problems, Problem{Stream: stream, Kind: Missing, Sequence: s, Detail: "no entry holds this sequence"})
+			if len(st.absent) < classifyLimit {
+				st.absent = append(st.absent, s)
+			}
+			// Leaf s of the tree stays a placeholder, so that every later
+			// entry keeps its place and the checkpoints are compared at
+			// the sizes they sign.
+			st.tree.Append(tlog.Hash{})
+			st.checkpoints()
 		}
 	}
 	st.seen[e.Sequence] = true
@@ -395,19 +408,20 @@ func (st *streamCheck) consume(c *checked) {
 		st.sum.Gaps++
 	}
 	leaf := merkle.LeafHash(stream, e.Sequence, e.Kind, c.hash)
-	st.recomputed[e.Sequence] = leafInfo{e.Kind, c.hash}
-	if stored, ok := st.leaves.leaf(e.Sequence); ok && stored != leaf {
+	if c.hash != e.Hash {
+		st.hashBad[e.Sequence] = true
+	}
+	stored, ok := st.leaves.leaf(e.Sequence)
+	switch {
+	case ok && stored != leaf:
 		st.mismatched = append(st.mismatched, e.Sequence)
+		st.recomputed[e.Sequence] = leafInfo{e.Kind, c.hash}
+	case !ok && len(st.beyond) < classifyLimit:
+		st.beyond = append(st.beyond, e.Sequence)
+		st.recomputed[e.Sequence] = leafInfo{e.Kind, c.hash}
 	}
 	st.tree.Append(leaf)
-	for st.cpIdx < len(st.cps) && st.cps[st.cpIdx].Size <= st.tree.Size() {
-		cp := st.cps[st.cpIdx]
-		if cp.Size == st.tree.Size() && cp.Root != st.tree.Root() {
-			*st.problems = append(*st.problems, Problem{Stream: stream, Kind: TreeMismatch, Sequence: cp.Size,
-				Detail: fmt.Sprintf("the entries up to size %d do not give the root the %s checkpoint signed", cp.Size, cp.source)})
-		}
-		st.cpIdx++
-	}
+	st.checkpoints()
 	if c.ev != nil && c.ev.BatchID != "" {
 		r := st.runs[c.ev.BatchID]
 		if r == nil {
@@ -418,6 +432,18 @@ func (st *streamCheck) consume(c *checked) {
 	}
 	if st.opts.Progress != nil && st.tree.Size()%100_000 == 0 {
 		st.opts.Progress(stream, st.tree.Size())
+	}
+}
+
+// checkpoints compares the tree with the checkpoints of its size.
+func (st *streamCheck) checkpoints() {
+	for st.cpIdx < len(st.cps) && st.cps[st.cpIdx].Size <= st.tree.Size() {
+		cp := st.cps[st.cpIdx]
+		if cp.Size == st.tree.Size() && cp.Root != st.tree.Root() {
+			*st.problems = append(*st.problems, Problem{Stream: st.stream, Kind: TreeMismatch, Sequence: cp.Size,
+				Detail: fmt.Sprintf("the entries up to size %d do not give the root the %s checkpoint signed", cp.Size, cp.source)})
+		}
+		st.cpIdx++
 	}
 }
 
@@ -452,76 +478,161 @@ func check(c *checked) {
 	c.hash = hash
 }
 
-// classify names the kind of each entry whose leaf differs from the stored
-// tile: an entry logged under another sequence (swapped, renumbered) is
-// Reordered, any other Modified.
-func classify(stream string, mismatched []int64, recomputed map[int64]leafInfo, leaves *tileLeaves, problems *[]Problem) {
-	set := map[int64]bool{}
-	for _, p := range mismatched {
-		set[p] = true
+// classifyLimit bounds the entries compared with every other misplaced
+// one (a quadratic search); beyond it only nearby places are tried, which
+// still finds shifted (renumbered) and adjacent swapped entries.
+const classifyLimit = 4096
+
+// classify names what happened at each sequence whose entry is not the
+// one the stored tiles log there: the entry was logged under another
+// sequence (Reordered: swapped or renumbered), it was never logged but the
+// entry logged here was moved on (Inserted), or it replaced the logged one
+// (Modified). A logged entry that moved nowhere while its place was taken
+// by a moved one is Missing (a deletion closed up by renumbering).
+func (st *streamCheck) classify() {
+	if len(st.mismatched) == 0 {
+		return
 	}
-	for _, p := range mismatched {
-		info := recomputed[p]
-		home := int64(0)
-		candidates := []int64{p - 1, p + 1, p - 2, p + 2}
-		for q := range set {
-			candidates = append(candidates, q)
+	stream, problems := st.stream, st.problems
+	// matches reports whether the entry stored at p is the one logged at q.
+	matches := func(p, q int64) bool {
+		if q < 1 || q == p {
+			return false
 		}
-		for _, q := range candidates {
-			if q == p || q < 1 {
-				continue
-			}
-			if stored, ok := leaves.leaf(q); ok && stored == merkle.LeafHash(stream, q, info.kind, info.hash) {
-				home = q
-				break
+		stored, ok := st.leaves.leaf(q)
+		info := st.recomputed[p]
+		return ok && stored == merkle.LeafHash(stream, q, info.kind, info.hash)
+	}
+	var pool []int64 // far places tried for every misplaced entry
+	if len(st.mismatched)+len(st.absent) <= classifyLimit {
+		pool = append(slices.Clone(st.mismatched), st.absent...)
+	}
+	home := map[int64]int64{}   // stored sequence -> the sequence it was logged at
+	homeOf := map[int64]int64{} // logged sequence -> the sequence it is stored at now
+	var delta int64             // the last shift found: renumbering shifts runs of entries alike
+	find := func(p int64, far bool) {
+		near := []int64{p - 1, p + 1, p - 2, p + 2}
+		if delta != 0 {
+			near = append([]int64{p + delta}, near...)
+		}
+		if far {
+			near = append(near, pool...)
+		}
+		for _, q := range near {
+			if matches(p, q) {
+				home[p], homeOf[q], delta = q, p, q-p
+				return
 			}
 		}
-		if home != 0 {
+	}
+	for _, p := range st.mismatched {
+		find(p, true)
+	}
+	for _, p := range st.beyond {
+		find(p, false)
+	}
+	for _, p := range st.mismatched {
+		h, moved := home[p]
+		switch {
+		case moved:
 			*problems = append(*problems, Problem{Stream: stream, Kind: Reordered, Sequence: p,
-				Detail: fmt.Sprintf("the entry at sequence %d was logged at sequence %d", p, home)})
-			continue
+				Detail: fmt.Sprintf("the entry at sequence %d was logged at sequence %d", p, h)})
+		case homeOf[p] != 0:
+			*problems = append(*problems, Problem{Stream: stream, Kind: Inserted, Sequence: p,
+				Detail: fmt.Sprintf("the entry at sequence %d was never logged; the entry logged here is stored at sequence %d", p, homeOf[p])})
+		case st.hashBad[p]:
+			// Already Modified: its document does not hash to its hash.
+		default:
+			*problems = append(*problems, Problem{Stream: stream, Kind: Modified, Sequence: p,
+				Detail: "the entry differs from the one logged at this sequence (its leaf is not the stored tile's)"})
 		}
-		*problems = append(*problems, Problem{Stream: stream, Kind: Modified, Sequence: p,
-			Detail: "the entry differs from the one logged at this sequence (its leaf is not the stored tile's)"})
+	}
+	for _, p := range st.beyond {
+		if h, moved := home[p]; moved {
+			*problems = append(*problems, Problem{Stream: stream, Kind: Reordered, Sequence: p,
+				Detail: fmt.Sprintf("the entry at sequence %d was logged at sequence %d", p, h)})
+		}
+	}
+	for _, p := range st.mismatched {
+		if _, moved := home[p]; moved && homeOf[p] == 0 {
+			*problems = append(*problems, Problem{Stream: stream, Kind: Missing, Sequence: p,
+				Detail: fmt.Sprintf("the entry logged at sequence %d is stored nowhere; the entries after it were renumbered", p)})
+		}
 	}
 }
 
-// tileLeaves reads the leaf hashes the stored tiles hold, tile by tile.
+// tileLeaves reads the leaf hashes the stored tiles hold. It trusts no
+// stored size (the stream's counter may be altered too): each tile is read
+// at the widest width stored.
 type tileLeaves struct {
-	r    tlog.TileReader
-	size int64
-	tile int64
-	data []byte
-	bad  bool
+	r     tlog.TileReader
+	cache map[int64][]byte // tile index -> its hashes (nil: no tile stored)
+	order []int64          // cached tiles, oldest first
+}
+
+func newTileLeaves(r tlog.TileReader) *tileLeaves {
+	return &tileLeaves{r: r, cache: map[int64][]byte{}}
 }
 
 func (t *tileLeaves) leaf(seq int64) (tlog.Hash, bool) {
 	i := seq - 1
-	if t.r == nil || t.bad || i >= t.size || i < 0 {
+	if t.r == nil || i < 0 {
 		return tlog.Hash{}, false
 	}
-	n := i >> merkle.TileHeight
-	if t.data == nil || t.tile != n {
-		w := min(int64(1)<<merkle.TileHeight, t.size-n<<merkle.TileHeight)
-		d, err := t.r.ReadTiles([]tlog.Tile{{H: merkle.TileHeight, L: 0, N: n, W: int(w)}})
-		if err != nil {
-			t.bad = true
-			return tlog.Hash{}, false
+	n, k := i>>merkle.TileHeight, i&(1<<merkle.TileHeight-1)
+	data, ok := t.cache[n]
+	if !ok {
+		data = t.read(n)
+		if len(t.order) == 64 {
+			delete(t.cache, t.order[0])
+			t.order = t.order[1:]
 		}
-		t.tile, t.data = n, d[0]
+		t.cache[n], t.order = data, append(t.order, n)
 	}
 	var h tlog.Hash
-	k := i - n<<merkle.TileHeight
-	copy(h[:], t.data[k*tlog.HashSize:(k+1)*tlog.HashSize])
+	if (k+1)*tlog.HashSize > int64(len(data)) {
+		return h, false
+	}
+	copy(h[:], data[k*tlog.HashSize:])
 	return h, true
+}
+
+// read returns the widest stored version of level-0 tile n: a full tile,
+// or the partial one found by bisection (the stores serve a narrower
+// width from a wider tile and fail a wider one).
+func (t *tileLeaves) read(n int64) []byte {
+	try := func(w int) []byte {
+		d, err := t.r.ReadTiles([]tlog.Tile{{H: merkle.TileHeight, L: 0, N: n, W: w}})
+		if err != nil || len(d) != 1 || len(d[0]) != w*tlog.HashSize {
+			return nil
+		}
+		return d[0]
+	}
+	if d := try(1 << merkle.TileHeight); d != nil {
+		return d
+	}
+	var best []byte
+	lo, hi := 0, 1<<merkle.TileHeight-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if d := try(mid); d != nil {
+			lo, best = mid, d
+		} else {
+			hi = mid - 1
+		}
+	}
+	return best
 }
 
 // checkRuns compares every stored run summary with the one recomputed from
 // its events, field by field.
 func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, all bool, problems *[]Problem) (int, error) {
 	n := 0
-	err := s.EachRun(ctx, store.RunQuery{}, func(stored *store.Run) error {
+	err := s.EachRunSummary(ctx, func(stored *store.Run, indexed []string) error {
 		n++
+		for _, d := range indexed {
+			*problems = append(*problems, Problem{Kind: RunSummaryDiffers, Detail: fmt.Sprintf("run %s: %s", stored.BatchID, d)})
+		}
 		want, ok := runs[stored.BatchID]
 		if !ok {
 			if all {

@@ -1,0 +1,170 @@
+package verify_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
+	"github.com/batchaudit/batchaudit/store/storetest"
+	"github.com/batchaudit/batchaudit/store/verify"
+)
+
+// A small signed trail on SQLite, altered in SQL, each alteration on a
+// fresh trail. (testbed's tamper suite does this at scale, on trails the
+// built collector wrote, on both backends.)
+type signed struct {
+	s         *sqlitestore.Store
+	db        *sql.DB
+	verifiers note.Verifiers
+	external  []verify.External
+}
+
+// newSigned writes runs of 17 events in writes of uneven sizes (300+
+// entries, two tiles) and signs a checkpoint after some writes and at
+// the end (final).
+func newSigned(t *testing.T) *signed {
+	ctx := context.Background()
+	s, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	sk, vk, err := note.GenerateKey(rand.Reader, "audit.example/verify")
+	require.NoError(t, err)
+	signer, err := note.NewSigner(sk)
+	require.NoError(t, err)
+	v, err := note.NewVerifier(vk)
+	require.NoError(t, err)
+	sg := &signed{s: s, db: s.DB(), verifiers: note.VerifierList(v)}
+	sign := func(final bool) {
+		tree, err := s.Tree(ctx, "default")
+		require.NoError(t, err)
+		msg, err := merkle.Checkpoint{Origin: "batchaudit/default", Size: tree.N, Root: tree.Hash}.Sign(signer)
+		require.NoError(t, err)
+		require.NoError(t, s.PutCheckpoint(ctx, store.StoredCheckpoint{Stream: "default", Size: tree.N,
+			Root: hex.EncodeToString(tree.Hash[:]), Note: string(msg), Created: time.Now()}))
+		sg.external = append(sg.external, verify.External{Stream: "default", Note: string(msg), Final: final})
+	}
+	var all []store.StoredEvent
+	for i := range 18 {
+		all = append(all, storetest.Stored(storetest.RunEvents(fmt.Sprintf("v%02d", i), storetest.T0.Add(time.Duration(i)*time.Hour))...)...)
+	}
+	for i, n := 0, 1; i < len(all); i, n = i+n, n*2+3 {
+		_, err := s.Write(ctx, "default", all[i:min(i+n, len(all))])
+		require.NoError(t, err)
+		if n > 20 {
+			sign(false)
+		}
+	}
+	sign(true)
+	return sg
+}
+
+func (sg *signed) verify(t *testing.T) *verify.Report {
+	rep, err := verify.Verify(context.Background(), sg.s, verify.Options{Verifiers: sg.verifiers, External: sg.external})
+	require.NoError(t, err)
+	return rep
+}
+
+func (sg *signed) exec(t *testing.T, q string, args ...any) {
+	_, err := sg.db.Exec(q, args...)
+	require.NoError(t, err, q)
+}
+
+// renumber moves the entries at from or later by delta.
+func (sg *signed) renumber(t *testing.T, from, delta int64) {
+	for _, tb := range []string{"events", "dead_letters"} {
+		sg.exec(t, `UPDATE `+tb+` SET sequence = -(sequence + ?) WHERE sequence >= ?`, delta, from)
+		sg.exec(t, `UPDATE `+tb+` SET sequence = -sequence WHERE sequence < 0`)
+	}
+}
+
+type found struct {
+	kind string
+	seq  int64
+}
+
+func kinds(rep *verify.Report) map[found]bool {
+	out := map[found]bool{}
+	for _, p := range rep.Problems {
+		out[found{p.Kind, p.Sequence}] = true
+	}
+	return out
+}
+
+func TestIntactTrail(t *testing.T) {
+	sg := newSigned(t)
+	rep := sg.verify(t)
+	assert.True(t, rep.OK())
+	assert.Empty(t, rep.Problems)
+	require.Len(t, rep.Streams, 1)
+	assert.Equal(t, int64(306), rep.Streams[0].Entries)
+	assert.Equal(t, rep.Streams[0].Entries, rep.Streams[0].Covered)
+}
+
+func TestTamperingsNamed(t *testing.T) {
+	const n = 306
+	for name, c := range map[string]struct {
+		tamper func(t *testing.T, sg *signed)
+		want   []found
+	}{
+		"swapped far apart": {func(t *testing.T, sg *signed) {
+			sg.exec(t, `UPDATE events SET sequence = -sequence WHERE sequence IN (20, 290)`)
+			sg.exec(t, `UPDATE events SET sequence = CASE sequence WHEN -20 THEN 290 ELSE 20 END WHERE sequence < 0`)
+		}, []found{{verify.Reordered, 20}, {verify.Reordered, 290}}},
+		"deleted, later entries renumbered": {func(t *testing.T, sg *signed) {
+			sg.exec(t, `DELETE FROM events WHERE sequence = 100`)
+			sg.renumber(t, 101, -1)
+		}, []found{{verify.Missing, 100}, {verify.Reordered, 100}, {verify.Reordered, n - 1}}},
+		"deleted, not renumbered": {func(t *testing.T, sg *signed) {
+			sg.exec(t, `DELETE FROM events WHERE sequence = 100`)
+		}, []found{{verify.Missing, 100}}},
+		"inserted, later entries renumbered": {func(t *testing.T, sg *signed) {
+			sg.renumber(t, 50, 1)
+			sg.exec(t, `INSERT INTO events SELECT 'forged', stream, 50, hash, document, ingested, name, time, batch_id, record_id,
+				source_name, source, target_name, target, change_type, actor_id, lineage_id, finding_type FROM events WHERE sequence = 12`)
+		}, []found{{verify.Inserted, 50}, {verify.Reordered, 51}, {verify.Reordered, n + 1}}},
+		"payload and hash changed, counter raised": {func(t *testing.T, sg *signed) {
+			var doc string
+			require.NoError(t, sg.db.QueryRow(`SELECT document FROM events WHERE sequence = 291`).Scan(&doc))
+			changed := strings.Replace(doc, `"A-1"`, `"A-7"`, 1)
+			require.NotEqual(t, doc, changed)
+			sum := sha256.Sum256([]byte(changed))
+			sg.exec(t, `UPDATE events SET document = ?, hash = ? WHERE sequence = 291`, changed, hex.EncodeToString(sum[:]))
+			sg.exec(t, `UPDATE streams SET last_sequence = last_sequence + 3`)
+		}, []found{{verify.Modified, 291}, {verify.HeadDiffers, n + 3}}},
+		"tail cut, counter and root lowered": {func(t *testing.T, sg *signed) {
+			sg.exec(t, `DELETE FROM events WHERE sequence > 290`)
+			sg.exec(t, `UPDATE streams SET last_sequence = 290, tree_root = ''`)
+		}, []found{{verify.Truncated, 290}}},
+		"event id column": {func(t *testing.T, sg *signed) {
+			sg.exec(t, `UPDATE events SET id = 'other' WHERE sequence = 7`)
+		}, []found{{verify.IndexedDiffers, 7}}},
+		"run status column": {func(t *testing.T, sg *signed) {
+			sg.exec(t, `UPDATE runs SET status = 'failure' WHERE batch_id = 'v03'`)
+		}, []found{{verify.RunSummaryDiffers, 0}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sg := newSigned(t)
+			c.tamper(t, sg)
+			rep := sg.verify(t)
+			assert.False(t, rep.OK())
+			got := kinds(rep)
+			for _, w := range c.want {
+				assert.True(t, got[w], "want %s at %d; got %+v", w.kind, w.seq, rep.Problems)
+			}
+		})
+	}
+}
