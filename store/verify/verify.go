@@ -265,20 +265,24 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	}
 	leaves := newTileLeaves(head.Tiles)
 
-	// Hashing, parsing and the indexed-copy checks run in parallel; the
-	// tree, the order checks and the run folding follow the stream's order.
+	// Hashing, parsing and the indexed-copy checks run in parallel, in
+	// chunks so the hand-offs cost little per entry; the tree, the order
+	// checks and the run folding follow the stream's order.
+	const chunkSize = 256
 	type job struct {
-		c    checked
+		c    []checked
 		done chan struct{}
 	}
-	jobs := make(chan *job, 256)
-	order := make(chan *job, 4096)
+	jobs := make(chan *job, 16)
+	order := make(chan *job, 64)
 	var wg sync.WaitGroup
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for j := range jobs {
-				check(&j.c)
-				j.c.e.Document = nil // not needed beyond here
+				for i := range j.c {
+					check(&j.c[i])
+					j.c[i].e.Document = nil // not needed beyond here
+				}
 				close(j.done)
 			}
 		})
@@ -287,18 +291,29 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	go func() {
 		defer close(order)
 		defer close(jobs)
-		readErr = s.EachEntry(ctx, stream, func(e *store.StoredEntry) error {
-			j := &job{c: checked{e: e}, done: make(chan struct{})}
+		j := &job{c: make([]checked, 0, chunkSize), done: make(chan struct{})}
+		send := func() {
 			order <- j
 			jobs <- j
+			j = &job{c: make([]checked, 0, chunkSize), done: make(chan struct{})}
+		}
+		readErr = s.EachEntry(ctx, stream, func(e *store.StoredEntry) error {
+			if j.c = append(j.c, checked{e: e}); len(j.c) == chunkSize {
+				send()
+			}
 			return ctx.Err()
 		})
+		if len(j.c) > 0 {
+			send()
+		}
 	}()
 	st := &streamCheck{stream: stream, leaves: leaves, cps: cps, seen: map[int64]bool{}, recomputed: map[int64]leafInfo{},
 		hashBad: map[int64]bool{}, expected: 1, runs: runs, sum: &sum, problems: problems, opts: opts}
 	for j := range order {
 		<-j.done
-		st.consume(&j.c)
+		for i := range j.c {
+			st.consume(&j.c[i])
+		}
 	}
 	wg.Wait()
 	if readErr != nil {
