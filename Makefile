@@ -110,7 +110,7 @@ bench:
 # End-to-end load through the built collector into SQLite and Elasticsearch: events/s and collector CPU.
 bench-e2e: build es-up
 	BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) \
-		$(GO) test -run '^$$' -bench EndToEnd -benchtime 1x -timeout 30m ./testbed/
+		$(GO) test -run '^$$' -bench E2E -benchtime 1x -timeout 30m ./testbed/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
