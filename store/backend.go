@@ -80,6 +80,11 @@ type Head struct {
 	// Root is set when the backend stored it with the size (atomically).
 	Root  *tlog.Hash
 	Tiles tlog.TileReader
+	// Uncommitted: the backend has no transactions, so entries beyond Size
+	// are expected now and then (a write in progress, or one a crash
+	// interrupted before it stored its tiles); Log adopts them at its next
+	// load. On a transactional backend they cannot exist.
+	Uncommitted bool
 }
 
 // Tx is one write of one stream. On an atomic backend it is one

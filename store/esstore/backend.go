@@ -282,7 +282,7 @@ func (b backend) Head(ctx context.Context, stream string) (store.Head, error) {
 	if err != nil {
 		return store.Head{}, err
 	}
-	h := store.Head{Tiles: &tileReader{s: b.s, stream: stream}}
+	h := store.Head{Tiles: &tileReader{s: b.s, stream: stream}, Uncommitted: true}
 	if len(r.Hits.Hits) > 0 {
 		d := r.Hits.Hits[0].Source
 		h.Size = d.Idx<<merkle.TileHeight + int64(d.Width)

@@ -43,6 +43,11 @@ const (
 	Reordered = "reordered"
 	// Truncated: a signed checkpoint covers entries the store no longer has.
 	Truncated = "truncated"
+	// Pending: entries after the stored tree on a backend without
+	// transactions: a write in progress, or one a crash interrupted, which
+	// the collector adopts at its next write (not a failure; signed
+	// checkpoints still cover whatever they sign).
+	Pending = "pending"
 	// Unsigned: entries no checkpoint covers yet (not a failure while the
 	// collector runs; after its final checkpoint they are Inserted).
 	Unsigned = "unsigned"
@@ -76,7 +81,7 @@ type Problem struct {
 
 // Failing reports whether the problem means the trail is not intact (an
 // Unsigned tail is normal while the collector runs).
-func (p Problem) Failing() bool { return p.Kind != Unsigned }
+func (p Problem) Failing() bool { return p.Kind != Unsigned && p.Kind != Pending }
 
 // External is a checkpoint published outside the store (the collector's
 // checkpoint file): what makes a rewritten or truncated store detectable.
@@ -358,9 +363,25 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 		*problems = append(*problems, Problem{Stream: stream, Kind: HeadDiffers, Sequence: head.Size,
 			Detail: fmt.Sprintf("the stored tree root %x is not the root of the stored entries (%x)", *head.Root, root)})
 	}
-	if head.Size != tree.Size() && head.Size != 0 {
+	n := tree.Size()
+	if n > head.Size {
+		// Read again: a live collector may have committed them meanwhile.
+		now, err := s.Head(ctx, stream)
+		if err != nil {
+			return sum, err
+		}
+		switch {
+		case now.Size >= n:
+		case head.Uncommitted:
+			*problems = append(*problems, Problem{Stream: stream, Kind: Pending, Sequence: now.Size + 1,
+				Detail: fmt.Sprintf("%d entries after the stored tree (size %d) are not committed yet: a write in progress, or one a crash interrupted, which the collector adopts at its next write", n-now.Size, now.Size)})
+		case head.Size != 0:
+			*problems = append(*problems, Problem{Stream: stream, Kind: HeadDiffers, Sequence: head.Size,
+				Detail: fmt.Sprintf("the stream's stored size is %d, its entries number %d", head.Size, n)})
+		}
+	} else if head.Size != n {
 		*problems = append(*problems, Problem{Stream: stream, Kind: HeadDiffers, Sequence: head.Size,
-			Detail: fmt.Sprintf("the stream's stored size is %d, its entries number %d", head.Size, tree.Size())})
+			Detail: fmt.Sprintf("the stream's stored size is %d, its entries number %d", head.Size, n)})
 	}
 	return sum, nil
 }
