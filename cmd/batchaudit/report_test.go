@@ -98,9 +98,7 @@ func TestKeygenReportVerify(t *testing.T) {
 func TestReportCatalogAndSubject(t *testing.T) {
 	db := trail(t)
 	dir := t.TempDir()
-	key := filepath.Join(dir, "report.key")
-	code, _, errOut := runCLI(t, "keygen", "--name", "reports.test", "--out", key)
-	require.Equal(t, 0, code, errOut)
+	key, _ := keygen(t, dir)
 	catalog := filepath.Join(dir, "catalog.yaml")
 	require.NoError(t, os.WriteFile(catalog, []byte("controller: Example Corp\ndatasets:\n  - name: dw.orders\n    purposes: [reporting]\n    subject_fields: [id]\n    subject_match: plaintext\n    ephi: true\n"), 0o644))
 	code, stdout, errOut := runCLI(t, "report", "gdpr", "--db", db, "--from", "2026-11-01", "--to", "2026-11-02", "--key", key,
@@ -124,10 +122,7 @@ func TestReportCatalogAndSubject(t *testing.T) {
 func TestReportAttestationCLI(t *testing.T) {
 	db := trail(t)
 	dir := t.TempDir()
-	key := filepath.Join(dir, "report.key")
-	code, vkey, errOut := runCLI(t, "keygen", "--name", "reports.test", "--out", key)
-	require.Equal(t, 0, code, errOut)
-	vkey = strings.TrimSpace(vkey)
+	key, vkey := keygen(t, dir)
 	signer, _, cpKey := storetest.CheckpointKey()
 	ctx := context.Background()
 	s, err := sqlitestore.Open(ctx, db)
@@ -146,7 +141,7 @@ func TestReportAttestationCLI(t *testing.T) {
 	stdout, first := report("2026-10-31", "2026-11-01T02:30:00Z", "--record-in-index")
 	assert.Contains(t, stdout, "attestation covered, checkpoint signatures verified")
 	assert.Contains(t, stdout, "recorded in the report index")
-	code, stdout, errOut = runCLI(t, "verify-report", "--key", vkey, "--checkpoint-key", cpKey, filepath.Join(out, first))
+	code, stdout, errOut := runCLI(t, "verify-report", "--key", vkey, "--checkpoint-key", cpKey, filepath.Join(out, first))
 	require.Equal(t, 0, code, errOut+stdout)
 	assert.Contains(t, stdout, "attestation covered; checkpoint signatures verified (storetest.checkpoints)")
 	assert.Contains(t, stdout, "stream default: the checkpoint of size 35 covers entries 1..17\n", "b1; the dead letter (18) and b2 are of 03:00")
@@ -190,4 +185,14 @@ func TestReportAttestationCLI(t *testing.T) {
 	code, _, errOut = runCLI(t, "report", "sox", "--db", db, "--from", "2026-11-01", "--to", "2026-11-02", "--key", key,
 		"--record-in-index", "--schedule", "daily")
 	assert.Equal(t, 2, code, errOut)
+}
+
+// keygen writes a report signer key into dir with the CLI and returns its
+// file and the verifier key.
+func keygen(t *testing.T, dir string) (string, string) {
+	t.Helper()
+	key := filepath.Join(dir, "report.key")
+	code, vkey, errOut := runCLI(t, "keygen", "--name", "reports.test", "--out", key)
+	require.Equal(t, 0, code, errOut)
+	return key, strings.TrimSpace(vkey)
 }

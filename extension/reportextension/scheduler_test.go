@@ -102,12 +102,7 @@ func TestScheduleCatchUpNeverTwice(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, s.Close())
-	skey, vkey, err := signing.GenerateKey("reports.test")
-	require.NoError(t, err)
-	keyFile := filepath.Join(dir, "report.key")
-	require.NoError(t, signing.WriteSignerKey(keyFile, skey))
-	verifier, err := signing.LoadVerifier(vkey)
-	require.NoError(t, err)
+	keyFile, verifier := reportKey(t, dir)
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.SQLite.Path, cfg.SigningKeyFile, cfg.OutputDir = db, keyFile, filepath.Join(dir, "reports")
@@ -253,12 +248,7 @@ func TestScheduledAttestation(t *testing.T) {
 		_, err := s.Write(ctx, "default", storetest.Stored(storetest.RunEvents(fmt.Sprint("d", d), day(d, 12))...))
 		require.NoError(t, err)
 	}
-	skey, vkey, err := signing.GenerateKey("reports.test")
-	require.NoError(t, err)
-	keyFile := filepath.Join(dir, "report.key")
-	require.NoError(t, signing.WriteSignerKey(keyFile, skey))
-	verifier, err := signing.LoadVerifier(vkey)
-	require.NoError(t, err)
+	keyFile, verifier := reportKey(t, dir)
 	cfg := createDefaultConfig().(*Config)
 	cfg.SQLite.Path, cfg.SigningKeyFile, cfg.OutputDir = db, keyFile, filepath.Join(dir, "reports")
 	cfg.Attestation.CheckpointKeys, cfg.Attestation.Wait = []string{cpKey}, 10*time.Minute
@@ -345,4 +335,15 @@ func mustVerifier(t *testing.T, key string) note.Verifier {
 	v, err := signing.LoadVerifier(key)
 	require.NoError(t, err)
 	return v
+}
+
+// reportKey writes a report signer key into dir and returns its file and
+// verifier.
+func reportKey(t *testing.T, dir string) (string, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := signing.GenerateKey("reports.test")
+	require.NoError(t, err)
+	keyFile := filepath.Join(dir, "report.key")
+	require.NoError(t, signing.WriteSignerKey(keyFile, skey))
+	return keyFile, mustVerifier(t, vkey)
 }

@@ -206,24 +206,8 @@ func (s *Store) Checkpoints(ctx context.Context, stream string) ([]store.StoredC
 // LastSequenceBefore implements store.Integrity: one max aggregation over
 // the events and dead letters (gaps excluded) of the stream before t.
 func (s *Store) LastSequenceBefore(ctx context.Context, stream string, t time.Time) (int64, error) {
-	if err := s.refresh(ctx, s.cfg.eventsIndex(), s.cfg.deadLettersIndex()); err != nil {
-		return 0, err
-	}
-	var r struct {
-		Aggregations struct {
-			Last struct {
-				Value *float64 `json:"value"`
-			} `json:"last"`
-		} `json:"aggregations"`
-	}
-	err := s.searchRequest(ctx, s.cfg.eventsIndex()+","+s.cfg.deadLettersIndex(), map[string]any{"size": 0,
-		"query": map[string]any{"bool": map[string]any{
+	return s.maxSequence(ctx, "last sequence of "+stream+" before "+t.UTC().Format(time.RFC3339Nano),
+		map[string]any{"bool": map[string]any{
 			"filter":   []any{term("batchaudit.stream", stream), timeRange("@timestamp", time.Time{}, t)},
-			"must_not": []any{term("batchaudit.entry_kind", string(merkle.KindGap))}}},
-		"aggs": map[string]any{"last": map[string]any{"max": map[string]any{"field": "event.sequence"}}}}, &r)
-	if err != nil || r.Aggregations.Last.Value == nil {
-		return 0, err
-	}
-	// Sequences are far below 2^53: the double max is exact.
-	return int64(*r.Aggregations.Last.Value), nil
+			"must_not": []any{term("batchaudit.entry_kind", string(merkle.KindGap))}}})
 }
