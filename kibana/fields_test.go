@@ -27,12 +27,13 @@ const (
 	useTerms                // terms buckets: aggregatable, not text
 	useDateHisto            // date buckets: a date, aggregatable
 	useSum                  // summed: numeric, aggregatable
+	useMax                  // max: numeric or a date, aggregatable
 	useNumberFmt            // number or duration format: numeric
 	useStringFmt            // string format: keyword
 	usePopular              // listed first in Discover: present
 )
 
-var useNames = []string{"time field", "query", "column", "sort", "terms", "date histogram", "sum",
+var useNames = []string{"time field", "query", "column", "sort", "terms", "date histogram", "sum", "max",
 	"number format", "string format", "popularity"}
 
 type fieldUse struct {
@@ -83,6 +84,8 @@ func fieldUses() []fieldUse {
 				add(v.view, a.field, useDateHisto, v.id)
 			case "sum":
 				add(v.view, a.field, useSum, v.id)
+			case "max":
+				add(v.view, a.field, useMax, v.id)
 			}
 		}
 	}
@@ -125,6 +128,8 @@ func (u use) ok(c fieldCap) bool {
 		return c.Aggregatable && c.Type != "text"
 	case useSum:
 		return numericTypes[c.Type] && c.Aggregatable
+	case useMax:
+		return (numericTypes[c.Type] || dateTypes[c.Type]) && c.Aggregatable
 	case useNumberFmt:
 		return numericTypes[c.Type]
 	case useStringFmt:
@@ -141,10 +146,7 @@ func (u use) ok(c fieldCap) bool {
 func TestFieldsExistInInstalledMapping(t *testing.T) {
 	client := estest.Require(t)
 	prefix := estest.UniqueName(t, "kibana")
-	for _, v := range dataViews {
-		estest.TrackIndexTemplate(t, client, v.index(prefix)) // the exporter names each template like its index
-	}
-	estest.TrackIndex(t, client, prefix+"-*")
+	estest.TrackStore(t, client, prefix+"-*", esstore.Indices(prefix)...) // the store names each template like its index
 	cfg := esstore.NewDefaultConfig()
 	cfg.Endpoints = []string{estest.URL()}
 	cfg.IndexPrefix = prefix

@@ -25,8 +25,8 @@ const (
 // written by the built collector (testbed/kibana_test.go). Ids never change
 // between releases: a re-import overwrites.
 //
-// A new index of the trail (checkpoints, reports) is one more dataView in
-// dataViews and the objects that use it.
+// A new index of the trail is one more dataView in dataViews and the
+// objects that use it.
 
 // Field formats (Kibana's field format ids and parameters).
 var (
@@ -67,7 +67,18 @@ var (
 		},
 		popular: []string{"batchaudit.conflict", "error.type", "batchaudit.reason", "event.id", "batchaudit.batch.id"},
 	}
-	dataViews = []*dataView{eventsView, runsView, deadLettersView}
+	checkpointsView = &dataView{
+		id: "batchaudit-checkpoints", name: "batchaudit checkpoints", index: esstore.CheckpointsIndex,
+		timeField: "created",
+		formats:   map[string]fieldFormat{"size": ordinal, "root": hashText},
+		popular:   []string{"stream", "size", "created", "root"},
+	}
+	reportsView = &dataView{
+		id: "batchaudit-reports", name: "batchaudit reports", index: esstore.ReportsIndex, timeField: "generated_at",
+		formats: map[string]fieldFormat{"content_sha256": hashText, "checkpoints.size": ordinal},
+		popular: []string{"kind", "schedule", "from", "to", "filters", "location", "content_sha256"},
+	}
+	dataViews = []*dataView{eventsView, runsView, deadLettersView, checkpointsView, reportsView}
 )
 
 // failedStatuses are the run results that are failures (store.Run.Status;
@@ -163,8 +174,24 @@ var (
 		columns: []string{"event.id", "batchaudit.batch.id", "event.hash", "batchaudit.existing_hash",
 			"batchaudit.reason", "batchaudit.stream", "event.sequence"},
 	}
+	checkpoints = &search{
+		id: "batchaudit-search-checkpoints", title: "batchaudit: Signed checkpoints",
+		description: "The signed checkpoints of every stream's Merkle log as kept with the trail, newest first: the " +
+			"tree size and root each signs (docs/integrity.md). The copy published outside the store is what " +
+			"`batchaudit verify --checkpoints` compares them with.",
+		view: checkpointsView, sort: []sortField{{"created", "desc"}, {"size", "desc"}},
+		columns: []string{"stream", "size", "root", "note"},
+	}
+	reportList = &search{
+		id: "batchaudit-search-reports", title: "batchaudit: Compliance reports",
+		description: "Every recorded report (the reports extension's schedules, and `batchaudit report " +
+			"--record-in-index`), newest first: kind, schedule, period, filters, where its signed files are, its " +
+			"content hash and the checkpoint sizes its integrity attestation used.",
+		view: reportsView, sort: []sortField{{"generated_at", "desc"}},
+		columns: []string{"kind", "schedule", "from", "to", "filters", "location", "content_sha256", "checkpoints.size"},
+	}
 	searches = []*search{recordHistory, actorActivity, eventsInOrder, allRuns, failedRuns, deletes, updates,
-		findings, deadLetters, integrityAlarms}
+		findings, deadLetters, integrityAlarms, checkpoints, reportList}
 )
 
 // Visualizations (legacy aggregation-based; README.md says why).
@@ -221,15 +248,30 @@ var (
 		view: deadLettersView, kind: histogram,
 		aggs: []agg{count("Dead letters"), perDay("@timestamp"), terms(group, "error.type", 10)},
 	}
+	// Checkpoint age: when each stream's log was last signed. A stream
+	// whose latest checkpoint is old (or missing from the dashboard's time
+	// range) has entries nothing signed yet.
+	latestCheckpoint = &vis{
+		id: "batchaudit-vis-latest-checkpoint", title: "batchaudit: Latest signed checkpoint", view: checkpointsView,
+		kind: metric, aggs: []agg{maxOf("created", "Latest checkpoint")},
+	}
+	checkpointsPerStream = &vis{
+		id: "batchaudit-vis-checkpoints-per-stream", title: "batchaudit: Checkpoint age per stream", view: checkpointsView,
+		kind: table,
+		aggs: []agg{count("Checkpoints"), maxOf("created", "Latest checkpoint"), maxOf("size", "Tree size"),
+			terms(bucket, "stream", 50)},
+	}
 	visualizations = []*vis{runsOverTime, eventsByType, topJobs, failedRunsCount, findingsCount, deadLettersCount,
-		integrityAlarmsCount, changesOverTime, changesByDataset, findingsByKind, deadLettersOverTime}
+		integrityAlarmsCount, changesOverTime, changesByDataset, findingsByKind, deadLettersOverTime, latestCheckpoint,
+		checkpointsPerStream}
 )
 
 // Dashboards. The grid is 48 columns wide.
 var (
 	overview = &dashboard{
 		id: "batchaudit-dashboard-overview", title: "batchaudit: Audit overview", from: "now-30d", to: "now",
-		description: "Runs over time by status, events by type, top jobs, failed runs and findings.",
+		description: "Runs over time by status, events by type, top jobs, failed runs, findings and recorded " +
+			"compliance reports.",
 		panels: []panel{
 			{failedRunsCount, 0, 0, 12, 7}, {findingsCount, 12, 0, 12, 7}, {deadLettersCount, 24, 0, 12, 7},
 			{integrityAlarmsCount, 36, 0, 12, 7},
@@ -237,6 +279,7 @@ var (
 			{topJobs, 0, 22, 48, 12},
 			{failedRuns, 0, 34, 48, 12},
 			{findings, 0, 46, 48, 12},
+			{reportList, 0, 58, 48, 10},
 		},
 	}
 	dataChanges = &dashboard{
@@ -251,13 +294,16 @@ var (
 	}
 	dataLoss = &dashboard{
 		id: "batchaudit-dashboard-data-loss", title: "batchaudit: Data loss & integrity", from: "now-30d", to: "now",
-		description: "Findings by kind, dead letters and integrity alarms (conflicting resends).",
+		description: "Findings by kind, dead letters, integrity alarms (conflicting resends) and the age of each " +
+			"stream's latest signed checkpoint.",
 		panels: []panel{
-			{findingsCount, 0, 0, 16, 7}, {deadLettersCount, 16, 0, 16, 7}, {integrityAlarmsCount, 32, 0, 16, 7},
+			{findingsCount, 0, 0, 12, 7}, {deadLettersCount, 12, 0, 12, 7}, {integrityAlarmsCount, 24, 0, 12, 7},
+			{latestCheckpoint, 36, 0, 12, 7},
 			{findingsByKind, 0, 7, 24, 15}, {deadLettersOverTime, 24, 7, 24, 15},
-			{findings, 0, 22, 48, 12},
-			{integrityAlarms, 0, 34, 48, 10},
-			{deadLetters, 0, 44, 48, 12},
+			{checkpointsPerStream, 0, 22, 48, 8},
+			{findings, 0, 30, 48, 12},
+			{integrityAlarms, 0, 42, 48, 10},
+			{deadLetters, 0, 52, 48, 12},
 		},
 	}
 	runDetail = &dashboard{

@@ -125,7 +125,7 @@ const (
 
 // agg is one aggregation of a visualization, as Kibana's agg configs hold it.
 type agg struct {
-	typ      string // count, sum, terms, date_histogram
+	typ      string // count, sum, max, terms, date_histogram
 	schema   string // metric, segment, group, split, bucket
 	field    string
 	size     int    // terms: how many buckets (ordered by count, descending)
@@ -136,6 +136,12 @@ type agg struct {
 func count(label string) agg { return agg{typ: "count", schema: "metric", label: label} }
 func sum(field, label string) agg {
 	return agg{typ: "sum", schema: "metric", field: field, label: label}
+}
+
+// maxOf is the largest value of a number or date field (a date shows as a
+// date).
+func maxOf(field, label string) agg {
+	return agg{typ: "max", schema: "metric", field: field, label: label}
 }
 func terms(schema, field string, size int) agg {
 	return agg{typ: "terms", schema: schema, field: field, size: size}
@@ -296,6 +302,8 @@ func (v *vis) aggConfigs() []aggConfig {
 			p["emptyAsNull"] = false
 		case "sum":
 			p["field"], p["emptyAsNull"] = a.field, false
+		case "max":
+			p["field"] = a.field
 		case "terms":
 			p["field"], p["size"], p["orderBy"], p["order"] = a.field, a.size, aggID(v.countIndex()), "desc"
 			p["otherBucket"], p["otherBucketLabel"] = false, "Other"

@@ -72,6 +72,9 @@ type pageResult struct {
 	Bars    int      `json:"bars"`
 	Loaded  int      `json:"resources"`
 	Title   string   `json:"title"`
+	// Attestation is the text of the attestation's status badges and its
+	// per-stream rows.
+	Attestation []string `json:"attestation"`
 }
 
 // TestHTMLInBrowser loads every report kind from disk in headless Chromium
@@ -158,6 +161,7 @@ func TestHTMLInBrowser(t *testing.T) {
 						bars: document.querySelectorAll('figure svg rect title').length,
 						resources: performance.getEntriesByType('resource').length,
 						title: document.title,
+						attestation: [...document.querySelectorAll('#section-attestation > p > .status, #attestation-streams tbody tr')].map(e => e.innerText.replace(/\s+/g, ' ').trim()),
 					})`)(ctx, tg)
 					if err != nil {
 						return err
@@ -196,6 +200,13 @@ func TestHTMLInBrowser(t *testing.T) {
 			}
 			assert.Equal(t, wantTables, res.Tables)
 			assert.Equal(t, charts, res.Charts)
+			a := r.Attestation
+			wantAtt := []string{strings.ToUpper(strings.ReplaceAll(a.Status, "_", " ")), "SIGNATURES " + strings.ToUpper(a.Verification.Status)}
+			for _, st := range a.Streams {
+				wantAtt = append(wantAtt, fmt.Sprintf("%s 1..%d %s %d %s %v %d hashes", st.Stream, st.Entries, st.Status,
+					st.Checkpoint.TreeSize, st.Checkpoint.RootHash, prevSize(st.Previous), len(st.ConsistencyProof)))
+			}
+			assert.Equal(t, wantAtt, res.Attestation, "the attestation's status, signatures and streams")
 		})
 	}
 }
@@ -215,9 +226,9 @@ func TestPDF(t *testing.T) {
 	g := newGenerator(sqliteFixture(t), "sqlite:test")
 	// The first text line of every page.
 	pages := map[string][]string{
-		KindSOX: {titles[KindSOX], "Computer operations", "Data-transfer completeness", "Findings per day by type (1)",
+		KindSOX: {titles[KindSOX], "Integrity attestation", "Computer operations", "Data-transfer completeness", "Findings per day by type (1)",
 			"Change management", "Access", "Exceptions", "Review and sign-off", "Queries"},
-		KindReconciliation: {titles[KindReconciliation], "Counts per run", "Counts per dataset", "Findings", "Unended runs",
+		KindReconciliation: {titles[KindReconciliation], "Integrity attestation", "Counts per run", "Counts per dataset", "Findings", "Unended runs",
 			"Dead letters and integrity alarms", "Review and sign-off", "Queries"},
 	}
 	for _, req := range fixtureRequests()[:2] {
@@ -254,8 +265,16 @@ func TestPDF(t *testing.T) {
 		assert.Equal(t, want, first, "a page per section")
 		text, err := exec.Command("pdftotext", "-layout", pdf, "-").Output()
 		require.NoError(t, err)
-		for _, want := range []string{r.Envelope.ID, r.Envelope.ContentSHA256, "Integrity attestation", "ABSENT", "Completeness of the data"} {
+		for _, want := range []string{r.Envelope.ID, r.Envelope.ContentSHA256, "Integrity attestation", "COVERED",
+			"Completeness of the data", r.Attestation.Streams[0].Checkpoint.RootHash, "— storetest.checkpoints "} {
 			assert.Contains(t, string(text), want)
 		}
 	}
+}
+
+func prevSize(c *Checkpoint) any {
+	if c == nil {
+		return "–"
+	}
+	return c.TreeSize
 }

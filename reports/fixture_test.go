@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
@@ -27,7 +28,10 @@ import (
 //     (ePHI in the catalog, customer pseudonymized), wrote both to
 //     dw.customers (an export out of ePHI);
 //   - s2 (T0+4h, crm-sync, svc-crm): deleted C-1 from dw.customers;
-//   - a dead letter (T0+5s) and an integrity alarm (T0+3s).
+//   - a dead letter (T0+5s) and an integrity alarm (T0+3s);
+//   - signed checkpoints (storetest.CheckpointKey) after b2 (34 entries) and
+//     at the end (57), and a recorded SOX report of [T0-1m, T0+2h) whose
+//     attestation used the first.
 var (
 	t0         = storetest.T0
 	testKey    = []byte("test-redaction-key")
@@ -98,9 +102,18 @@ func writeFixture(t testing.TB, s store.Store) {
 	b2[len(b2)-1].BatchResult = auditevent.ResultFailure
 	batches := [][]auditevent.Event{storetest.RunEvents("b1", t0), b2, storetest.RunEvents("b3", t0.Add(2*time.Hour))[:3],
 		subjectRun("s1", t0.Add(3*time.Hour)), deleteRun("s2", t0.Add(4*time.Hour))}
-	for _, b := range batches {
+	signer, _, _ := storetest.CheckpointKey()
+	for i, b := range batches {
 		_, err := s.Write(ctx, "default", storetest.Stored(b...))
 		require.NoError(t, err)
+		if i == 1 {
+			// After b1 and b2: a checkpoint of 34 entries, and the SOX
+			// report of their two hours, recorded as the report index
+			// would: the golden SOX report proves its checkpoint
+			// consistent with this one.
+			storetest.SignCheckpoint(t, s, "default", signer, t0.Add(3*time.Hour))
+			recordReport(t, s.(Source), Request{Kind: KindSOX, From: period[0], To: t0.Add(2 * time.Hour)})
+		}
 	}
 	bad := storetest.RunEvents("dl", t0)[5]
 	bad.ID, bad.SkipReason = "dead-1", ""
@@ -110,6 +123,21 @@ func writeFixture(t testing.TB, s store.Store) {
 	tampered.RecordID = "A-1-changed"
 	_, err := s.Write(ctx, "default", append(dl, storetest.Stored(tampered)...))
 	require.NoError(t, err)
+	storetest.SignCheckpoint(t, s, "default", signer, t0.Add(5*time.Hour))
+}
+
+// recordReport generates a report and records it in the report index as
+// if it had been written to /reports.
+func recordReport(t testing.TB, src Source, req Request) *Report {
+	t.Helper()
+	r, err := newGenerator(src, "test").Generate(context.Background(), req)
+	require.NoError(t, err)
+	_, err = r.encode()
+	require.NoError(t, err)
+	_, err = src.RecordReport(context.Background(), NewRecord(r, &Written{Dir: "/reports/" + r.Envelope.ID,
+		Files: []string{JSONFile}, ContentSHA256: r.Envelope.ContentSHA256}, req.Schedule))
+	require.NoError(t, err)
+	return r
 }
 
 func sqliteFixture(t testing.TB) *sqlitestore.Store {
@@ -121,7 +149,9 @@ func sqliteFixture(t testing.TB) *sqlitestore.Store {
 	return s
 }
 
+// newGenerator verifies checkpoints with storetest.CheckpointKey.
 func newGenerator(src Source, name string) *Generator {
+	_, verifier, _ := storetest.CheckpointKey()
 	return &Generator{Source: src, StoreName: name, Catalog: testCatalog, RedactionKey: testKey,
-		Now: func() time.Time { return t0.Add(48 * time.Hour) }}
+		Now: func() time.Time { return t0.Add(48 * time.Hour) }, CheckpointKeys: []note.Verifier{verifier}}
 }

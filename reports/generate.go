@@ -8,14 +8,19 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
 )
 
-// Source is what reports read: the store's reader and its aggregations.
+// Source is what reports read: the store's reader and its aggregations,
+// and for the integrity attestation its Merkle logs and report index.
 type Source interface {
 	store.Reader
 	store.Aggregator
+	store.Integrity
+	store.ReportIndex
 }
 
 // Generator builds reports from one store.
@@ -28,8 +33,13 @@ type Generator struct {
 	// RedactionKey is cdcprocessor's redaction_key: GDPR subjects are
 	// matched through its pseudonyms.
 	RedactionKey []byte
-	// Attestor fills the integrity attestation; nil means absent.
-	Attestor Attestor
+	// CheckpointKeys verify the signatures of the checkpoints the
+	// attestation uses; without them the report says they were not
+	// verified.
+	CheckpointKeys []note.Verifier
+	// OriginPrefix is the exporter's checkpoints::origin_prefix; empty
+	// means DefaultOriginPrefix.
+	OriginPrefix string
 	// MaxRows caps the record-level tables (HIPAA accesses, DSAR history);
 	// 0 means 10000. The totals are always complete.
 	MaxRows int
@@ -47,6 +57,10 @@ type Request struct {
 	// Subject is the data subject's identifier for the GDPR DSAR extract,
 	// as plaintext; only its pseudonym reaches the report.
 	Subject string
+	// Schedule names the series the report belongs to: the attestation's
+	// previous report is looked up among that schedule's reports (empty:
+	// among all recorded reports of the same kind and filters).
+	Schedule string
 }
 
 // Validate checks a request.
@@ -106,14 +120,6 @@ func (g *Generator) Generate(ctx context.Context, req Request) (*Report, error) 
 		GeneratedAt: now().UTC(), Store: g.StoreName,
 	}, Summary: []Metric{}, Sections: []Section{}, Queries: []Query{}}}
 	b.rep.Completeness.PeriodClosed = !req.To.After(b.rep.Envelope.GeneratedAt)
-	b.rep.Attestation = AbsentAttestation()
-	if g.Attestor != nil {
-		a, err := g.Attestor.Attest(ctx, req.From, req.To)
-		if err != nil {
-			return nil, fmt.Errorf("reports: attestation: %w", err)
-		}
-		b.rep.Attestation = a
-	}
 	if err := b.loadRuns(); err != nil {
 		return nil, err
 	}
@@ -123,6 +129,9 @@ func (g *Generator) Generate(ctx context.Context, req Request) (*Report, error) 
 	build := map[string]func() error{KindSOX: b.sox, KindGDPR: b.gdpr, KindHIPAA: b.hipaa,
 		KindLineage: b.lineage, KindReconciliation: b.reconciliation}[req.Kind]
 	if err := build(); err != nil {
+		return nil, err
+	}
+	if err := b.attest(); err != nil {
 		return nil, err
 	}
 	return b.rep, nil

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/signing"
+	"github.com/batchaudit/batchaudit/store"
 )
 
 // Formats a report can be written in. JSON is always written: it is the
@@ -153,6 +154,26 @@ func Write(ctx context.Context, r *Report, dir string, formats []string, signer 
 		return nil, fmt.Errorf("reports: %w", err)
 	}
 	return &Written{Dir: final, Files: append(names, SignatureFile), ContentSHA256: r.Envelope.ContentSHA256}, nil
+}
+
+// NewRecord is the report index's record of a written report: id
+// "<schedule>/<report id>" in a schedule, the report id otherwise, and the
+// checkpoints its attestation used, which the next report of the series
+// proves its own consistent with.
+func NewRecord(r *Report, w *Written, schedule string) store.ReportRecord {
+	id := r.Envelope.ID
+	if schedule != "" {
+		id = schedule + "/" + id
+	}
+	rec := store.ReportRecord{ID: id, Kind: r.Envelope.Kind, Schedule: schedule, From: r.Envelope.From, To: r.Envelope.To,
+		Filters: r.Envelope.Filters.String(), GeneratedAt: r.Envelope.GeneratedAt, ContentSHA256: w.ContentSHA256,
+		Location: w.Dir, Files: w.Files}
+	for _, s := range r.Attestation.Streams {
+		if s.Checkpoint != nil && s.Status == AttestationCovered {
+			rec.Checkpoints = append(rec.Checkpoints, store.ReportCheckpoint{Stream: s.Stream, Size: s.Checkpoint.TreeSize, Note: s.Checkpoint.Note})
+		}
+	}
+	return rec
 }
 
 // Verification is what Verify checked.

@@ -18,6 +18,7 @@ var templates embed.FS
 
 var htmlTemplate = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
 	"upper": strings.ToUpper,
+	"words": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"join":  strings.Join,
 	"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"yesno": yesNo,

@@ -66,9 +66,10 @@ func (f Filters) String() string {
 }
 
 // Report is one compliance report. Everything but envelope.generated_at,
-// envelope.store and envelope.content_sha256 is its content: regenerating a
-// closed period from the same trail gives the same content and so the same
-// ContentSHA256, from SQLite or from Elasticsearch.
+// envelope.store, envelope.content_sha256 and attestation.verification is
+// its content: regenerating a closed period from the same trail gives the
+// same content and so the same ContentSHA256, from SQLite or from
+// Elasticsearch, with or without checkpoint verifier keys.
 type Report struct {
 	Schema       int          `json:"schema"`
 	Envelope     Envelope     `json:"envelope"`
@@ -210,7 +211,9 @@ var outsideContent = []string{"generated_at", "store", "content_sha256"}
 
 // ContentHash computes the content hash of a report's JSON form: the
 // SHA-256 of the RFC 8785 canonical JSON of the document without
-// envelope.generated_at, envelope.store and envelope.content_sha256.
+// envelope.generated_at, envelope.store, envelope.content_sha256 and
+// attestation.verification (what the generator's keys said, not what the
+// trail holds).
 func ContentHash(reportJSON []byte) (string, error) {
 	dec := json.NewDecoder(bytes.NewReader(reportJSON))
 	dec.UseNumber()
@@ -224,6 +227,9 @@ func ContentHash(reportJSON []byte) (string, error) {
 	}
 	for _, k := range outsideContent {
 		delete(env, k)
+	}
+	if a, ok := doc["attestation"].(map[string]any); ok {
+		delete(a, "verification")
 	}
 	return canonical.Hash(doc)
 }

@@ -67,9 +67,9 @@ echo
 echo "==> compliance reports of $FROM .. $TO (signed with $KEY; verifier key in $PUB)"
 html=""
 for kind in sox reconciliation; do
-  dir=$("$BUILD/batchaudit" report "$kind" --db "$DB" --from "$FROM" --to "$TO" --key "$KEY" --out "$DATA/reports/demo" --json 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["dir"])')
-  "$BUILD/batchaudit" verify-report --key "$PUB" "$dir" | head -1
+  dir=$("$BUILD/batchaudit" report "$kind" --db "$DB" --from "$FROM" --to "$TO" --key "$KEY" --checkpoint-key "$PUB" \
+    --out "$DATA/reports/demo" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["dir"])')
+  "$BUILD/batchaudit" verify-report --key "$PUB" --checkpoint-key "$PUB" "$dir" | sed -n '1p;/^  attestation/p'
   [ "$kind" = sox ] && html="$dir/report.html"
   echo "  $kind: $dir/report.html"
 done

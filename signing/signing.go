@@ -84,6 +84,19 @@ func LoadVerifier(keyOrPath string) (note.Verifier, error) {
 	return v, nil
 }
 
+// LoadVerifiers loads every key of LoadVerifier's forms, in order.
+func LoadVerifiers(keysOrPaths []string) ([]note.Verifier, error) {
+	out := make([]note.Verifier, 0, len(keysOrPaths))
+	for _, k := range keysOrPaths {
+		v, err := LoadVerifier(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // Sign returns text as a signed note. Text must end with a newline.
 func Sign(text string, signer note.Signer) ([]byte, error) {
 	b, err := note.Sign(&note.Note{Text: text}, signer)

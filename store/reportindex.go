@@ -23,6 +23,18 @@ type ReportRecord struct {
 	// Location is where the report's files were written.
 	Location string   `json:"location"`
 	Files    []string `json:"files,omitempty"`
+	// Checkpoints are the signed checkpoints the report's integrity
+	// attestation rests on, one per stream it covered: the next report of
+	// the series proves its own checkpoints consistent with these.
+	Checkpoints []ReportCheckpoint `json:"checkpoints,omitempty"`
+}
+
+// ReportCheckpoint is a signed checkpoint a recorded report used.
+type ReportCheckpoint struct {
+	Stream string `json:"stream"`
+	Size   int64  `json:"size"`
+	// Note is the signed note, verbatim.
+	Note string `json:"note"`
 }
 
 // ReportQuery selects report records whose period overlaps [From, To);

@@ -20,6 +20,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/kibana"
+	"github.com/batchaudit/batchaudit/signing"
 	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/testbed/harness"
 )
@@ -51,20 +52,26 @@ func hexHash(s string) string {
 func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay time.Time) {
 	t.Helper()
 	prefix = estest.UniqueName(t, "kibana")
-	for _, index := range []string{esstore.EventsIndex(prefix), esstore.RunsIndex(prefix), esstore.DeadLettersIndex(prefix)} {
-		estest.TrackIndexTemplate(t, es, index) // the exporter names each template like its index
-	}
-	estest.TrackIndex(t, es, prefix+"-*")
+	estest.TrackStore(t, es, prefix+"-*", esstore.Indices(prefix)...) // the exporter names each template like its index
+	dir := t.TempDir()
+	// Checkpoints are signed only when the collector stops (the interval is
+	// longer than the test): one after day 2, one at the end.
+	cpKey, _, err := signing.GenerateKey("kibana.checkpoints")
+	require.NoError(t, err)
+	require.NoError(t, signing.WriteSignerKey(filepath.Join(dir, "checkpoint.key"), cpKey))
 	cfg := strings.Replace(pipeline, "{{EXPORTER}}", fmt.Sprintf(
-		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s", estest.URL(), prefix), 1)
+		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s\n    checkpoints:\n      key_files: [%s]\n      interval: 24h",
+		estest.URL(), prefix, filepath.Join(dir, "checkpoint.key")), 1)
 	// A receiver that admits deeper values than Elasticsearch indexes (its
 	// flattened fields stop at 20 levels; the receiver's default is 20):
 	// the event f-7 below becomes a dead letter.
 	cfg = strings.Replace(cfg, "    journal: journal\n", "    journal: journal\n    limits:\n      max_attribute_depth: 30\n", 1)
-	dir := t.TempDir()
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 	runOrdersJob(t, c, testdata("orders_day1.csv"), filepath.Join(dir, "day1.csv"), "kb-day1")
 	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "kb-day2")
+	waitSettled(t, c)
+	c.Stop() // signs the first checkpoint: day 1 and day 2
+	c.Restart()
 
 	failDay = time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
 	at := func(s int) string {
@@ -112,7 +119,18 @@ func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay
 			"actor": "ops-alice", "status": "success", "timestamp": oldDay.Add(2*time.Hour + time.Second).Format(time.RFC3339)},
 	)
 	waitSettled(t, c) // the runs' derived events (settle_time after their ends)
-	c.Stop()          // drains the queue
+	c.Stop()          // drains the queue, signs the second checkpoint
+	// Two reports recorded in the report index, as an auditor with write
+	// access records them.
+	cli := harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit")
+	reportKey, _, err := signing.GenerateKey("kibana.reports")
+	require.NoError(t, err)
+	require.NoError(t, signing.WriteSignerKey(filepath.Join(dir, "report.key"), reportKey))
+	for _, kind := range []string{"sox", "reconciliation"} {
+		harness.RunCommand(t, 2*time.Minute, nil, cli, "report", kind, "--es", estest.URL(), "--es-prefix", prefix,
+			"--from", oldDay.Format(time.DateOnly), "--to", time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly),
+			"--key", filepath.Join(dir, "report.key"), "--out", filepath.Join(dir, "reports"), "--format", "json", "--record-in-index")
+	}
 	res, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(prefix + "-*"))
 	require.NoError(t, err)
 	res.Body.Close()
@@ -124,7 +142,7 @@ func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay
 func describe(t *testing.T, es *elasticsearch.Client, prefix string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, suffix := range []string{"-events", "-runs", "-deadletters"} {
+	for _, suffix := range []string{"-events", "-runs", "-deadletters", "-checkpoints", "-reports"} {
 		res, err := es.Search(es.Search.WithIndex(prefix+suffix), es.Search.WithSize(1000),
 			es.Search.WithBody(strings.NewReader(`{"query":{"match_all":{}}}`)))
 		require.NoError(t, err)
@@ -161,6 +179,15 @@ func describe(t *testing.T, es *elasticsearch.Client, prefix string) map[string]
 				out[h.ID] = "run " + h.ID
 			case "-deadletters":
 				out[h.ID] = "dead " + get("event.id") + " " + get("error.type")
+			case "-checkpoints":
+				out[h.ID] = "checkpoint " + get("stream") + " " + get("size")
+			case "-reports":
+				var sizes []string
+				cps, _ := h.Source["checkpoints"].([]any)
+				for _, c := range cps {
+					sizes = append(sizes, fmt.Sprint(c.(map[string]any)["size"]))
+				}
+				out[h.ID] = "report " + get("kind") + " [" + strings.Join(sizes, " ") + "]"
 			}
 		}
 	}
@@ -206,6 +233,13 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 	require.Len(t, day1, 42)
 	require.Len(t, day2, 37)
 	allEvents := concat([]string{"kb-old batch.start -", "kb-old batch.end -"}, failRun, day1, day2)
+
+	// Checkpoints: one at the stop after day 2, one at the end (every event
+	// and the two dead letters); the reports attest the latter.
+	firstSize, lastSize := len(day1)+len(day2), len(allEvents)+2
+	checkpointsNewestFirst := []string{fmt.Sprintf("checkpoint e2e %d", lastSize), fmt.Sprintf("checkpoint e2e %d", firstSize)}
+	reportsNewestFirst := []string{fmt.Sprintf("report reconciliation [%d]", lastSize), fmt.Sprintf("report sox [%d]", lastSize)}
+	latest := latestCheckpointMillis(t, es, prefix)
 
 	findingsNewestFirst := []string{"kb-fail finding - count_mismatch", "kb-fail finding - data_loss"}
 	deadLettersNewestFirst := []string{"dead f-7 dead_letter", "dead f-4 conflict"}
@@ -254,6 +288,8 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 		" batchaudit-search-findings":         hits(findingsNewestFirst...),
 		" batchaudit-search-dead-letters":     hits(deadLettersNewestFirst...),
 		" batchaudit-search-integrity-alarms": hits("dead f-4 conflict"),
+		" batchaudit-search-checkpoints":      hits(checkpointsNewestFirst...),
+		" batchaudit-search-reports":          hits(reportsNewestFirst...),
 
 		// Audit overview, last 30 days: kb-old is outside.
 		overview + "batchaudit-vis-failed-runs-count":      rows(1, map[string]float64{"Failed runs": 1}),
@@ -270,6 +306,7 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 			"orders-clean | Errored": 1, "orders-clean | Findings": 0}),
 		overview + "batchaudit-search-failed-runs": hits("run kb-fail"),
 		overview + "batchaudit-search-findings":    hits(findingsNewestFirst...),
+		overview + "batchaudit-search-reports":     hits(reportsNewestFirst...),
 
 		// Data changes.
 		changes + "batchaudit-vis-changes-over-time": rows(89, map[string]float64{
@@ -290,6 +327,10 @@ func TestKibanaQueriesOnRealTrail(t *testing.T) {
 			"count_mismatch | high | Findings": 1, "data_loss | high | Findings": 1}),
 		loss + "batchaudit-vis-dead-letters-over-time": rows(2, map[string]float64{
 			fail + " | dead_letter | Dead letters": 1, fail + " | conflict | Dead letters": 1}),
+		// Checkpoint age: the latest checkpoint's time, per stream too.
+		loss + "batchaudit-vis-latest-checkpoint": rows(2, map[string]float64{"Latest checkpoint": latest}),
+		loss + "batchaudit-vis-checkpoints-per-stream": rows(2, map[string]float64{"e2e | Checkpoints": 2,
+			"e2e | Latest checkpoint": latest, "e2e | Tree size": float64(lastSize)}),
 		loss + "batchaudit-search-findings":         hits(findingsNewestFirst...),
 		loss + "batchaudit-search-integrity-alarms": hits("dead f-4 conflict"),
 		loss + "batchaudit-search-dead-letters":     hits(deadLettersNewestFirst...),
@@ -374,4 +415,27 @@ func runDay(t *testing.T, es *elasticsearch.Client, prefix, batchID string) stri
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&doc))
 	require.False(t, doc.Source.Start.IsZero(), "run %s has a start", batchID)
 	return doc.Source.Start.UTC().Format(time.DateOnly)
+}
+
+// latestCheckpointMillis reads the created time of the largest checkpoint
+// from its document (epoch milliseconds, as a max aggregation on a date
+// answers).
+func latestCheckpointMillis(t *testing.T, es *elasticsearch.Client, prefix string) float64 {
+	t.Helper()
+	res, err := es.Search(es.Search.WithIndex(esstore.CheckpointsIndex(prefix)), es.Search.WithSize(1),
+		es.Search.WithBody(strings.NewReader(`{"sort":[{"size":"desc"}]}`)))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var r struct {
+		Hits struct {
+			Hits []struct {
+				Source struct {
+					Created time.Time `json:"created"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&r))
+	require.Len(t, r.Hits.Hits, 1)
+	return float64(r.Hits.Hits[0].Source.Created.UnixMilli())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,7 +27,10 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/reports/*.golden
 
 // reportsPipeline writes every event into SQLite and into Elasticsearch
 // (both from the journal's one delivery, so both stores number the events alike),
-// pseudonymizes customer names, and runs an hourly report schedule.
+// signs checkpoints of both stores with one key (Ed25519 signatures are
+// deterministic: the same tree gives the same note in both), pseudonymizes
+// customer names, and runs an hourly report schedule (of an actor no other
+// report filters on, so it never becomes the previous report of theirs).
 const reportsPipeline = `
 extensions:
   health_check:
@@ -39,11 +43,14 @@ extensions:
       path: {{DIR}}/audit.db
     signing_key_file: {{DIR}}/report.key
     output_dir: {{DIR}}/scheduled
+    attestation:
+      checkpoint_keys: [{{DIR}}/checkpoint.pub]
     schedules:
       - name: sox-hourly
         kind: sox
         cron: "* * * * *"
         period: hour
+        filters: {actor: alice}
 receivers:
   audit:
     protocols:
@@ -73,12 +80,20 @@ processors:
 exporters:
   audit/sqlite:
     stream: e2e
+    checkpoints:
+      key_files: [{{DIR}}/checkpoint.key]
+      file: {{DIR}}/checkpoints-sqlite.jsonl
+      interval: 200ms
     sqlite:
       path: {{DIR}}/audit.db
     sending_queue:
       enabled: false
   audit/es:
     stream: e2e
+    checkpoints:
+      key_files: [{{DIR}}/checkpoint.key]
+      file: {{DIR}}/checkpoints-es.jsonl
+      interval: 200ms
     elasticsearch:
       endpoints: [{{ES}}]
       index_prefix: {{PREFIX}}
@@ -178,6 +193,11 @@ var (
 	durRE = regexp.MustCompile(`\| <time> \| <time> \| [0-9.e-]+ \| (success|failure|error|timeout|cancellation|skip) \|`)
 	// Event hashes cover the event time (record hashes do not).
 	eventHashRE = regexp.MustCompile(`hash [0-9a-f]{64}`)
+	// Tree hashes, proofs, signatures and report content hashes depend on
+	// the event hashes.
+	b64HashRE   = regexp.MustCompile(`[A-Za-z0-9+/]{43}=`)
+	signatureRE = regexp.MustCompile(`— (\S+) [A-Za-z0-9+/]{60,}={0,2}`)
+	contentRE   = regexp.MustCompile(`content [0-9a-f]{64}`)
 )
 
 // normalize removes what differs from one run of the test to the next: the
@@ -187,6 +207,9 @@ func normalize(s string) string {
 	s = timeRE.ReplaceAllString(s, "<time>")
 	s = durRE.ReplaceAllString(s, "| <time> | <time> | <duration> | $1 |")
 	s = eventHashRE.ReplaceAllString(s, "hash <event hash>")
+	s = signatureRE.ReplaceAllString(s, "— $1 <signature>")
+	s = b64HashRE.ReplaceAllString(s, "<tree hash>")
+	s = contentRE.ReplaceAllString(s, "content <content hash>")
 	return dayRE.ReplaceAllString(s, "<day>")
 }
 
@@ -206,15 +229,25 @@ func TestReportsFromTheCollector(t *testing.T) {
 	key := filepath.Join(dir, "report.key")
 	// keygen prints the verifier key on stdout first, then a note on stderr.
 	vkey, _, _ := strings.Cut(harness.RunCommand(t, time.Minute, nil, cli, "keygen", "--name", "e2e.reports", "--out", key), "\n")
+	cpKey, _, _ := strings.Cut(harness.RunCommand(t, time.Minute, nil, cli, "keygen", "--name", "e2e.checkpoints", "--out",
+		filepath.Join(dir, "checkpoint.key")), "\n")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "checkpoint.pub"), []byte(cpKey+"\n"), 0o644))
 	catalog := filepath.Join(dir, "catalog.yaml")
 	require.NoError(t, os.WriteFile(catalog, []byte(reportsCatalog), 0o644))
 	cfg := strings.NewReplacer("{{ES}}", estest.URL(), "{{PREFIX}}", prefix).Replace(reportsPipeline)
 	c := harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 	runOrdersJob(t, c, testdata("orders_day1.csv"), filepath.Join(dir, "day1.csv"), "e2e-day1")
-	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "e2e-day2")
 	// The stream's order (and so every sequence number in the reports) is
 	// fixed when each group of runs settles before the next one is sent.
 	waitSettled(t, c)
+	// Both exporters sign day 1's whole tree; everything later has a later
+	// time, so a report ending at mid has exactly day 1 to attest.
+	day1Size := waitCheckpointsSettled(t, dir)
+	mid := time.Now().UTC()
+	runOrdersJob(t, c, testdata("orders_day2.csv"), filepath.Join(dir, "day2.csv"), "e2e-day2")
+	waitSettled(t, c)
+	// The derived events of day 2 (emitted at settlement) are stored too.
+	waitCheckpointsSettled(t, dir)
 	crafted := craftedRuns(time.Now())
 	for _, batch := range crafted[:len(crafted)-1] {
 		postEvents(t, c, batch...)
@@ -248,20 +281,35 @@ func TestReportsFromTheCollector(t *testing.T) {
 		require.NoError(t, err)
 	}
 
+	// Each exporter signs on its own clock, so the two files list different
+	// sizes; the sizes reports use (day 1, the end) are in both, with the
+	// same notes (one key, the same tree).
+	published := readPublished(t, filepath.Join(dir, "checkpoints-sqlite.jsonl"))
+	publishedES := readPublished(t, filepath.Join(dir, "checkpoints-es.jsonl"))
+	finalSize := published[len(published)-1].Size
+	assert.Equal(t, published[len(published)-1], publishedES[len(publishedES)-1])
+
 	today := time.Now().UTC()
 	from := today.AddDate(0, 0, -1).Format(time.DateOnly)
 	to := today.AddDate(0, 0, 2).Format(time.DateOnly)
 	kinds := []struct {
-		name string
-		args []string
+		name     string
+		args     []string
+		from, to string
+		// size and previous are the tree sizes of the checkpoint and of the
+		// previous report's (0: none).
+		size, previous int64
 	}{
-		{"sox", []string{"sox"}},
-		{"reconciliation", []string{"reconciliation"}},
-		{"gdpr", []string{"gdpr", "--subject", "ACME GmbH"}},
-		{"hipaa", []string{"hipaa"}},
-		{"lineage-record", []string{"lineage", "--record", "A-1002"}},
-		{"lineage-dataset", []string{"lineage", "--dataset", "orders_clean"}},
-		{"sox-job", []string{"sox", "--job", "orders-clean"}},
+		// Day 1 up to mid, recorded in the report index: the SOX report of
+		// the whole period then proves its checkpoint consistent with this one.
+		{"sox-day1", []string{"sox", "--record-in-index"}, from, mid.Format(time.RFC3339Nano), day1Size, 0},
+		{"sox", []string{"sox"}, from, to, finalSize, day1Size},
+		{"reconciliation", []string{"reconciliation"}, from, to, finalSize, 0},
+		{"gdpr", []string{"gdpr", "--subject", "ACME GmbH"}, from, to, finalSize, 0},
+		{"hipaa", []string{"hipaa"}, from, to, finalSize, 0},
+		{"lineage-record", []string{"lineage", "--record", "A-1002"}, from, to, finalSize, 0},
+		{"lineage-dataset", []string{"lineage", "--dataset", "orders_clean"}, from, to, finalSize, 0},
+		{"sox-job", []string{"sox", "--job", "orders-clean"}, from, to, finalSize, 0},
 	}
 	env := []string{"BATCHAUDIT_REDACTION_KEY=e2e-redaction-key"}
 	for _, k := range kinds {
@@ -270,8 +318,8 @@ func TestReportsFromTheCollector(t *testing.T) {
 			texts := map[string]string{}
 			var doc *reports.Report
 			for _, backend := range [][]string{{"--db", filepath.Join(dir, "audit.db")}, {"--es", estest.URL(), "--es-prefix", prefix}} {
-				args := append(append([]string{"report"}, k.args...), "--from", from, "--to", to, "--key", key, "--catalog", catalog,
-					"--out", filepath.Join(dir, "out", backend[0]), "--format", "json,html,csv", "--json")
+				args := append(append([]string{"report"}, k.args...), "--from", k.from, "--to", k.to, "--key", key, "--catalog", catalog,
+					"--out", filepath.Join(dir, "out", backend[0]), "--format", "json,html,csv", "--json", "--checkpoint-key", cpKey)
 				out := harness.RunCommand(t, 2*time.Minute, env, cli, append(args, backend...)...)
 				var res struct {
 					Dir           string `json:"dir"`
@@ -279,8 +327,14 @@ func TestReportsFromTheCollector(t *testing.T) {
 				}
 				require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res), out)
 				hashes[backend[0]] = res.ContentSHA256
-				verified := harness.RunCommand(t, time.Minute, nil, cli, "verify-report", "--key", vkey, res.Dir)
+				verified := harness.RunCommand(t, time.Minute, nil, cli, "verify-report", "--key", vkey, "--checkpoint-key", cpKey, res.Dir)
 				assert.Contains(t, verified, "OK: ")
+				assert.Contains(t, verified, "attestation covered; checkpoint signatures verified (e2e.checkpoints)")
+				line := fmt.Sprintf("stream e2e: the checkpoint of size %d covers entries 1..%d", k.size, k.size)
+				if k.previous > 0 {
+					line += fmt.Sprintf(", consistent with the previous report's checkpoint of size %d", k.previous)
+				}
+				assert.Contains(t, verified, line+"\n")
 				b, err := os.ReadFile(filepath.Join(res.Dir, reports.JSONFile))
 				require.NoError(t, err)
 				var r reports.Report
@@ -290,6 +344,13 @@ func TestReportsFromTheCollector(t *testing.T) {
 				}
 				texts[backend[0]] = r.Text()
 				assert.NotContains(t, string(b), "ACME GmbH", "subjects are pseudonymized")
+				// The checkpoint is the one published outside the store.
+				a := r.Attestation
+				require.Len(t, a.Streams, 1)
+				for _, p := range [][]publishedCheckpoint{published, publishedES} {
+					assert.Contains(t, p, publishedCheckpoint{Stream: "e2e", Size: k.size, Note: a.Streams[0].Checkpoint.Note},
+						"the attested checkpoint is one both exporters published")
+				}
 			}
 			if !assert.Equal(t, hashes["--db"], hashes["--es"], "the same report from SQLite and from Elasticsearch") {
 				assert.Equal(t, texts["--db"], texts["--es"])
@@ -305,4 +366,55 @@ func TestReportsFromTheCollector(t *testing.T) {
 			assert.Equal(t, string(want), got)
 		})
 	}
+}
+
+// publishedCheckpoint is a line of the exporter's checkpoints::file.
+type publishedCheckpoint struct {
+	Stream string `json:"stream"`
+	Size   int64  `json:"size"`
+	Note   string `json:"note"`
+}
+
+func readPublished(t *testing.T, path string) []publishedCheckpoint {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var out []publishedCheckpoint
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var c publishedCheckpoint
+		require.NoError(t, json.Unmarshal([]byte(line), &c), line)
+		// The final checkpoint of a stop repeats the size of the last one.
+		if len(out) == 0 || out[len(out)-1].Size != c.Size {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// waitCheckpointsSettled waits until both exporters have published a
+// checkpoint of the same size and signed nothing newer for a second (their
+// interval is 200ms, so their whole tree is signed), and returns its size.
+func waitCheckpointsSettled(t *testing.T, dir string) int64 {
+	t.Helper()
+	last := func(name string) int64 {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		var c publishedCheckpoint
+		_ = json.Unmarshal([]byte(lines[len(lines)-1]), &c)
+		return c.Size
+	}
+	var size int64
+	stable := 0
+	harness.Eventually(t, time.Minute, func() error {
+		a, b := last("checkpoints-sqlite.jsonl"), last("checkpoints-es.jsonl")
+		if a == 0 || a != b || a != size {
+			size, stable = a, 0
+			return fmt.Errorf("checkpoints of size %d (SQLite) and %d (Elasticsearch)", a, b)
+		}
+		if stable++; stable < 5 {
+			return fmt.Errorf("size %d for %d polls", size, stable)
+		}
+		return nil
+	})
+	return size
 }

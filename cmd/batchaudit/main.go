@@ -13,7 +13,8 @@
 //	batchaudit verify-proof BUNDLE --key VERIFIER
 //	batchaudit kibana import --kibana URL | kibana export --out FILE
 //	batchaudit report KIND --from DATE --to DATE [filters] [--format html,json,csv,pdf] --out DIR --key FILE
-//	batchaudit verify-report --key VERIFIER DIR
+//	                  [--checkpoint-key VERIFIER]... [--schedule NAME] [--record-in-index]
+//	batchaudit verify-report --key VERIFIER [--checkpoint-key VERIFIER]... DIR
 //	batchaudit keygen --name NAME --out FILE
 //	batchaudit es setup --es URL
 //
@@ -75,8 +76,9 @@ Tamper evidence (docs/integrity.md):
 Compliance reports (docs/reports.md):
   batchaudit report KIND --from DATE --to DATE [--job J] [--dataset D] [--actor A] [--record R] [--subject S]
                      [--format html,json,csv,pdf] [--out DIR] --key SIGNER_KEY_FILE [--catalog FILE]
+                     [--checkpoint-key CHECKPOINT_VERIFIER]... [--schedule NAME] [--record-in-index]
                      KIND is sox, gdpr, hipaa, lineage or reconciliation
-  batchaudit verify-report --key VERIFIER_KEY REPORT_DIR
+  batchaudit verify-report --key VERIFIER_KEY [--checkpoint-key CHECKPOINT_VERIFIER]... REPORT_DIR
   batchaudit keygen --name NAME --out SIGNER_KEY_FILE   (prints the verifier key)
 
 Elasticsearch (roles, templates, indices and API keys of a least-privilege deployment):
@@ -116,7 +118,7 @@ Examples:
   batchaudit verify-proof proof.json --key signing.pub
   batchaudit keygen --name reports.example.com --out report.key > report.pub
   batchaudit report sox --from 2026-07-01 --to 2026-10-01 --key report.key --out reports/
-  batchaudit verify-report --key report.pub reports/sox-20260701T000000Z-20261001T000000Z-1a2b3c4d
+  batchaudit verify-report --key report.pub --checkpoint-key signing.pub reports/sox-20260701T000000Z-20261001T000000Z-1a2b3c4d
 `
 
 // command is one subcommand: its flags and what it does with an open store.

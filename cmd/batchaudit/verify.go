@@ -156,13 +156,9 @@ func checkMappings(ctx context.Context, s any, rep *verify.Report) (*mappingRepo
 
 // loadVerifiers reads verifier keys given as text or as files holding them.
 func loadVerifiers(keys []string) (note.Verifiers, error) {
-	var vs []note.Verifier
-	for _, k := range keys {
-		v, err := signing.LoadVerifier(k)
-		if err != nil {
-			return nil, err
-		}
-		vs = append(vs, v)
+	vs, err := signing.LoadVerifiers(keys)
+	if err != nil {
+		return nil, err
 	}
 	return note.VerifierList(vs...), nil
 }

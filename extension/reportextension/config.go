@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/batchaudit/batchaudit/reports"
+	"github.com/batchaudit/batchaudit/signing"
 	"github.com/batchaudit/batchaudit/store/esstore"
 )
 
@@ -39,8 +40,28 @@ type Config struct {
 	// produced at start; older ones are logged and left out.
 	MaxCatchUp int `mapstructure:"max_catch_up"`
 	// Chromium is the browser for PDF output; empty finds chromium on PATH.
-	Chromium  string           `mapstructure:"chromium"`
-	Schedules []ScheduleConfig `mapstructure:"schedules"`
+	Chromium string `mapstructure:"chromium"`
+	// Attestation configures the reports' integrity attestation.
+	Attestation AttestationConfig `mapstructure:"attestation"`
+	Schedules   []ScheduleConfig  `mapstructure:"schedules"`
+
+	_ struct{}
+}
+
+// AttestationConfig configures how reports attest their period with the
+// audit exporter's signed checkpoints (docs/reports.md).
+type AttestationConfig struct {
+	// CheckpointKeys are verifier keys (text, or files holding them) of the
+	// exporter's checkpoint signing keys: the report then states whether
+	// its checkpoints verify; without keys it states that they were not
+	// verified.
+	CheckpointKeys []string `mapstructure:"checkpoint_keys"`
+	// OriginPrefix is the exporter's checkpoints::origin_prefix.
+	OriginPrefix string `mapstructure:"origin_prefix"`
+	// Wait is how long after a period's end a report waits for a
+	// checkpoint that covers it, when none does yet (the exporter signs
+	// every checkpoints::interval); after that it is written saying so.
+	Wait time.Duration `mapstructure:"wait"`
 
 	_ struct{}
 }
@@ -105,6 +126,12 @@ func (cfg *Config) Validate() error {
 	}
 	if len(cfg.Schedules) > 0 && cfg.OutputDir == "" {
 		errs = append(errs, errors.New("output_dir: required"))
+	}
+	if cfg.Attestation.Wait < 0 {
+		errs = append(errs, fmt.Errorf("attestation.wait: must not be negative, got %s", cfg.Attestation.Wait))
+	}
+	if _, err := signing.LoadVerifiers(cfg.Attestation.CheckpointKeys); err != nil {
+		errs = append(errs, fmt.Errorf("attestation.checkpoint_keys: %w", err))
 	}
 	if cfg.MaxCatchUp < 1 {
 		errs = append(errs, fmt.Errorf("max_catch_up: must be at least 1, got %d", cfg.MaxCatchUp))

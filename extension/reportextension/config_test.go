@@ -3,6 +3,7 @@ package reportextension
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,6 +39,8 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, []string{"customer"}, cfg.Catalog.Datasets[0].SubjectFields)
 	assert.True(t, cfg.Catalog.Datasets[1].EPHI)
 	assert.Equal(t, "secret", string(cfg.RedactionKey))
+	assert.Equal(t, AttestationConfig{CheckpointKeys: []string{"collector.example+4620c2d8+Ae1JKMYo0cLG6ukDOJBZlWEpWSc6XGP5NjbBRhSshzfR"},
+		OriginPrefix: "batchaudit/", Wait: 5 * time.Minute}, cfg.Attestation)
 
 	es := load(t, "reports/es")
 	require.NoError(t, confmap.Validate(es))
@@ -51,6 +54,8 @@ func TestConfig(t *testing.T) {
 		"timezone: unknown time zone Mars/Olympus",
 		"signing_key_file: required",
 		"max_catch_up: must be at least 1",
+		"attestation.wait: must not be negative, got -1s",
+		"attestation.checkpoint_keys: signing:",
 		`schedules[0].name: "bad name"`,
 		`schedules[0].kind: "soc2"`,
 		`schedules[0].cron: "every minute"`,

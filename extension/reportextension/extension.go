@@ -44,6 +44,10 @@ func (e *reportExtension) Start(_ context.Context, _ component.Host) error {
 	if err != nil {
 		return err
 	}
+	keys, err := signing.LoadVerifiers(e.cfg.Attestation.CheckpointKeys)
+	if err != nil {
+		return fmt.Errorf("attestation.checkpoint_keys: %w", err)
+	}
 	s := &scheduler{cfg: e.cfg, loc: loc, logger: e.logger, clock: e.clock, signer: signer}
 	for _, sc := range e.cfg.Schedules {
 		c, err := cronParser.Parse(sc.Cron)
@@ -64,7 +68,7 @@ func (e *reportExtension) Start(_ context.Context, _ component.Host) error {
 	e.closer = st
 	s.store = st
 	s.gen = &reports.Generator{Source: st, StoreName: storeName(e.cfg), Catalog: e.cfg.Catalog,
-		RedactionKey: []byte(e.cfg.RedactionKey), Now: e.clock.Now}
+		RedactionKey: []byte(e.cfg.RedactionKey), Now: e.clock.Now, CheckpointKeys: keys, OriginPrefix: e.cfg.Attestation.OriginPrefix}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()

@@ -2,12 +2,14 @@ package reportextension
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/extension"
 
 	"github.com/batchaudit/batchaudit/extension/reportextension/internal/metadata"
+	"github.com/batchaudit/batchaudit/reports"
 	"github.com/batchaudit/batchaudit/store/esstore"
 )
 
@@ -24,6 +26,7 @@ func createDefaultConfig() component.Config {
 		OutputDir:     "./batchaudit-data/reports",
 		Timezone:      "UTC",
 		MaxCatchUp:    100,
+		Attestation:   AttestationConfig{OriginPrefix: reports.DefaultOriginPrefix, Wait: time.Minute},
 	}
 }
 

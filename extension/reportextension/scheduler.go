@@ -48,6 +48,9 @@ type scheduler struct {
 	gen       *reports.Generator
 	signer    note.Signer
 	schedules []schedule
+	// wake is when a report postponed for its attestation is due again
+	// (zero: none is waiting).
+	wake time.Time
 }
 
 // period is one report period [from, to).
@@ -58,6 +61,7 @@ type period struct{ from, to time.Time }
 func (s *scheduler) run(ctx context.Context) {
 	for {
 		now := s.clock.Now().In(s.loc)
+		s.wake = time.Time{}
 		for _, sc := range s.schedules {
 			if ctx.Err() != nil {
 				return
@@ -69,6 +73,9 @@ func (s *scheduler) run(ctx context.Context) {
 			if n := sc.cron.Next(now); n.Before(next) {
 				next = n
 			}
+		}
+		if !s.wake.IsZero() && s.wake.Before(next) {
+			next = s.wake
 		}
 		select {
 		case <-ctx.Done():
@@ -128,7 +135,19 @@ func (s *scheduler) catchUp(ctx context.Context, sc schedule, now time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := s.produce(ctx, sc, due[i]); err != nil {
+		wait, err := s.produce(ctx, sc, due[i], now)
+		if wait {
+			// The next period's attestation starts from this one's
+			// checkpoints: it waits too.
+			at := due[i].to.Add(s.cfg.Attestation.Wait)
+			s.logger.Info("No checkpoint covers the period's end yet; the report waits for one", zap.String("schedule", sc.cfg.Name),
+				zap.Time("from", due[i].from), zap.Time("to", due[i].to), zap.Time("until", at))
+			if s.wake.IsZero() || at.Before(s.wake) {
+				s.wake = at
+			}
+			return
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				s.logger.Info("Report abandoned at shutdown; it is produced at the next start", zap.String("schedule", sc.cfg.Name),
 					zap.Time("from", due[i].from), zap.Time("to", due[i].to))
@@ -140,12 +159,17 @@ func (s *scheduler) catchUp(ctx context.Context, sc schedule, now time.Time) {
 	}
 }
 
-// produce writes one report, signs it and records it in the store.
-func (s *scheduler) produce(ctx context.Context, sc schedule, p period) error {
-	req := reports.Request{Kind: sc.cfg.Kind, From: p.from.UTC(), To: p.to.UTC(), Filters: sc.cfg.Filters.filters()}
+// produce writes one report, signs it and records it in the store. A
+// report that no checkpoint covers yet is not written (wait) until
+// attestation.wait after the period's end.
+func (s *scheduler) produce(ctx context.Context, sc schedule, p period, now time.Time) (wait bool, err error) {
+	req := reports.Request{Kind: sc.cfg.Kind, From: p.from.UTC(), To: p.to.UTC(), Filters: sc.cfg.Filters.filters(), Schedule: sc.cfg.Name}
 	r, err := s.gen.Generate(ctx, req)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if r.Attestation.Status == reports.AttestationNotCovered && now.Before(p.to.Add(s.cfg.Attestation.Wait)) {
+		return true, nil
 	}
 	formats := sc.cfg.Formats
 	if len(formats) == 0 {
@@ -153,20 +177,19 @@ func (s *scheduler) produce(ctx context.Context, sc schedule, p period) error {
 	}
 	w, err := reports.Write(ctx, r, filepath.Join(s.cfg.OutputDir, sc.cfg.Name), formats, s.signer, reports.WriteOptions{Chromium: s.cfg.Chromium})
 	if err != nil {
-		return err
+		return false, err
 	}
-	rec := store.ReportRecord{ID: sc.cfg.Name + "/" + r.Envelope.ID, Kind: r.Envelope.Kind, Schedule: sc.cfg.Name,
-		From: req.From, To: req.To, Filters: r.Envelope.Filters.String(), GeneratedAt: r.Envelope.GeneratedAt,
-		ContentSHA256: w.ContentSHA256, Location: w.Dir, Files: w.Files}
+	rec := reports.NewRecord(r, w, sc.cfg.Name)
 	created, err := s.store.RecordReport(ctx, rec)
 	if err != nil {
-		return fmt.Errorf("record report %s: %w", rec.ID, err)
+		return false, fmt.Errorf("record report %s: %w", rec.ID, err)
 	}
 	if !created {
 		s.logger.Warn("Report was already recorded (another instance?); its files were rewritten with the same content",
 			zap.String("report", rec.ID))
 	}
 	s.logger.Info("Report written", zap.String("schedule", sc.cfg.Name), zap.String("report_id", r.Envelope.ID),
-		zap.Time("from", req.From), zap.Time("to", req.To), zap.String("dir", w.Dir), zap.String("content_sha256", w.ContentSHA256))
-	return nil
+		zap.Time("from", req.From), zap.Time("to", req.To), zap.String("dir", w.Dir), zap.String("content_sha256", w.ContentSHA256),
+		zap.String("attestation", r.Attestation.Status), zap.String("checkpoint_signatures", r.Attestation.Verification.Status))
+	return false, nil
 }

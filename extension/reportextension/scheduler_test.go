@@ -3,6 +3,7 @@ package reportextension
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/extension/reportextension/internal/metadata"
 	"github.com/batchaudit/batchaudit/reports"
@@ -100,12 +102,7 @@ func TestScheduleCatchUpNeverTwice(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, s.Close())
-	skey, vkey, err := signing.GenerateKey("reports.test")
-	require.NoError(t, err)
-	keyFile := filepath.Join(dir, "report.key")
-	require.NoError(t, signing.WriteSignerKey(keyFile, skey))
-	verifier, err := signing.LoadVerifier(vkey)
-	require.NoError(t, err)
+	keyFile, verifier := reportKey(t, dir)
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.SQLite.Path, cfg.SigningKeyFile, cfg.OutputDir = db, keyFile, filepath.Join(dir, "reports")
@@ -233,3 +230,120 @@ func TestStartErrors(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestScheduledAttestation runs a daily SOX schedule (00:05, attestation
+// wait 10 minutes) over a trail whose checkpoints come late or never: a
+// report waits for a checkpoint covering its period, proves consistency
+// from the previous report of the schedule, and is written saying it is
+// not covered once the wait is over.
+func TestScheduledAttestation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "audit.db")
+	s, err := sqlitestore.Open(ctx, db)
+	require.NoError(t, err)
+	defer s.Close()
+	cpSigner, _, cpKey := storetest.CheckpointKey()
+	runOn := func(d int) {
+		_, err := s.Write(ctx, "default", storetest.Stored(storetest.RunEvents(fmt.Sprint("d", d), day(d, 12))...))
+		require.NoError(t, err)
+	}
+	keyFile, verifier := reportKey(t, dir)
+	cfg := createDefaultConfig().(*Config)
+	cfg.SQLite.Path, cfg.SigningKeyFile, cfg.OutputDir = db, keyFile, filepath.Join(dir, "reports")
+	cfg.Attestation.CheckpointKeys, cfg.Attestation.Wait = []string{cpKey}, 10*time.Minute
+	cfg.Schedules = []ScheduleConfig{{Name: "sox-daily", Kind: reports.KindSOX, Cron: "5 0 * * *", Period: "day", Formats: []string{"json"}}}
+	require.NoError(t, cfg.Validate())
+	at := func(d, h, m int) time.Time { return time.Date(2026, 11, d, h, m, 0, 0, time.UTC) }
+	latest := func() (store.ReportRecord, reports.Attestation) {
+		t.Helper()
+		recs, err := s.Reports(ctx, store.ReportQuery{Schedule: "sox-daily"})
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		r := recs[len(recs)-1]
+		_, err = reports.Verify(r.Location, verifier)
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join(r.Location, reports.JSONFile))
+		require.NoError(t, err)
+		var rep reports.Report
+		require.NoError(t, json.Unmarshal(b, &rep))
+		return r, rep.Attestation
+	}
+
+	runOn(1)
+	storetest.SignCheckpoint(t, s, "default", cpSigner, at(1, 13, 0)) // 17
+	runOn(2)                                                          // 18..34, signed late
+	clk := newFakeClock(at(2, 0, 5))
+	core, logs := observer.New(zap.InfoLevel)
+	set := extensiontest.NewNopSettings(metadata.Type)
+	set.Logger = zap.New(core)
+	e := newExtension(cfg, set, clk)
+	require.NoError(t, e.Start(ctx, componenttest.NewNopHost()))
+	defer func() { require.NoError(t, e.Shutdown(ctx)) }()
+	assert.Equal(t, at(3, 0, 5), clk.waitIdle(t))
+	rec, a := latest()
+	assert.Equal(t, day(1, 0), rec.From)
+	require.Equal(t, reports.AttestationCovered, a.Status, a.Statement)
+	assert.Equal(t, reports.VerificationVerified, a.Verification.Status)
+	assert.Equal(t, []store.ReportCheckpoint{{Stream: "default", Size: 17, Note: a.Streams[0].Checkpoint.Note}}, rec.Checkpoints)
+
+	// Nov 2 is due at 00:05 on Nov 3, but its entries (1..34) are not
+	// signed yet: the report waits until 00:10.
+	clk.Set(at(3, 0, 5))
+	assert.Equal(t, at(3, 0, 10), clk.waitIdle(t), "wakes when the wait is over")
+	assert.Equal(t, 1, logs.FilterMessage("No checkpoint covers the period's end yet; the report waits for one").Len())
+	storetest.SignCheckpoint(t, s, "default", cpSigner, at(3, 0, 7)) // 34
+	clk.Set(at(3, 0, 10))
+	assert.Equal(t, at(4, 0, 5), clk.waitIdle(t))
+	rec, a = latest()
+	assert.Equal(t, day(2, 0), rec.From)
+	require.Equal(t, reports.AttestationCovered, a.Status, a.Statement)
+	assert.Equal(t, latestID(t, s, day(1, 0)), a.Previous.ID)
+	assert.Equal(t, []int64{34, 17}, []int64{a.Streams[0].Checkpoint.TreeSize, a.Streams[0].Previous.TreeSize})
+	_, err = reports.VerifyAttestation(&a, []note.Verifier{mustVerifier(t, cpKey)}, "")
+	require.NoError(t, err)
+
+	// Nov 3's run is never signed: after the wait the report says so.
+	runOn(3)
+	clk.Set(at(4, 0, 5))
+	assert.Equal(t, at(4, 0, 10), clk.waitIdle(t))
+	clk.Set(at(4, 0, 10))
+	assert.Equal(t, at(5, 0, 5), clk.waitIdle(t))
+	rec, a = latest()
+	assert.Equal(t, day(3, 0), rec.From)
+	assert.Equal(t, reports.AttestationNotCovered, a.Status)
+	assert.Contains(t, a.Streams[0].Statement, "no kept checkpoint of stream default covers its entries 1..51; the latest is of size 34")
+	assert.Empty(t, rec.Checkpoints, "nothing for the next report to start from")
+	assert.Zero(t, logs.FilterLevelExact(zap.ErrorLevel).Len(), "%v", logs.FilterLevelExact(zap.ErrorLevel).All())
+}
+
+func latestID(t *testing.T, s store.ReportIndex, from time.Time) string {
+	t.Helper()
+	recs, err := s.Reports(context.Background(), store.ReportQuery{Schedule: "sox-daily"})
+	require.NoError(t, err)
+	for _, r := range recs {
+		if r.From.Equal(from) {
+			return r.ID
+		}
+	}
+	t.Fatalf("no report from %s", from)
+	return ""
+}
+
+func mustVerifier(t *testing.T, key string) note.Verifier {
+	t.Helper()
+	v, err := signing.LoadVerifier(key)
+	require.NoError(t, err)
+	return v
+}
+
+// reportKey writes a report signer key into dir and returns its file and
+// verifier.
+func reportKey(t *testing.T, dir string) (string, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := signing.GenerateKey("reports.test")
+	require.NoError(t, err)
+	keyFile := filepath.Join(dir, "report.key")
+	require.NoError(t, signing.WriteSignerKey(keyFile, skey))
+	return keyFile, mustVerifier(t, vkey)
+}

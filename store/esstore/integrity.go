@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"golang.org/x/mod/sumdb/tlog"
@@ -206,4 +207,13 @@ func (s *Store) Checkpoints(ctx context.Context, stream string) ([]store.StoredC
 			return nil
 		})
 	return out, err
+}
+
+// LastSequenceBefore implements store.Integrity: one max aggregation over
+// the events and dead letters (gaps excluded) of the stream before t.
+func (s *Store) LastSequenceBefore(ctx context.Context, stream string, t time.Time) (int64, error) {
+	return s.maxSequence(ctx, "last sequence of "+stream+" before "+t.UTC().Format(time.RFC3339Nano),
+		map[string]any{"bool": map[string]any{
+			"filter":   []any{term("batchaudit.stream", stream), timeRange("@timestamp", time.Time{}, t)},
+			"must_not": []any{term("batchaudit.entry_kind", string(merkle.KindGap))}}})
 }

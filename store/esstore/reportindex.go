@@ -33,6 +33,7 @@ func (c *Config) reportsIndex() string { return ReportsIndex(c.IndexPrefix) }
 var reportsMapping = `{"dynamic":false,` + mappingMeta + `,"properties":{` + strings.Join([]string{
 	f("id", kw), f("kind", kw), f("schedule", kw), f("from", dateT), f("to", dateT), f("filters", kw),
 	f("generated_at", dateT), f("content_sha256", kw), f("location", kw), f("files", kw),
+	f("checkpoints", props(f("stream", kw), f("size", longT), f("note", `{"type":"text","index":false}`))),
 }, ",") + `}}`
 
 // RecordReport implements store.ReportIndex with a "create": an id already

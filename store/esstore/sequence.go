@@ -13,16 +13,22 @@ import (
 // LastSequence implements store.Store: the highest sequence of stream over
 // events and dead letters, searched after a refresh, so it survives restarts.
 func (s *Store) LastSequence(ctx context.Context, stream string) (int64, error) {
+	return s.maxSequence(ctx, "last sequence of "+stream, term("batchaudit.stream", stream))
+}
+
+// maxSequence returns the highest event.sequence of the events and dead
+// letters query selects (0 for none), after a refresh.
+func (s *Store) maxSequence(ctx context.Context, what string, query map[string]any) (int64, error) {
 	indices := []string{s.cfg.eventsIndex(), s.cfg.deadLettersIndex()}
 	if err := s.refresh(ctx, indices...); err != nil {
 		return 0, err
 	}
 	q, _ := json.Marshal(map[string]any{
 		"size":  0,
-		"query": map[string]any{"term": map[string]any{"batchaudit.stream": stream}},
+		"query": query,
 		"aggs":  map[string]any{"last": map[string]any{"max": map[string]any{"field": "event.sequence"}}},
 	})
-	status, body, err := s.perform(ctx, "last sequence", func() esapi.Request {
+	status, body, err := s.perform(ctx, what, func() esapi.Request {
 		return esapi.SearchRequest{Index: indices, Body: strings.NewReader(string(q)),
 			IgnoreUnavailable: ptr(true), AllowNoIndices: ptr(true)}
 	})
@@ -30,7 +36,7 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (int64, error) 
 		return 0, err
 	}
 	if status != http.StatusOK {
-		return 0, statusError("last sequence of "+stream, status, body)
+		return 0, statusError(what, status, body)
 	}
 	var r struct {
 		Aggregations struct {
@@ -40,7 +46,7 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (int64, error) 
 		} `json:"aggregations"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return 0, fmt.Errorf("esstore: last sequence of %q: %w", stream, err)
+		return 0, fmt.Errorf("esstore: %s: %w", what, err)
 	}
 	if r.Aggregations.Last.Value == nil {
 		return 0, nil

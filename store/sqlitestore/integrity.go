@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -197,4 +198,19 @@ func sameColumn(stored, want any) bool {
 		}
 	}
 	return fmt.Sprint(stored) == fmt.Sprint(want)
+}
+
+// LastSequenceBefore implements store.Integrity. Both lookups walk the
+// stream's sequence index backwards from its end, so a report on a recent
+// period reads only the entries stored after it.
+func (s *Store) LastSequenceBefore(ctx context.Context, stream string, t time.Time) (int64, error) {
+	var ev, dl sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT
+		(SELECT sequence FROM events WHERE stream = ? AND time < ? ORDER BY sequence DESC LIMIT 1),
+		(SELECT sequence FROM dead_letters WHERE stream = ? AND time < ? AND kind <> ? ORDER BY sequence DESC LIMIT 1)`,
+		stream, nanos(t), stream, nanos(t), string(merkle.KindGap)).Scan(&ev, &dl)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: last sequence of %q before %s: %w", stream, t.UTC().Format(time.RFC3339Nano), err)
+	}
+	return max(ev.Int64, dl.Int64), nil
 }

@@ -40,6 +40,7 @@ func Conformance(t *testing.T, newLocation func(t *testing.T) Opener) {
 	t.Run("Aggregate", func(t *testing.T) { testAggregate(t, newLocation(t)) })
 	t.Run("ReportIndex", func(t *testing.T) { testReportIndex(t, newLocation(t)) })
 	t.Run("MerkleTree", func(t *testing.T) { testMerkleTree(t, newLocation(t)) })
+	t.Run("LastSequenceBefore", func(t *testing.T) { testLastSequenceBefore(t, newLocation(t)) })
 }
 
 // testRunContext: the run context of batch starts and the authenticated
@@ -270,6 +271,35 @@ func testDeadLetter(t *testing.T, open Opener) {
 	require.NoError(t, err)
 	require.Len(t, runs, 1)
 	assert.Equal(t, int64(2), runs[0].Events, "dead letters do not count in the run")
+}
+
+// testLastSequenceBefore: the highest sequence of an event or dead letter
+// before a time, per stream, when times do not follow sequence numbers.
+func testLastSequenceBefore(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	defer s.Close()
+	e := RunEvents("b1", T0)[:4] // at T0, +1s, +2s, +3s
+	// Sequences 1..4 at +0s, +3s, +1s (a dead letter) and +2s.
+	in := Stored(e[0], e[3], e[1], e[2])
+	in[2].DeadLetterReason = "kept as a dead letter"
+	write(t, s, "default", in)
+	write(t, s, "other", Stored(RunEvents("o1", T0.Add(time.Hour))[:2]...))
+	sec := func(n int) time.Time { return T0.Add(time.Duration(n) * time.Second) }
+	for _, c := range []struct {
+		stream string
+		before time.Time
+		want   int64
+	}{
+		{"default", T0, 0}, {"default", T0.Add(1), 1}, {"default", sec(1), 1},
+		{"default", sec(1).Add(1), 3}, // the dead letter
+		{"default", sec(2).Add(1), 4}, {"default", sec(3), 4}, {"default", sec(3).Add(1), 4},
+		{"other", sec(3).Add(1), 0}, {"other", T0.Add(2 * time.Hour), 2}, {"none", T0.Add(2 * time.Hour), 0},
+	} {
+		got, err := s.LastSequenceBefore(ctx, c.stream, c.before)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, got, "%s before %s", c.stream, c.before.Sub(T0))
+	}
 }
 
 func ids(events []store.StoredEvent) []string {
