@@ -167,6 +167,12 @@ func TestNoPlaintextPersonalDataAtRest(t *testing.T) {
 	assert.Contains(t, string(rj), pAlice, "the DSAR lists the subject's record under its pseudonym")
 	assert.NotContains(t, string(rj), pBob, "and only the subject's")
 
+	// A subject keyed by its id is found by the id's pseudonym.
+	hist := harness.RunCommand(t, time.Minute, nil, cli, "history", "--db", filepath.Join(dir, "audit.db"), pAlice)
+	assert.Contains(t, hist, "record.write")
+	assert.Contains(t, hist, "lineage.record")
+	assert.NotContains(t, hist, pBob)
+
 	hits, pseudonyms := scanDataDir(t, dir, []string{alice.email, bob.email, carol, alice.name, bob.name, marker, pAlice, pBob})
 	for _, plain := range []string{alice.email, bob.email, carol, alice.name, bob.name} {
 		assert.Empty(t, hits[plain], "plaintext %q found at rest", plain)
@@ -177,6 +183,8 @@ func TestNoPlaintextPersonalDataAtRest(t *testing.T) {
 	}
 	assert.Contains(t, hits[marker], "audit.db", "the scan sees the store's records")
 	assert.Contains(t, hits[pAlice], "audit.db")
+	assert.True(t, slices.ContainsFunc(hits[pAlice], func(f string) bool { return strings.HasPrefix(f, filepath.Join("journal", "state")) }),
+		"the processors' state holds the pseudonym (the scan sees into the state): %v", hits[pAlice])
 	assert.Contains(t, hits[pBob], "audit.db")
 	t.Logf("scanned %d files (%d Pebble tables decoded); pseudonyms in %v", len(pseudonyms.files), pseudonyms.tables, hits[pAlice])
 }
