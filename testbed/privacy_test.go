@@ -194,7 +194,9 @@ func otlpJSONWrite(t *testing.T, batch string, at time.Time, c customer, note st
 	data := map[string]any{"email": c.email, "name": c.name, "plan": c.plan, "note": note}
 	h, err := canonical.Hash(data)
 	require.NoError(t, err)
-	str := func(k, v string) map[string]any { return map[string]any{"key": k, "value": map[string]any{"stringValue": v}} }
+	str := func(k, v string) map[string]any {
+		return map[string]any{"key": k, "value": map[string]any{"stringValue": v}}
+	}
 	var kv []any
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
 		for k := range data {
