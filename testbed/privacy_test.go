@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,13 +199,7 @@ func otlpJSONWrite(t *testing.T, batch string, at time.Time, c customer, note st
 		return map[string]any{"key": k, "value": map[string]any{"stringValue": v}}
 	}
 	var kv []any
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range data {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		kv = append(kv, str(k, data[k].(string)))
 	}
 	req := map[string]any{"resourceLogs": []any{map[string]any{
