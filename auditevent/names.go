@@ -74,6 +74,16 @@ var names = map[string]nameInfo{
 // Known reports whether name is one of the canonical event names.
 func Known(name string) bool { _, ok := names[name]; return ok }
 
+// KnownOrEmpty is name when it is a known event name, else "": what error
+// messages may repeat of an invalid event's name (a value the client sent
+// could be anything, personal data included).
+func KnownOrEmpty(name string) string {
+	if Known(name) {
+		return name
+	}
+	return ""
+}
+
 // Category returns the category of a canonical event name, or "" if unknown.
 func Category(name string) string { return names[name].category }
 

@@ -73,7 +73,9 @@ func Required(name string) []string { return required[name] }
 var severities = map[string]bool{SeverityCritical: true, SeverityHigh: true, SeverityMedium: true, SeverityLow: true}
 
 // Validate checks e against the model and returns a *ValidationError listing
-// every problem, or nil.
+// every problem, or nil. Problems name the field and what is wrong, never
+// the value: they are answered to clients, logged and kept with dead
+// letters, and a value may be personal data (docs/privacy.md).
 func (e *Event) Validate() error {
 	var probs []FieldError
 	add := func(field, format string, args ...any) {
@@ -84,7 +86,7 @@ func (e *Event) Validate() error {
 	case e.Name == "":
 		add("event_name", "is required (one of the batchaudit.* event names, see docs/conventions.md)")
 	case !known:
-		add("event_name", "unknown event name %q (see docs/conventions.md for the list)", e.Name)
+		add("event_name", "is not a known event name (see docs/conventions.md for the list)")
 	}
 	if e.ID == "" {
 		add(AttrEventID, "is required")
@@ -114,13 +116,13 @@ func (e *Event) Validate() error {
 		}
 	}
 	if e.BatchResult != "" && !results[e.BatchResult] {
-		add(AttrBatchResult, "%q is not one of success, failure, error, timeout, cancellation, skip", e.BatchResult)
+		add(AttrBatchResult, "is not one of success, failure, error, timeout, cancellation, skip")
 	}
 	if e.ChangeType != "" && !changeTypes[e.ChangeType] {
-		add(AttrChangeType, "%q is not one of insert, update, delete, no_change", e.ChangeType)
+		add(AttrChangeType, "is not one of insert, update, delete, no_change")
 	}
 	if e.FindingSeverity != "" && !severities[e.FindingSeverity] {
-		add(AttrFindingSeverity, "%q is not one of critical, high, medium, low", e.FindingSeverity)
+		add(AttrFindingSeverity, "is not one of critical, high, medium, low")
 	}
 	for _, h := range [...]struct{ key, val string }{{AttrRecordHash, e.RecordHash}, {AttrPreviousHash, e.PreviousHash}, {AttrInputHash, e.InputHash}} {
 		if h.val != "" && (e.HashAlgorithm == "" || e.HashAlgorithm == "sha256") && !isSHA256Hex(h.val) {
@@ -147,7 +149,7 @@ func (e *Event) Validate() error {
 	if len(probs) == 0 {
 		return nil
 	}
-	return &ValidationError{EventID: e.ID, EventName: e.Name, Problems: probs}
+	return &ValidationError{EventID: e.ID, EventName: KnownOrEmpty(e.Name), Problems: probs}
 }
 
 func isSHA256Hex(s string) bool {

@@ -57,13 +57,13 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 		return appendInt(dst, int64(t))
 	case uint64:
 		if t > 1<<53 {
-			return dst, fmt.Errorf("canonical: integer %d is beyond the exact range of JSON numbers (2^53); send it as a string", t)
+			return dst, errBeyondExact
 		}
 		return appendInt(dst, int64(t))
 	case json.Number:
 		f, err := t.Float64()
 		if err != nil {
-			return dst, fmt.Errorf("canonical: invalid number %q", string(t))
+			return dst, errors.New("canonical: invalid number")
 		}
 		return appendNumber(dst, f)
 	case map[string]any:
@@ -212,9 +212,13 @@ func appendString(dst []byte, s string) ([]byte, error) {
 	return append(dst, '"'), nil
 }
 
+// errBeyondExact does not repeat the integer: errors end up in logs and
+// dead letters, and a value may be personal data (a card number).
+var errBeyondExact = errors.New("canonical: an integer is beyond the exact range of JSON numbers (2^53); send it as a string")
+
 func appendInt(dst []byte, i int64) ([]byte, error) {
 	if i > 1<<53 || i < -(1<<53) {
-		return dst, fmt.Errorf("canonical: integer %d is beyond the exact range of JSON numbers (2^53); send it as a string", i)
+		return dst, errBeyondExact
 	}
 	return strconv.AppendInt(dst, i, 10), nil
 }

@@ -80,10 +80,10 @@ func (h *FieldHasher) Sum(dst []byte, name string, value any) ([]byte, error) {
 }
 
 // Pseudonym is the keyed pseudonym of a value, "hmac-sha256:<hex>" of
-// HMAC-SHA256 over the value's canonical JSON under key: what cdcprocessor
-// stores for redact.hash fields, and how reports find a data subject's
-// records without the plaintext. A value that has no canonical form gets
-// the pseudonym of the text "unhashable".
+// HMAC-SHA256 over the value's canonical JSON under key: what the audit
+// receiver's pseudonymize option and cdcprocessor's redact.hash store, and
+// how reports find a data subject's records without the plaintext. A value
+// that has no canonical form gets the pseudonym of the text "unhashable".
 func Pseudonym(key []byte, v any) string {
 	b, err := Marshal(v)
 	if err != nil {
@@ -91,5 +91,36 @@ func Pseudonym(key []byte, v any) string {
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write(b)
-	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
+	return pseudonymPrefix + hex.EncodeToString(m.Sum(nil))
+}
+
+const pseudonymPrefix = "hmac-sha256:"
+
+// Pseudonymize returns the pseudonym of v, except that a value already in
+// the form of a pseudonym is returned as it is (so pseudonymizing twice, in
+// two tiers or in the receiver and cdcprocessor, gives one pseudonym) and
+// nil stays nil (an absent value identifies nobody).
+func Pseudonymize(key []byte, v any) any {
+	switch t := v.(type) {
+	case nil:
+		return nil
+	case string:
+		if IsPseudonym(t) {
+			return t
+		}
+	}
+	return Pseudonym(key, v)
+}
+
+// IsPseudonym reports whether s has the form of a Pseudonym.
+func IsPseudonym(s string) bool {
+	if len(s) != len(pseudonymPrefix)+2*sha256.Size || s[:len(pseudonymPrefix)] != pseudonymPrefix {
+		return false
+	}
+	for _, c := range []byte(s[len(pseudonymPrefix):]) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

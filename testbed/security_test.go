@@ -61,6 +61,7 @@ func TestSecureElasticsearchEndToEnd(t *testing.T) {
 	t.Setenv("ES_CA", n.CAFile)
 	t.Setenv("ES_API_KEY", keys.WriterAPIKey)
 	t.Setenv("ES_INDEX_PREFIX", prefix)
+	t.Setenv("BATCHAUDIT_REDACTION_KEY", "e2e-secure-redaction-key-0123456789") // the secure config has no default key
 	dir := t.TempDir()
 	// The shipped config signs checkpoints and reports with this key.
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "batchaudit-data"), 0o700))

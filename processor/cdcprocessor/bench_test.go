@@ -46,16 +46,15 @@ func benchLogs(batch string, from, n, v int) plog.Logs {
 	return ld
 }
 
-func benchProcessor(tb testing.TB, ext extension.Extension) *cdcProcessor {
+func benchProcessor(tb testing.TB, ext extension.Extension) *proc {
 	cfg := defaultCfg(func(c *Config) { c.FieldHashKey = "k"; c.Storage = &storageID })
-	p, err := newProcessor(processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
-	require.NoError(tb, err)
+	p := build(tb, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
 	require.NoError(tb, p.Start(context.Background(), hostWith(ext)))
 	return p
 }
 
 // load inserts keys [0, n) through the processor.
-func load(tb testing.TB, p *cdcProcessor, n int) {
+func load(tb testing.TB, p *proc, n int) {
 	for from := 0; from < n; from += benchBatch {
 		require.NoError(tb, p.ConsumeLogs(context.Background(), benchLogs("load", from, min(benchBatch, n-from), 0)))
 	}

@@ -61,8 +61,9 @@ func (d *dataset) redact(rec map[string]any) map[string]any {
 
 // pseudonym is canonical.Pseudonym under redaction_key: equal values give
 // equal pseudonyms (joins and counts still work), values cannot be
-// recovered without the key.
-func (d *dataset) pseudonym(v any) string { return canonical.Pseudonym(d.redactor, v) }
+// recovered without the key. A value the receiver pseudonymized already
+// (its pseudonymize option, with the same key) is kept as it is.
+func (d *dataset) pseudonym(v any) any { return canonical.Pseudonymize(d.redactor, v) }
 
 // matcher finds the dataset configuration of an event's dataset. Results
 // are cached per (role, namespace, name); the cache is bounded because a

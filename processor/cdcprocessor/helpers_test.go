@@ -8,11 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -44,9 +46,23 @@ func hostWith(ext extension.Extension) component.Host {
 	return host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{storageID: ext}}
 }
 
+// proc is the processor as the collector runs it (processorhelper's
+// wrapper: Start, ConsumeLogs, Shutdown) with its insides for inspection.
+type proc struct {
+	processor.Logs
+	*cdcProcessor
+}
+
+func build(tb testing.TB, set processor.Settings, cfg *Config, next consumer.Logs) *proc {
+	tb.Helper()
+	pl, p, err := newLogs(context.Background(), set, cfg, next)
+	require.NoError(tb, err)
+	return &proc{Logs: pl, cdcProcessor: p}
+}
+
 type harness struct {
 	t    *testing.T
-	p    *cdcProcessor
+	p    *proc
 	sink *consumertest.LogsSink
 }
 
@@ -57,8 +73,7 @@ func newHarness(t *testing.T, cfg *Config, ext extension.Extension) *harness {
 	sink := &consumertest.LogsSink{}
 	set := processortest.NewNopSettings(metadata.Type)
 	cfg.Storage = &storageID
-	p, err := newProcessor(set, cfg, sink)
-	require.NoError(t, err)
+	p := build(t, set, cfg, sink)
 	require.NoError(t, p.Start(context.Background(), hostWith(ext)))
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 	return &harness{t: t, p: p, sink: sink}

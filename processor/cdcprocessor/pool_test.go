@@ -24,8 +24,7 @@ import (
 func TestConcurrentBatchesReuseScratch(t *testing.T) {
 	sink := &consumertest.LogsSink{}
 	cfg := defaultCfg(func(c *Config) { c.FieldHashKey = "k"; c.Storage = &storageID })
-	p, err := newProcessor(processortest.NewNopSettings(metadata.Type), cfg, sink)
-	require.NoError(t, err)
+	p := build(t, processortest.NewNopSettings(metadata.Type), cfg, sink)
 	require.NoError(t, p.Start(context.Background(), hostWith(memExt(state.NewMemoryClient()))))
 	defer func() { _ = p.Shutdown(context.Background()) }()
 

@@ -44,8 +44,6 @@ type cdcProcessor struct {
 	fieldHash *fieldHasher   // per-field hashes (classify)
 }
 
-var _ processor.Logs = (*cdcProcessor)(nil)
-
 func newProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*cdcProcessor, error) {
 	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
@@ -63,11 +61,7 @@ func newProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*cdc
 	return p, nil
 }
 
-func (p *cdcProcessor) Capabilities() consumer.Capabilities {
-	return consumer.Capabilities{MutatesData: true}
-}
-
-func (p *cdcProcessor) Start(ctx context.Context, host component.Host) error {
+func (p *cdcProcessor) start(ctx context.Context, host component.Host) error {
 	var client storage.Client
 	if p.cfg.Storage == nil {
 		p.set.Logger.Warn("cdc: no storage extension configured; the change state is kept in memory and lost on restart, " +
@@ -143,7 +137,7 @@ func (p *cdcProcessor) reload(ctx context.Context) error {
 // events come from a journal, so a replay decides identically.
 func (p *cdcProcessor) clock(ctx context.Context) time.Time { return journal.Now(ctx, p.now) }
 
-func (p *cdcProcessor) Shutdown(ctx context.Context) error {
+func (p *cdcProcessor) shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var err error
@@ -163,18 +157,23 @@ func (p *cdcProcessor) observeLatency(op string, d time.Duration) {
 
 var errNotStarted = errors.New("cdc: processor not started")
 
-func (p *cdcProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+// processLogs classifies the events of ld and returns ld with the derived
+// deletes appended (processorhelper forwards it and counts the items in and
+// out). Only the deletes of a snapshot scan that exceed max_scan_batch are
+// forwarded directly, chunk by chunk while the scan runs (flushScan), to
+// bound memory; otelcol_processor_cdc_deletes_emitted counts those too.
+func (p *cdcProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
 	bb := p.bufs.Get().(*batchBuf)
 	items := p.collect(ctx, ld, bb)
 	if len(items) == 0 {
 		p.putBuf(bb)
-		return p.next.ConsumeLogs(ctx, ld)
+		return ld, nil
 	}
 	p.mu.Lock()
 	if p.st == nil {
 		p.mu.Unlock()
 		p.putBuf(bb)
-		return errNotStarted
+		return ld, errNotStarted
 	}
 	deletes, err := p.apply(ctx, items, bb)
 	p.mu.Unlock()
@@ -182,7 +181,7 @@ func (p *cdcProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 		// Nothing was forwarded for this batch (except full chunks of derived
 		// deletes, which are idempotent), so a retry is safe.
 		p.putBuf(bb)
-		return err
+		return ld, err
 	}
 	p.write(ctx, items)
 	removeDropped(ld, items)
@@ -190,7 +189,7 @@ func (p *cdcProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	if deletes.LogRecordCount() > 0 {
 		deletes.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
 	}
-	return p.next.ConsumeLogs(ctx, ld)
+	return ld, nil
 }
 
 // batchBuf is the scratch memory of one incoming batch (items, their slices,

@@ -22,12 +22,11 @@ func TestTelemetry(t *testing.T) {
 	cfg.Datasets[0].KeyFields = nil
 	cfg.NoChange = NoChangeCount
 	cfg.Storage = &storageID
-	p, err := newProcessor(metadatatest.NewSettings(tt), cfg, &consumertest.LogsSink{})
-	require.NoError(t, err)
+	sink := &consumertest.LogsSink{}
+	p := build(t, metadatatest.NewSettings(tt), cfg, sink)
 	require.NoError(t, p.Start(context.Background(), hostWith(memExt(state.NewMemoryClient()))))
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	h := &harness{t: t, p: p, sink: &consumertest.LogsSink{}}
-	p.next = h.sink
+	h := &harness{t: t, p: p, sink: sink}
 
 	h.feed(write("e1", "b1", "A", order("A", 1)), write("e2", "b1", "B", order("B", 1)), write("e3", "b1", "", order("C", 1)), end("b1", "success"))
 	h.feed(write("e4", "b2", "A", order("A", 1)), end("b2", "success"))
@@ -47,6 +46,19 @@ func TestTelemetry(t *testing.T) {
 		{Attributes: attribute.NewSet(attribute.String("state", "live")), Value: 1},
 		{Attributes: attribute.NewSet(attribute.String("state", "deleted")), Value: 1},
 	}, metricdatatest.IgnoreTimestamp())
-	_, err = tt.GetMetric("otelcol_processor_cdc_state_latency")
+	_, err := tt.GetMetric("otelcol_processor_cdc_state_latency")
 	require.NoError(t, err)
+
+	// processorhelper's standard item counts: 4+2+1 events in; out go the
+	// two inserts, the unclassified event and both batch ends, plus the
+	// derived delete of B; the three no_change events are counted, not
+	// exported.
+	procAttrs := attribute.NewSet(attribute.String("processor", "cdc"), attribute.String("otel.signal", "logs"))
+	for name, want := range map[string]int64{"otelcol_processor_incoming_items": 7, "otelcol_processor_outgoing_items": 6} {
+		m, err := tt.GetMetric(name)
+		require.NoError(t, err, name)
+		metricdatatest.AssertEqual(t, metricdata.Metrics{Name: name, Description: m.Description, Unit: m.Unit,
+			Data: metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: true,
+				DataPoints: []metricdata.DataPoint[int64]{{Attributes: procAttrs, Value: want}}}}, m, metricdatatest.IgnoreTimestamp())
+	}
 }

@@ -43,8 +43,10 @@ type lineageProcessor struct {
 	// now is the clock of the tracker's time decisions (tests replace it).
 	now func() time.Time
 
-	stop chan struct{}
-	done chan struct{}
+	// The timer loop (not when driven) runs under a context Shutdown
+	// cancels, so a delivery blocked downstream returns at shutdown.
+	stopLoop context.CancelFunc
+	done     chan struct{}
 
 	// driven: the state lives in a journal, which supplies the time of each
 	// delivery (clock) and drives expiry and settling through deliveries, so
@@ -105,32 +107,52 @@ func (p *lineageProcessor) start(ctx context.Context, host component.Host) error
 		if err != nil {
 			return err
 		}
-		p.mu.Lock()
-		p.client = client
-		p.tr = tracker.New(p.trackerConfig(client))
-		if err := p.tr.Load(ctx); err != nil {
-			// Partial state is better than none: log and go on.
-			p.logger.Error("Could not restore all lineage state; affected chains restart empty", zap.Error(err))
+		tr, pending, err := p.restore(ctx, client)
+		if err != nil {
+			// Starting without the state would drop the runs in flight and
+			// the derived events (findings) not yet delivered, silently.
+			return errors.Join(fmt.Errorf("lineage: cannot restore the state kept in %s: %w; "+
+				"the processor does not start rather than lose the runs and findings it holds "+
+				"(repair or restore the storage; removing it discards them)", p.cfg.Storage, err), client.Close(ctx))
 		}
+		p.mu.Lock()
+		p.client, p.tr, p.pending = client, tr, pending
 		if p.driven = journal.Driven(client); p.driven {
 			journal.OnReset(client, p.reload)
-		}
-		// Derived events not delivered before a stop (or a crash) are
-		// delivered by the first tick (when driven: the first delivery);
-		// the key goes once they are.
-		if data, err := client.Get(ctx, pendingKey); err == nil && data != nil {
-			if ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data); err == nil {
-				ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
-			}
 		}
 		p.mu.Unlock()
 	}
 	if p.driven {
 		return nil
 	}
-	p.stop, p.done = make(chan struct{}), make(chan struct{})
-	go p.loop()
+	loopCtx, cancel := context.WithCancel(context.Background())
+	p.stopLoop, p.done = cancel, make(chan struct{})
+	go p.loop(loopCtx)
 	return nil
+}
+
+// restore reads the tracked runs and the derived events not yet delivered
+// (pendingKey) from client. Derived events not delivered before a stop (or
+// a crash) are delivered by the first tick (when driven: the first
+// delivery); the key goes once they are.
+func (p *lineageProcessor) restore(ctx context.Context, client storage.Client) (*tracker.Tracker, plog.Logs, error) {
+	tr := tracker.New(p.trackerConfig(client))
+	pending := plog.NewLogs()
+	if err := tr.Load(ctx); err != nil {
+		return tr, pending, err
+	}
+	data, err := client.Get(ctx, pendingKey)
+	if err != nil {
+		return tr, pending, fmt.Errorf("undelivered derived events: %w", err)
+	}
+	if data != nil {
+		ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data)
+		if err != nil {
+			return tr, pending, fmt.Errorf("undelivered derived events do not decode: %w", err)
+		}
+		ld.ResourceLogs().MoveAndAppendTo(pending.ResourceLogs())
+	}
+	return tr, pending, nil
 }
 
 // trackerNow is the tracker's clock: the journal delivery's time when driven.
@@ -142,25 +164,15 @@ func (p *lineageProcessor) trackerNow() time.Time {
 }
 
 // reload drops the tracked state and loads it again from storage: the
-// journal rolled the state back to its last checkpoint.
+// journal rolled the state back to its last checkpoint. The state in memory
+// is ahead of storage then, so it is replaced even when the load fails (the
+// error goes to the journal).
 func (p *lineageProcessor) reload(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.tr = tracker.New(p.trackerConfig(p.client))
-	p.pending = plog.NewLogs()
-	if err := p.tr.Load(ctx); err != nil {
-		return err
-	}
-	if data, err := p.client.Get(ctx, pendingKey); err != nil {
-		return err
-	} else if data != nil {
-		ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(data)
-		if err != nil {
-			return err
-		}
-		ld.ResourceLogs().MoveAndAppendTo(p.pending.ResourceLogs())
-	}
-	return nil
+	var err error
+	p.tr, p.pending, err = p.restore(ctx, p.client)
+	return err
 }
 
 func storageClient(ctx context.Context, host component.Host, id, owner component.ID) (storage.Client, error) {
@@ -179,7 +191,7 @@ func storageClient(ctx context.Context, host component.Host, id, owner component
 // derived events, every checkpoint_interval or half the settle_time,
 // whichever is shorter. The tracker takes the time from its clock, not from
 // the ticker.
-func (p *lineageProcessor) loop() {
+func (p *lineageProcessor) loop(ctx context.Context) {
 	defer close(p.done)
 	every := p.cfg.CheckpointInterval
 	if s := max(p.cfg.SettleTime/2, 10*time.Millisecond); p.cfg.SettleTime > 0 && s < every {
@@ -189,10 +201,10 @@ func (p *lineageProcessor) loop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.tick(context.Background())
+			p.tick(ctx)
 		}
 	}
 }
@@ -208,6 +220,8 @@ func (p *lineageProcessor) tick(ctx context.Context) {
 		// neither (they are delivered after the restart, same ids).
 		p.stagePending()
 	}
+	// A failed checkpoint keeps its writes queued for the next one (and
+	// the final one at shutdown); the hook counted and logged it.
 	_ = p.tr.Checkpoint(ctx)
 	p.recordGauges(ctx)
 	ld := p.takePending()
@@ -323,20 +337,29 @@ func (p *lineageProcessor) recordGauges(ctx context.Context) {
 }
 
 // shutdown stops the loop, delivers or saves pending derived events, persists
-// the state of active runs and closes the storage client.
+// the state of active runs and closes the storage client. The loop's
+// context is cancelled, so a tick blocked on the next consumer returns; if
+// one still has not when ctx expires (a consumer that ignores
+// cancellation), the state is saved and the client closed all the same,
+// and the error says so. The events of that tick stay saved under
+// pendingKey until a tick delivered them, so they are delivered again
+// after the next start.
 func (p *lineageProcessor) shutdown(ctx context.Context) error {
-	if p.stop != nil {
-		close(p.stop)
+	var errs []error
+	if p.stopLoop != nil {
+		p.stopLoop()
 		select {
 		case <-p.done:
 		case <-ctx.Done():
-			return ctx.Err()
+			errs = append(errs, fmt.Errorf("lineage: the settle timer's delivery did not return before the shutdown deadline: %w", ctx.Err()))
 		}
-		p.stop = nil
+		p.stopLoop = nil
 	}
+	// Storage writes are local and short: the final save runs even when
+	// ctx expired waiting for the loop, rather than lose the state.
+	saveCtx := context.WithoutCancel(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var errs []error
 	if p.client == nil {
 		// Without a store the runs' state is lost at shutdown: settle the
 		// ended ones now rather than lose their findings.
@@ -359,7 +382,7 @@ func (p *lineageProcessor) shutdown(ctx context.Context) error {
 		}
 	}
 	if p.client != nil {
-		errs = append(errs, p.tr.Checkpoint(ctx), p.client.Close(ctx))
+		errs = append(errs, p.tr.Checkpoint(saveCtx), p.client.Close(saveCtx))
 		p.client = nil
 	}
 	p.tb.Shutdown()

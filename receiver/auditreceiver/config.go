@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configgrpc"
 	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/confmap"
 
@@ -41,6 +42,9 @@ type Config struct {
 	// NDJSON types; "" admits requests without a Content-Type. Anything
 	// else gets 415.
 	AllowedJSONContentTypes []string `mapstructure:"allowed_json_content_types"`
+	// Pseudonymize replaces personal values of every accepted event by
+	// keyed pseudonyms before anything is journaled or passed on.
+	Pseudonymize PseudonymizeConfig `mapstructure:"pseudonymize"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -82,6 +86,32 @@ type LimitsConfig struct {
 
 	_ struct{}
 }
+
+// PseudonymizeConfig names the values replaced by their keyed pseudonym,
+// "hmac-sha256:<hex>" of HMAC-SHA256 under Key over the value's canonical
+// JSON (canonical.Pseudonym), on every protocol, before the event is
+// journaled or passed on (docs/privacy.md).
+type PseudonymizeConfig struct {
+	// Key is the HMAC key; the same key as cdcprocessor's redaction_key
+	// and the reports' redaction key, so one value has one pseudonym.
+	Key configopaque.String `mapstructure:"key"`
+	// RecordID pseudonymizes the attributes naming records: record id,
+	// lineage id, input record ids, finding record ids.
+	RecordID bool `mapstructure:"record_id"`
+	// Fields are top-level fields of the record data and the change values
+	// (and validation.actual of a validation on such a column).
+	Fields []string `mapstructure:"fields"`
+
+	_ struct{}
+}
+
+// minPseudonymKeyBytes keeps keys out of guessing range.
+const minPseudonymKeyBytes = 16
+
+// devKeyPrefix marks the development key of the shipped configs: a
+// pseudonym under a published key is no better than a plain hash, so the
+// receiver warns when it runs with one.
+const devKeyPrefix = "insecure-dev-key"
 
 // TimeWindowConfig is the accepted range of event times, [Min, Max).
 type TimeWindowConfig struct {
@@ -135,6 +165,7 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("allowed_json_content_types: %q is not a lower-case media type such as text/plain (parameters are not allowed)", t))
 		}
 	}
+	errs = append(errs, cfg.Pseudonymize.validate()...)
 	if cfg.RetryAfter <= 0 {
 		errs = append(errs, fmt.Errorf("retry_after must be positive, got %s", cfg.RetryAfter))
 	}
@@ -146,6 +177,31 @@ func (cfg *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (p *PseudonymizeConfig) validate() []error {
+	var errs []error
+	if (p.RecordID || len(p.Fields) > 0) && len(p.Key) < minPseudonymKeyBytes {
+		errs = append(errs, fmt.Errorf("pseudonymize::key must be at least %d bytes (32 random bytes recommended), got %d: set it, e.g. from an environment variable",
+			minPseudonymKeyBytes, len(p.Key)))
+	}
+	seen := map[string]bool{}
+	for _, f := range p.Fields {
+		switch {
+		case f == "":
+			errs = append(errs, errors.New("pseudonymize::fields: a field name is empty"))
+		case seen[f]:
+			errs = append(errs, fmt.Errorf("pseudonymize::fields: %q is listed twice", f))
+		}
+		seen[f] = true
+	}
+	return errs
+}
+
+// pseudonymizer is the configured pseudonymizer, nil when off.
+func (cfg *Config) pseudonymizer() *ingest.Pseudonymizer {
+	p := cfg.Pseudonymize
+	return ingest.NewPseudonymizer([]byte(p.Key), p.RecordID, p.Fields)
 }
 
 // ingestLimits are the per-item limits the parsers apply.

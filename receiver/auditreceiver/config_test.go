@@ -63,6 +63,12 @@ func TestConfigCustom(t *testing.T) {
 	assert.Equal(t, []string{"text/plain", ""}, cfg.AllowedJSONContentTypes)
 	assert.Equal(t, 10*time.Second, cfg.RetryAfter)
 
+	ps, err := loadConfig(t, "pseudonymize")
+	require.NoError(t, err)
+	assert.Equal(t, PseudonymizeConfig{Key: "0123456789abcdef0123456789abcdef", RecordID: true, Fields: []string{"email", "customer"}}, ps.Pseudonymize)
+	assert.NotNil(t, ps.pseudonymizer())
+	assert.Nil(t, cfg.pseudonymizer(), "off unless record_id or fields are set")
+
 	httpOnly, err := loadConfig(t, "http_only")
 	require.NoError(t, err)
 	assert.True(t, httpOnly.Protocols.HTTP.HasValue())
@@ -82,6 +88,9 @@ func TestConfigInvalid(t *testing.T) {
 			`allowed_json_content_types: "TEXT/PLAIN" is not a lower-case media type such as text/plain (parameters are not allowed)` + "\n" +
 			"retry_after must be positive, got 0s",
 		"bad_compression": `protocols::http::compression_algorithms: "snappy" is not supported (use gzip, zstd, zlib, deflate)`,
+		"bad_pseudonymize": "pseudonymize::key must be at least 16 bytes (32 random bytes recommended), got 5: set it, e.g. from an environment variable\n" +
+			"pseudonymize::fields: a field name is empty\n" +
+			`pseudonymize::fields: "email" is listed twice`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := loadConfig(t, name)

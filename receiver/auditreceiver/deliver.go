@@ -105,5 +105,5 @@ func (r *auditReceiver) retryAfter() time.Duration {
 
 func (r *auditReceiver) options(ndjson bool, principal string) ingest.Options {
 	return ingest.Options{MaxEvents: r.cfg.Limits.MaxEventsPerRequest, ScopeName: metadata.ScopeName, NDJSON: ndjson,
-		Principal: principal, Limits: r.cfg.ingestLimits()}
+		Principal: principal, Limits: r.cfg.ingestLimits(), Pseudonymize: r.pseudonymize}
 }

@@ -167,7 +167,7 @@ func TestExactValuesAndTimesOverHTTP(t *testing.T) {
 	assert.Equal(t, 1, res.api.Accepted)
 	require.Len(t, res.api.Errors, 4)
 	want := []string{
-		"batchaudit.record.data.n: the integer 1152921504606846976 is beyond ±2^53",
+		"batchaudit.record.data.n: is an integer beyond ±2^53",
 		"item: is not valid UTF-8",
 		"timestamp: 9999-12-31T23:59:59Z is outside the accepted time window [1970-01-01T00:00:00Z, 2200-01-01T00:00:00Z) (time_window)",
 		"timestamp: 5138-11-16T09:46:40Z is outside the accepted time window",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 
 	"github.com/batchaudit/batchaudit/journal"
+	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/ingest"
 	"github.com/batchaudit/batchaudit/receiver/auditreceiver/internal/metadata"
 )
 
@@ -43,6 +45,8 @@ type auditReceiver struct {
 	obsHTTP *receiverhelper.ObsReport
 	obsGRPC *receiverhelper.ObsReport
 	bodies  *bodyReader
+	// pseudonymize is applied to every accepted event (nil: off).
+	pseudonymize *ingest.Pseudonymizer
 
 	// journal, when configured, takes accepted data; delivery from it into
 	// next runs until Shutdown cancels it.
@@ -64,7 +68,7 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs) (*audit
 	if err != nil {
 		return nil, err
 	}
-	r := &auditReceiver{cfg: cfg, set: set, next: next, tb: tb, bodies: newBodyReader(cfg)}
+	r := &auditReceiver{cfg: cfg, set: set, next: next, tb: tb, bodies: newBodyReader(cfg), pseudonymize: cfg.pseudonymizer()}
 	if r.obsHTTP, err = receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
 		ReceiverID: set.ID, Transport: "http", ReceiverCreateSettings: set,
 	}); err != nil {
@@ -80,6 +84,10 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs) (*audit
 
 // Start runs the configured servers (and delivery from the journal).
 func (r *auditReceiver) Start(ctx context.Context, host component.Host) error {
+	if r.pseudonymize != nil && strings.HasPrefix(string(r.cfg.Pseudonymize.Key), devKeyPrefix) {
+		r.set.Logger.Warn("pseudonymize::key is the published development key: anyone can compute these pseudonyms. " +
+			"Set your own secret key (the shipped configs read BATCHAUDIT_REDACTION_KEY) before real data arrives.")
+	}
 	if err := r.startJournal(host); err != nil {
 		return err
 	}

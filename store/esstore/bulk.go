@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
@@ -130,7 +131,7 @@ func (s *Store) bulkChunk(ctx context.Context, chunk []*bulkOp) error {
 		if t == "" {
 			t, r = http.StatusText(status), truncate(string(resp), 300)
 		}
-		chunk[0].status, chunk[0].errType, chunk[0].errReason = status, t, r
+		chunk[0].status, chunk[0].errType, chunk[0].errReason = status, t, withoutValues(r)
 		return nil
 	case status == http.StatusNotFound:
 		// No _bulk endpoint: the URL does not point at Elasticsearch.
@@ -153,8 +154,24 @@ func (s *Store) bulkChunk(ctx context.Context, chunk []*bulkOp) error {
 	}
 	for i, o := range chunk {
 		for _, r := range br.Items[i] {
-			o.status, o.errType, o.errReason = r.Status, r.Error.Type, r.Error.Reason
+			o.status, o.errType, o.errReason = r.Status, r.Error.Type, withoutValues(r.Error.Reason)
 		}
 	}
 	return nil
+}
+
+// valuePreview starts the excerpt of a document's value that Elasticsearch
+// appends to mapping errors ("failed to parse field [n] of type [long] in
+// document with id '…'. Preview of field's value: '…'"); the bulk option
+// include_source_on_error=false does not suppress it (8.19).
+const valuePreview = "Preview of field's value:"
+
+// withoutValues drops that excerpt: the reason is logged and kept with the
+// dead letter, and the value may be personal data (docs/privacy.md). The
+// field and the type stay.
+func withoutValues(reason string) string {
+	if i := strings.Index(reason, valuePreview); i >= 0 {
+		return strings.TrimRight(reason[:i], " .") + " (value not repeated)"
+	}
+	return reason
 }

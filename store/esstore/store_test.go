@@ -189,7 +189,7 @@ func TestMappingRejectionIsDeadLettered(t *testing.T) {
 	// field's depth_limit (20) is refused by the mapping.
 	s, _ := openStore(t)
 	evs := simpleEvents("b-rej", 3)
-	deep := map[string]any{"leaf": "x"}
+	deep := map[string]any{"leaf": "alice@example.com"}
 	for range 25 {
 		deep = map[string]any{"d": deep}
 	}
@@ -202,6 +202,10 @@ func TestMappingRejectionIsDeadLettered(t *testing.T) {
 	assert.Equal(t, store.Stored, res[2].Outcome)
 	assert.Contains(t, res[1].Reason, "HTTP 400")
 	assert.Contains(t, res[1].Reason, "parsing_exception")
+	// Elasticsearch previews the value in its reason; it is not repeated
+	// (the reason is logged and kept; the value may be personal data).
+	assert.Contains(t, res[1].Reason, "(value not repeated)")
+	assert.NotContains(t, res[1].Reason, "alice@example.com")
 	assert.Equal(t, int64(2), res[1].Sequence, "the dead letter keeps the event's place")
 
 	dls, err := s.DeadLetters(ctx(t), time.Time{}, time.Time{}, 0)
@@ -209,6 +213,7 @@ func TestMappingRejectionIsDeadLettered(t *testing.T) {
 	require.Len(t, dls, 1)
 	assert.Equal(t, evs[1].ID, dls[0].EventID)
 	assert.Contains(t, dls[0].Reason, "parsing_exception")
+	assert.NotContains(t, dls[0].Reason, "alice@example.com")
 	requireGapless(t, s, "main", 3)
 }
 

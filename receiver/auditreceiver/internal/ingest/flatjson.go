@@ -409,7 +409,7 @@ func (f *flatBuilder) eventType(k string, v any) {
 	}
 	name, res, change, known := eventName(s)
 	if !known {
-		f.bad(k, "unknown event type %q (use a batchaudit.* event name or its short form, e.g. record_write, batch_start, validation_pass)", s)
+		f.bad(k, "is not a known event type (use a batchaudit.* event name or its short form, e.g. record_write, batch_start, validation_pass)")
 	}
 	f.ev.Name, f.impliedResult, f.impliedChange = name, res, change
 }

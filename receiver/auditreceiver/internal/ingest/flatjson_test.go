@@ -126,7 +126,7 @@ func TestJSONMixedGoodAndBad(t *testing.T) {
 		assert.True(t, fields[f], "problem reported for %s: %v", f, r.Rejected[0].Problems)
 	}
 	assert.Equal(t, 2, r.Rejected[1].Index)
-	assert.Contains(t, r.Rejected[1].Problems[0].Reason, `unknown event type "nope"`)
+	assert.Contains(t, r.Rejected[1].Problems[0].Reason, "is not a known event type")
 	assert.Equal(t, 3, r.Rejected[2].Index)
 	assert.Contains(t, r.Rejected[2].Problems[0].Reason, "must be a JSON object")
 	assert.Contains(t, r.Summary(10), "item 1: ")

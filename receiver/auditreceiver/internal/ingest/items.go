@@ -22,6 +22,9 @@ type Options struct {
 	Principal string
 	// Limits are checked on every item (zero: DefaultLimits).
 	Limits Limits
+	// Pseudonymize, when set, replaces personal values of every accepted
+	// event by keyed pseudonyms (see Pseudonymizer).
+	Pseudonymize *Pseudonymizer
 }
 
 // splitItems accepts one JSON value, a JSON array of values, or NDJSON (one

@@ -321,7 +321,7 @@ func (c *valueCheck) value(v any, depth int) {
 		}
 	case json.Number:
 		if !exactNumber(string(t)) {
-			c.problem(false, "the number %s cannot be stored exactly (canonical JSON holds IEEE 754 doubles and integers up to ±2^53); send it as a string", t)
+			c.problem(false, "is a number that cannot be stored exactly (canonical JSON holds IEEE 754 doubles and integers up to ±2^53); send it as a string")
 		}
 	case bool, nil, []byte:
 	default:
@@ -364,7 +364,7 @@ const maxExactInt = 1 << 53
 
 func (c *valueCheck) integer(i int64) {
 	if i > maxExactInt || i < -maxExactInt {
-		c.problem(false, "the integer %d is beyond ±2^53, which canonical JSON (RFC 8785) cannot hold exactly; send it as a string", i)
+		c.problem(false, "is an integer beyond ±2^53, which canonical JSON (RFC 8785) cannot hold exactly; send it as a string")
 	}
 }
 

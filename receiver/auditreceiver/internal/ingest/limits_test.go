@@ -163,16 +163,16 @@ func otlpRecord(lr plog.LogRecord, t time.Time) {
 
 func TestNumbersThatCannotBeStoredExactly(t *testing.T) {
 	for extra, want := range map[string]string{
-		`,"record_data":{"n":1152921504606846976}`:          "batchaudit.record.data.n: the integer 1152921504606846976 is beyond ±2^53",
-		`,"records_read":1152921504606846976`:               "batchaudit.batch.records.read: the integer 1152921504606846976 is beyond ±2^53",
-		`,"k":9007199254740993`:                             "k: the integer 9007199254740993 is beyond ±2^53",
-		`,"k":18446744073709551617`:                         "k: the number 18446744073709551617 cannot be stored exactly",
-		`,"k":1e400`:                                        "k: the number 1e400 cannot be stored exactly",
-		`,"k":1e-400`:                                       "k: the number 1e-400 cannot be stored exactly",
-		`,"record_data":{"pi":3.14159265358979323846}`:      "batchaudit.record.data.pi: the number 3.14159265358979323846 cannot be stored exactly",
-		`,"k":[1, 12345678901234567890123]`:                 "k[1]: the number 12345678901234567890123 cannot be stored exactly",
-		`,"k":123456789012345680000`:                        "k: the number 123456789012345680000 cannot be stored exactly",
-		`,"new_value":{"a":{"b":[0.5, -9007199254740993]}}`: "batchaudit.change.new_value.a.b[1]: the integer -9007199254740993 is beyond ±2^53",
+		`,"record_data":{"n":1152921504606846976}`:          "batchaudit.record.data.n: is an integer beyond ±2^53",
+		`,"records_read":1152921504606846976`:               "batchaudit.batch.records.read: is an integer beyond ±2^53",
+		`,"k":9007199254740993`:                             "k: is an integer beyond ±2^53",
+		`,"k":18446744073709551617`:                         "k: is a number that cannot be stored exactly",
+		`,"k":1e400`:                                        "k: is a number that cannot be stored exactly",
+		`,"k":1e-400`:                                       "k: is a number that cannot be stored exactly",
+		`,"record_data":{"pi":3.14159265358979323846}`:      "batchaudit.record.data.pi: is a number that cannot be stored exactly",
+		`,"k":[1, 12345678901234567890123]`:                 "k[1]: is a number that cannot be stored exactly",
+		`,"k":123456789012345680000`:                        "k: is a number that cannot be stored exactly",
+		`,"new_value":{"a":{"b":[0.5, -9007199254740993]}}`: "batchaudit.change.new_value.a.b[1]: is an integer beyond ±2^53",
 	} {
 		_, rej := oneJSON(t, flatEvent("n", extra), Limits{})
 		require.NotNil(t, rej, extra)
@@ -194,7 +194,7 @@ func TestNumbersThatCannotBeStoredExactly(t *testing.T) {
 	r, err := OTLPLogs(ld, Options{})
 	require.NoError(t, err)
 	require.Len(t, r.Rejected, 1)
-	assert.Equal(t, "big: the integer 1152921504606846976 is beyond ±2^53, which canonical JSON (RFC 8785) cannot hold exactly; send it as a string\n"+
+	assert.Equal(t, "big: is an integer beyond ±2^53, which canonical JSON (RFC 8785) cannot hold exactly; send it as a string\n"+
 		"nan[0]: is NaN, which JSON cannot hold; send it as a string\n", problems(r.Rejected[0]))
 }
 
@@ -208,15 +208,15 @@ func TestTimeWindow(t *testing.T) {
 		`"2300-01-01T00:00:00Z"`:            "timestamp: 2300-01-01T00:00:00Z is outside",
 		`"2200-01-01T00:00:00Z"`:            "timestamp: 2200-01-01T00:00:00Z is outside", // the end is excluded
 		`1e20`:                              "timestamp: 5138-11-16T09:46:40Z is outside",
-		`100000000000000000000`:             "timestamp: the number 100000000000000000000 is too large to be a Unix epoch time",
-		`1e300`:                             "timestamp: the number 1e+300 is too large to be a Unix epoch time",
-		`"0001-01-01T00:00:00Z"`:            `timestamp: "0001-01-01T00:00:00Z" is outside the accepted time window`,
+		`100000000000000000000`:             "timestamp: is a number too large to be a Unix epoch time",
+		`1e300`:                             "timestamp: is a number too large to be a Unix epoch time",
+		`"0001-01-01T00:00:00Z"`:            "timestamp: is outside the accepted time window",
 		`"0001-01-02T00:00:00Z"`:            "timestamp: 0001-01-02T00:00:00Z is outside",
 		`"1969-12-31T23:59:59Z"`:            "timestamp: 1969-12-31T23:59:59Z is outside",
 		`0`:                                 "timestamp: 1970-01-01T00:00:00Z (Unix time 0) means \"no time\" in OTLP",
-		`"2016-12-31T23:59:60Z"`:            "timestamp: \"2016-12-31T23:59:60Z\" is a leap second (:60), which cannot be stored",
-		`"2026-11-01T02:03:04.1234567891Z"`: "timestamp: \"2026-11-01T02:03:04.1234567891Z\" has more than nanosecond precision (…1)",
-		`"yesterday"`:                       `timestamp: "yesterday" is not an RFC 3339 date-time (e.g. 2026-11-01T02:03:04.5Z) or a Unix epoch number`,
+		`"2016-12-31T23:59:60Z"`:            "timestamp: is a leap second (:60), which cannot be stored",
+		`"2026-11-01T02:03:04.1234567891Z"`: "timestamp: has more than nanosecond precision",
+		`"yesterday"`:                       `timestamp: is not an RFC 3339 date-time (e.g. 2026-11-01T02:03:04.5Z) or a Unix epoch number`,
 		`-5`:                                "timestamp: is not a valid Unix epoch number (negative)",
 	} {
 		_, rej := oneJSON(t, strings.Replace(flatEvent("t", ""), `"2026-11-01T02:00:01Z"`, ts, 1), Limits{})
@@ -254,8 +254,8 @@ func TestTimeWindow(t *testing.T) {
 	ol := string(readTestdata(t, "openlineage", "run_start.json"))
 	for tsv, want := range map[string]string{
 		"9999-12-31T23:59:59Z": "timestamp: 9999-12-31T23:59:59Z is outside",
-		"0001-01-01T00:00:00Z": `eventTime: "0001-01-01T00:00:00Z" is outside the accepted time window`,
-		"2026-11-01T02:00:00":  `eventTime: "2026-11-01T02:00:00" is not an RFC 3339 date-time`,
+		"0001-01-01T00:00:00Z": `eventTime: is outside the accepted time window`,
+		"2026-11-01T02:00:00":  `eventTime: is not an RFC 3339 date-time`,
 	} {
 		body := regexpEventTime.ReplaceAllString(ol, `"eventTime": "`+tsv+`"`)
 		res, err := OpenLineage([]byte(body), Options{})

@@ -307,13 +307,13 @@ func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...
 		// metadata update of a running batch.
 		ev.Name = auditevent.BatchProgress
 	default:
-		bad("eventType", "%q is not one of START, RUNNING, COMPLETE, ABORT, FAIL, OTHER", ol.EventType)
+		bad("eventType", "is not one of START, RUNNING, COMPLETE, ABORT, FAIL, OTHER")
 	}
 	ev.BatchID = ol.Run.RunID
 	if ol.Run.RunID == "" {
 		bad("run.runId", "is required (OpenLineage RunEvent)")
 	} else if !isUUID(ol.Run.RunID) {
-		bad("run.runId", "must be a UUID (OpenLineage: a run id is a client-generated UUID), got %q", ol.Run.RunID)
+		bad("run.runId", "must be a UUID (OpenLineage: a run id is a client-generated UUID)")
 	}
 	if ol.Job == nil {
 		bad("job", "is required (OpenLineage RunEvent)")
@@ -326,13 +326,13 @@ func mapRunEvent(ev *auditevent.Event, ol *olEvent, bad func(string, string, ...
 		if p.Run.RunID != "" {
 			rootRun = p.Run.RunID
 			if !isUUID(p.Run.RunID) {
-				bad("run.facets.parent.run.runId", "must be a UUID, got %q", p.Run.RunID)
+				bad("run.facets.parent.run.runId", "must be a UUID")
 			}
 		}
 		if p.Root != nil && p.Root.Run.RunID != "" {
 			rootRun = p.Root.Run.RunID
 			if !isUUID(p.Root.Run.RunID) {
-				bad("run.facets.parent.root.run.runId", "must be a UUID, got %q", p.Root.Run.RunID)
+				bad("run.facets.parent.root.run.runId", "must be a UUID")
 			}
 		}
 	}

@@ -31,7 +31,7 @@ func OTLPLogs(ld plog.Logs, opt Options) (*Result, error) {
 			sl.LogRecords().RemoveIf(func(lr plog.LogRecord) bool {
 				defer func() { idx++; k++ }()
 				*ev = auditevent.FromLogRecord(lr, resource)
-				if rej := finish(ev, FormatOTLP, "", opt.Principal, nil, opt.Limits); rej != nil {
+				if rej := finish(ev, FormatOTLP, "", opt.Principal, nil, opt.Limits, opt.Pseudonymize); rej != nil {
 					rej.Index = idx
 					rej.Path = fmt.Sprintf("resource_logs[%d].scope_logs[%d].log_records[%d]", i, j, k)
 					res.Rejected = append(res.Rejected, *rej)
@@ -94,7 +94,7 @@ func OTLPTraces(td ptrace.Traces, opt Options) (*Result, error) {
 			}
 			for k, span := range ss.Spans().All() {
 				path := fmt.Sprintf("resource_spans[%d].scope_spans[%d].spans[%d]", i, j, k)
-				convertSpan(span, rs.Resource(), idx, path, opt.Principal, res, out, opt.Limits)
+				convertSpan(span, rs.Resource(), idx, path, res, out, opt)
 				idx++
 			}
 		}
@@ -102,7 +102,7 @@ func OTLPTraces(td ptrace.Traces, opt Options) (*Result, error) {
 	return res, nil
 }
 
-func convertSpan(span ptrace.Span, resource pcommon.Resource, idx int, path, principal string, res *Result, out func() plog.LogRecord, l Limits) {
+func convertSpan(span ptrace.Span, resource pcommon.Resource, idx int, path string, res *Result, out func() plog.LogRecord, opt Options) {
 	attrs := span.Attributes()
 	// jobaudit marks its run spans: their audit events were already sent as
 	// log records, so converting the span would record the run twice.
@@ -132,7 +132,7 @@ func convertSpan(span ptrace.Span, resource pcommon.Resource, idx int, path, pri
 	accepted, overLimit := 0, false
 	for e := range events {
 		ev := &events[e]
-		if rej := finish(ev, FormatOTLP, "", principal, nil, l); rej != nil {
+		if rej := finish(ev, FormatOTLP, "", opt.Principal, nil, opt.Limits, opt.Pseudonymize); rej != nil {
 			overLimit = overLimit || rej.OverLimit
 			for _, p := range rej.Problems {
 				probs = append(probs, auditevent.FieldError{Field: ev.Name + " " + p.Field, Reason: p.Reason})

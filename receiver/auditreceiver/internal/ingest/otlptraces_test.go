@@ -148,7 +148,7 @@ func TestOTLPTracesInvalidSpanEvents(t *testing.T) {
 	assert.Equal(t, 1, r.Accepted)
 	require.Len(t, r.Rejected, 1)
 	assert.Contains(t, r.Rejected[0].Path, "1 of 2 derived events rejected")
-	assert.Contains(t, r.Rejected[0].Problems[0].Reason, "unknown event name")
+	assert.Contains(t, r.Rejected[0].Problems[0].Reason, "is not a known event name")
 
 	_, err = OTLPTraces(td, Options{MaxEvents: 0})
 	require.NoError(t, err)

@@ -115,7 +115,11 @@ func malformed(format string, args ...any) error {
 // Before anything else, checkEvent applies the limits and refuses values that
 // cannot be stored exactly; such an event gets no derived id (its canonical
 // form cannot be computed) and is rejected with those problems.
-func finish(ev *auditevent.Event, format, digest, principal string, parseProblems []auditevent.FieldError, l Limits) *Rejection {
+//
+// ps pseudonymizes the event after the record hash was checked against the
+// data as sent and before the id is derived, so a derived id is no hash
+// of the plaintext either.
+func finish(ev *auditevent.Event, format, digest, principal string, parseProblems []auditevent.FieldError, l Limits, ps *Pseudonymizer) *Rejection {
 	if ev.OriginalFormat == "" {
 		ev.OriginalFormat = format
 	}
@@ -127,7 +131,7 @@ func finish(ev *auditevent.Event, format, digest, principal string, parseProblem
 	ev.AuthPrincipal = principal
 	valueProbs, overLimit := checkEvent(ev, l.orDefault())
 	if len(valueProbs) > 0 {
-		return &Rejection{EventID: ev.ID, EventName: ev.Name, OverLimit: overLimit,
+		return &Rejection{EventID: ev.ID, EventName: auditevent.KnownOrEmpty(ev.Name), OverLimit: overLimit,
 			Problems: withoutRedundant(append(probs, valueProbs...), ev, true)}
 	}
 	checkRecordHash(ev)
@@ -138,6 +142,7 @@ func finish(ev *auditevent.Event, format, digest, principal string, parseProblem
 			ev.JobConfigHash = h
 		}
 	}
+	ps.apply(ev)
 	if ev.ID == "" && digest != "" {
 		if principal != "" {
 			ev.ID = auditevent.DeterministicID(format, digest, principal)
@@ -165,7 +170,7 @@ func finish(ev *auditevent.Event, format, digest, principal string, parseProblem
 	if len(probs) == 0 {
 		return nil
 	}
-	return &Rejection{EventID: ev.ID, EventName: ev.Name, Problems: withoutRedundant(probs, ev, false)}
+	return &Rejection{EventID: ev.ID, EventName: auditevent.KnownOrEmpty(ev.Name), Problems: withoutRedundant(probs, ev, false)}
 }
 
 // withoutRedundant completes probs with Validate's problems when
@@ -208,13 +213,14 @@ type eventSink struct {
 	// the (large) Event per item.
 	ev     *auditevent.Event
 	limits Limits
+	ps     *Pseudonymizer
 }
 
 func newEventSink(format string, opt Options) *eventSink {
 	r := &Result{Logs: plog.NewLogs()}
 	sl := r.Logs.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(opt.ScopeName)
-	return &eventSink{res: r, format: format, principal: opt.Principal, scope: sl, ev: new(auditevent.Event), limits: opt.Limits}
+	return &eventSink{res: r, format: format, principal: opt.Principal, scope: sl, ev: new(auditevent.Event), limits: opt.Limits, ps: opt.Pseudonymize}
 }
 
 // next returns the sink's event, cleared for the next item.
@@ -225,7 +231,7 @@ func (s *eventSink) next() *auditevent.Event {
 
 // add finishes ev and either appends it or records the rejection for item idx.
 func (s *eventSink) add(idx int, ev *auditevent.Event, digest string, probs []auditevent.FieldError) {
-	if rej := finish(ev, s.format, digest, s.principal, probs, s.limits); rej != nil {
+	if rej := finish(ev, s.format, digest, s.principal, probs, s.limits, s.ps); rej != nil {
 		rej.Index = idx
 		s.res.Rejected = append(s.res.Rejected, *rej)
 		return

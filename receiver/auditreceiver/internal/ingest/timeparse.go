@@ -41,7 +41,7 @@ func parseTime(v any) (time.Time, error) {
 		}
 		return floatEpoch(t)
 	case json.Number:
-		return time.Time{}, fmt.Errorf("the number %s is too large to be a Unix epoch time", t)
+		return time.Time{}, errors.New("is a number too large to be a Unix epoch time")
 	}
 	return time.Time{}, errors.New("must be RFC 3339 text or a Unix epoch number")
 }
@@ -57,19 +57,19 @@ func parseRFC3339(s string, layouts []string) (time.Time, error) {
 		var t time.Time
 		if t, err = time.Parse(l, u); err == nil {
 			if p := subNanoDigits(u); p != "" {
-				return time.Time{}, fmt.Errorf("%q has more than nanosecond precision (…%s), which cannot be stored exactly", s, p)
+				return time.Time{}, errors.New("has more than nanosecond precision, which cannot be stored exactly")
 			}
 			if t.IsZero() {
 				// The zero time means "no time" to the event model.
-				return time.Time{}, fmt.Errorf("%q is outside the accepted time window", s)
+				return time.Time{}, errors.New("is outside the accepted time window")
 			}
 			return t.UTC(), nil
 		}
 	}
 	if isLeapSecond(u) {
-		return time.Time{}, fmt.Errorf("%q is a leap second (:60), which cannot be stored; send the following second", s)
+		return time.Time{}, errors.New("is a leap second (:60), which cannot be stored; send the following second")
 	}
-	return time.Time{}, fmt.Errorf("%q %w", s, errNotRFC3339)
+	return time.Time{}, errNotRFC3339
 }
 
 var errNotRFC3339 = errors.New("is not an RFC 3339 date-time (e.g. 2026-11-01T02:03:04.5Z)")
@@ -132,7 +132,7 @@ func floatEpoch(f float64) (time.Time, error) {
 	ns, _ := x.Int(nil) // toward zero: below a nanosecond is not stored
 	sec, rem := new(big.Int).QuoRem(ns, big.NewInt(1e9), new(big.Int))
 	if !sec.IsInt64() || sec.Int64() > 1<<40 {
-		return time.Time{}, fmt.Errorf("the number %g is too large to be a Unix epoch time", f)
+		return time.Time{}, errors.New("is a number too large to be a Unix epoch time")
 	}
 	return time.Unix(sec.Int64(), rem.Int64()).UTC(), nil
 }
