@@ -284,8 +284,8 @@ func TestReportsFromTheCollector(t *testing.T) {
 	// Each exporter signs on its own clock, so the two files list different
 	// sizes; the sizes reports use (day 1, the end) are in both, with the
 	// same notes (one key, the same tree).
-	published := readPublished(t, filepath.Join(dir, "checkpoints-sqlite.jsonl"))
-	publishedES := readPublished(t, filepath.Join(dir, "checkpoints-es.jsonl"))
+	published := readPublishedList(t, filepath.Join(dir, "checkpoints-sqlite.jsonl"))
+	publishedES := readPublishedList(t, filepath.Join(dir, "checkpoints-es.jsonl"))
 	finalSize := published[len(published)-1].Size
 	assert.Equal(t, published[len(published)-1], publishedES[len(publishedES)-1])
 
@@ -375,7 +375,7 @@ type publishedCheckpoint struct {
 	Note   string `json:"note"`
 }
 
-func readPublished(t *testing.T, path string) []publishedCheckpoint {
+func readPublishedList(t *testing.T, path string) []publishedCheckpoint {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
