@@ -99,7 +99,9 @@ func (d *delivery) run(ctx context.Context, pos int64) error {
 			}
 			backoff = min(2*backoff, j.cfg.MaxRetryInterval)
 			d.replayEnd = max(d.replayEnd, info.Offset)
-			d.rewind(ctx)
+			if !d.rewind(ctx) {
+				break
+			}
 			continue
 		}
 		clean, backoff = true, j.cfg.RetryInterval
@@ -208,14 +210,25 @@ func (d *delivery) checkpoint(pos int64) error {
 }
 
 // rewind rolls the state back to the last checkpoint, lets the owners
-// reload, and restarts reading there.
-func (d *delivery) rewind(ctx context.Context) {
+// reload, and restarts reading there. An owner that cannot reload would
+// go on from state that no longer matches the checkpoint, so nothing is
+// delivered until every owner reloaded; false means ctx ended first.
+func (d *delivery) rewind(ctx context.Context) bool {
 	j := d.j
 	reason := "pipeline_error"
-	j.state.rollback()
-	if err := j.state.reset(ctx); err != nil {
-		j.logger.Warn("Journal: a state owner could not reload after the rollback; retrying", zap.Error(err))
+	for backoff := j.cfg.RetryInterval; ; backoff = min(2*backoff, j.cfg.MaxRetryInterval) {
+		j.state.rollback()
+		err := j.state.reset(ctx)
+		if err == nil {
+			break
+		}
 		reason = "reset_error"
+		j.logger.Error("Journal: a state owner could not reload after the rollback; nothing is delivered until it does",
+			zap.Error(err), zap.Duration("retry_in", backoff))
+		if !sleep(ctx, backoff) {
+			j.tb.JournalRewinds.Add(context.WithoutCancel(ctx), 1, metric.WithAttributes(attribute.String("reason", reason)))
+			return false
+		}
 	}
 	j.tb.JournalRewinds.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 	d.r.Close()
@@ -225,6 +238,7 @@ func (d *delivery) rewind(ctx context.Context) {
 		panic(fmt.Sprintf("journal: cannot reread from the checkpoint: %v", err))
 	}
 	d.r = r
+	return true
 }
 
 func (j *journalExt) setDelivered(pos int64) {

@@ -240,6 +240,50 @@ func TestRefusedDeliveryRollsBackAndReplays(t *testing.T) {
 	}
 }
 
+// An owner that cannot reload after a rollback would go on from stale
+// state: nothing is delivered until it reloads.
+func TestNoDeliveryUntilOwnersReload(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	j := startJournal(t, testConfig(dir))
+	defer func() { require.NoError(t, j.Shutdown(ctx)) }()
+	s := &sink{refuse: 1}
+	p := newCounter(t, j, s)
+	var mu sync.Mutex
+	failing, attempts := true, 0
+	c2, err := j.GetClient(ctx, component.KindProcessor, component.MustNewID("reloader"), "")
+	require.NoError(t, err)
+	journal.OnReset(c2, func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if failing {
+			return errors.New("state unreadable")
+		}
+		return nil
+	})
+	require.NoError(t, j.Append(ctx, request("x0", "x1")))
+	stop := deliverAsync(t, j, p)
+	eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts >= 5
+	}, "the reload is retried")
+	p.mu.Lock()
+	delivered := len(p.times)
+	p.mu.Unlock()
+	assert.Equal(t, 1, delivered, "nothing was delivered after the refused delivery while the reload failed")
+	assert.Zero(t, s.distinct())
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	eventually(t, func() bool { return s.distinct() == 2 }, "delivery goes on once every owner reloaded")
+	stop()
+	n, err := p.count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+}
+
 func TestCrashBetweenCheckpointsReplays(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
