@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/batchaudit/batchaudit/internal/cpuclock"
 )
 
 // BenchmarkStateGet reads keys of a state of 200k keys (committed to
@@ -31,6 +33,7 @@ func BenchmarkStateGet(b *testing.B) {
 	for _, present := range []bool{true, false} {
 		b.Run(fmt.Sprintf("present=%v", present), func(b *testing.B) {
 			i := 0
+			cpu0 := cpuclock.Process()
 			for b.Loop() {
 				k := i % n * 7919
 				if !present {
@@ -41,6 +44,7 @@ func BenchmarkStateGet(b *testing.B) {
 				}
 				i += 104729
 			}
+			b.ReportMetric(float64((cpuclock.Process()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/key")
 		})
 	}
 }
