@@ -103,6 +103,16 @@ const (
 	AttrFindingRecords  = "batchaudit.finding.record_ids"
 	AttrFindingMessage  = "batchaudit.finding.message"
 
+	// What a batchaudit.retention.prune event records (see Retention).
+	AttrPruneFrom       = "batchaudit.retention.from_sequence"
+	AttrPruneThrough    = "batchaudit.retention.through_sequence"
+	AttrPruneEntries    = "batchaudit.retention.entries"
+	AttrPruneRuns       = "batchaudit.retention.runs"
+	AttrPruneCheckpoint = "batchaudit.retention.checkpoint_size"
+	AttrPruneCutoff     = "batchaudit.retention.cutoff"
+	AttrPrunePeriod     = "batchaudit.retention.period"
+	AttrPruneMinimum    = "batchaudit.retention.minimum"
+
 	AttrFrameworks     = "batchaudit.compliance.frameworks" // SOX, GDPR, HIPAA
 	AttrClassification = "batchaudit.data.classification"   // PII, PHI, financial
 

@@ -48,6 +48,23 @@ type ChangeCounters struct {
 	Unchanged int64 `json:"unchanged"`
 }
 
+// Retention is what a batchaudit.retention.prune event records: the
+// stream's entries FromSequence..ThroughSequence were removed (every entry
+// 1..ThroughSequence is then gone), Entries documents and Runs run
+// summaries, all older than Cutoff (RFC 3339) and covered by the signed
+// checkpoint of size CheckpointSize; Period is the retention period asked
+// for and Minimum the configured minimum it respected (e.g. "400d").
+type Retention struct {
+	FromSequence    *int64
+	ThroughSequence *int64
+	Entries         *int64
+	Runs            *int64
+	CheckpointSize  *int64
+	Cutoff          string
+	Period          string
+	Minimum         string
+}
+
 // Event is one canonical audit event. Its fields map one to one to log record
 // fields and attributes (see attributes.go); attributes outside the model are
 // kept in Extra so nothing a job sent is lost.
@@ -131,6 +148,8 @@ type Event struct {
 	FindingSeverity string
 	FindingRecords  []string
 	FindingMessage  string
+
+	Retention Retention
 
 	Frameworks     []string
 	Classification []string

@@ -33,6 +33,12 @@ const (
 	// OpenLineage JobEvent and DatasetEvent (static metadata, no run).
 	OpenLineageJob     = "batchaudit.openlineage.job"
 	OpenLineageDataset = "batchaudit.openlineage.dataset"
+
+	// RetentionPrune records that `batchaudit retention` removed a stream's
+	// oldest entries; it is written by that command only (the receiver
+	// refuses it from jobs), and verification trusts a pruned prefix only
+	// when such an event, covered by a signed checkpoint, records it.
+	RetentionPrune = "batchaudit.retention.prune"
 )
 
 // Categories group event names for search and reports.
@@ -43,6 +49,7 @@ const (
 	CategoryCheckpoint = "checkpoint"
 	CategoryLineage    = "lineage"
 	CategoryFinding    = "finding"
+	CategoryRetention  = "retention"
 )
 
 type nameInfo struct {
@@ -69,6 +76,7 @@ var names = map[string]nameInfo{
 	Finding:            {CategoryFinding, false},
 	OpenLineageJob:     {CategoryLineage, false},
 	OpenLineageDataset: {CategoryLineage, false},
+	RetentionPrune:     {CategoryRetention, false},
 }
 
 // Known reports whether name is one of the canonical event names.

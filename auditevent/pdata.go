@@ -75,6 +75,9 @@ var strFields = []strField{
 	{AttrFindingType, func(e *Event) *string { return &e.FindingType }},
 	{AttrFindingSeverity, func(e *Event) *string { return &e.FindingSeverity }},
 	{AttrFindingMessage, func(e *Event) *string { return &e.FindingMessage }},
+	{AttrPruneCutoff, func(e *Event) *string { return &e.Retention.Cutoff }},
+	{AttrPrunePeriod, func(e *Event) *string { return &e.Retention.Period }},
+	{AttrPruneMinimum, func(e *Event) *string { return &e.Retention.Minimum }},
 	{AttrErrorType, func(e *Event) *string { return &e.ErrorType }},
 	{AttrErrorMessage, func(e *Event) *string { return &e.ErrorMessage }},
 	{AttrErrorStacktrace, func(e *Event) *string { return &e.ErrorStacktrace }},
@@ -110,6 +113,11 @@ var intFields = []intField{
 	{AttrCheckpointRecords, func(e *Event) **int64 { return &e.CheckpointRecords }},
 	{AttrBytesRead, func(e *Event) **int64 { return &e.BytesRead }},
 	{AttrBytesWritten, func(e *Event) **int64 { return &e.BytesWritten }},
+	{AttrPruneFrom, func(e *Event) **int64 { return &e.Retention.FromSequence }},
+	{AttrPruneThrough, func(e *Event) **int64 { return &e.Retention.ThroughSequence }},
+	{AttrPruneEntries, func(e *Event) **int64 { return &e.Retention.Entries }},
+	{AttrPruneRuns, func(e *Event) **int64 { return &e.Retention.Runs }},
+	{AttrPruneCheckpoint, func(e *Event) **int64 { return &e.Retention.CheckpointSize }},
 }
 
 var anyFields = []anyField{

@@ -53,6 +53,7 @@ var required = map[string][]string{
 	Finding:            {AttrFindingType, AttrFindingSeverity, AttrFindingMessage},
 	OpenLineageJob:     {AttrJobName},
 	OpenLineageDataset: {AttrTargetName},
+	RetentionPrune:     {AttrPruneFrom, AttrPruneThrough, AttrPruneEntries, AttrPruneCheckpoint, AttrPruneCutoff},
 }
 
 // requiredAlts is required with the alternatives split once.
@@ -134,6 +135,11 @@ func (e *Event) Validate() error {
 	}
 	if c := e.Changes; c != nil && (c.Inserted < 0 || c.Updated < 0 || c.Deleted < 0 || c.Unchanged < 0) {
 		add("batchaudit.batch.records.*", "change counters must not be negative")
+	}
+	if r := e.Retention; e.Name == RetentionPrune && r.FromSequence != nil && r.ThroughSequence != nil && r.CheckpointSize != nil &&
+		(*r.FromSequence < 1 || *r.ThroughSequence < *r.FromSequence || *r.CheckpointSize < *r.ThroughSequence) {
+		add(AttrPruneThrough, "the range %d..%d must start at 1 or later and lie within the checkpoint of size %d",
+			*r.FromSequence, *r.ThroughSequence, *r.CheckpointSize)
 	}
 	// Values of the wrong type were parked in Extra by Set; name them.
 	var wrongType []string

@@ -11,6 +11,7 @@
 //	batchaudit checkpoint [--stream S]
 //	batchaudit prove EVENT_ID [--since CHECKPOINT_FILE] [--out BUNDLE]
 //	batchaudit verify-proof BUNDLE --key VERIFIER
+//	batchaudit retention --older-than 400d --key SIGNER [--stream S] [--dry-run] [--min-retention D]
 //	batchaudit kibana import --kibana URL | kibana export --out FILE
 //	batchaudit report KIND --from DATE --to DATE [filters] [--format html,json,csv,pdf] --out DIR --key FILE
 //	                  [--checkpoint-key VERIFIER]... [--schedule NAME] [--record-in-index]
@@ -72,6 +73,13 @@ Tamper evidence (docs/integrity.md):
   batchaudit prove EVENT_ID [--since CHECKPOINT_FILE] [--out BUNDLE]
                                                       a proof bundle: the event, its inclusion proof, the checkpoint
   batchaudit verify-proof BUNDLE --key VERIFIER       check a bundle offline (no store needed)
+
+Retention (docs/integrity.md "Retention"; Elasticsearch: the admin role's credentials):
+  batchaudit retention --older-than 400d --key SIGNER_KEY_FILE [--stream S] [--dry-run] [--min-retention 366d]
+                       [--checkpoints FILE] [--verifier KEY]... [--collector-stopped] [--actor NAME]
+      removes the entries older than the period that a signed checkpoint covers, whole runs only; keeps
+      the Merkle tiles and every checkpoint; records the prune as a batchaudit.retention.prune event and
+      signs a checkpoint over it. Refuses a period inside --min-retention (default 12 months, PCI DSS).
 
 Compliance reports (docs/reports.md):
   batchaudit report KIND --from DATE --to DATE [--job J] [--dataset D] [--actor A] [--record R] [--subject S]
@@ -143,6 +151,7 @@ var commands = map[string]command{
 	"checkpoint":    {flags: checkpointCommand},
 	"prove":         {flags: proveCommand, args: 1, argsName: "EVENT_ID"},
 	"verify-proof":  {flags: verifyProofCommand, args: 1, argsName: "BUNDLE", noStore: true},
+	"retention":     {flags: retentionCommand},
 }
 
 // cli is what every command writes to and reads from.
@@ -153,6 +162,9 @@ type cli struct {
 	store  store.Store
 	// storeName says which trail was opened (for report envelopes).
 	storeName string
+	// principal is the Elasticsearch user the store authenticates as, if
+	// one was given.
+	principal string
 }
 
 // errUsage marks errors that are the caller's invocation, not the trail.
@@ -203,6 +215,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *es.url != "" {
 			c.store, err = openElasticsearch(ctx, es)
 			c.storeName = "elasticsearch:" + *es.url + " index prefix " + *es.prefix
+			if *es.apiKey == "" {
+				c.principal = *es.user
+			}
 		} else {
 			c.store, err = openStore(ctx, *db)
 			c.storeName = "sqlite:" + *db

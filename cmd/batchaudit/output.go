@@ -134,7 +134,13 @@ func periodFlags(fs *flag.FlagSet, what string) func() (from, to time.Time, err 
 
 // parseSince reads a Go duration, or a whole number of days (7d) or weeks
 // (2w), which time.ParseDuration lacks.
-func parseSince(s string) (time.Duration, error) {
+func parseSince(s string) (time.Duration, error) { return parseDays("--since", s) }
+
+// parseDays is parseSince for the flag named flagName.
+func parseDays(flagName, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, fmt.Errorf("%w: %s is required (e.g. 400d)", errUsage, flagName)
+	}
 	d, err := time.ParseDuration(s)
 	if unit := s[len(s)-1]; err != nil && (unit == 'd' || unit == 'w') {
 		if n, nerr := strconv.Atoi(s[:len(s)-1]); nerr == nil {
@@ -145,7 +151,7 @@ func parseSince(s string) (time.Duration, error) {
 		}
 	}
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%w: --since %q is not a positive duration (e.g. 7d, 2w, 36h, 90m)", errUsage, s)
+		return 0, fmt.Errorf("%w: %s %q is not a positive duration (e.g. 7d, 2w, 36h, 90m)", errUsage, flagName, s)
 	}
 	return d, nil
 }

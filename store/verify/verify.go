@@ -115,11 +115,32 @@ type StreamSummary struct {
 	Events      int64  `json:"events"`
 	DeadLetters int64  `json:"dead_letters"`
 	Gaps        int64  `json:"gaps"`
-	Root        string `json:"root"`
+	// Size is the tree's size (every place up to the highest stored
+	// sequence, pruned and missing ones included) and Root its root.
+	Size int64  `json:"size"`
+	Root string `json:"root"`
 	// Checkpoints is how many signed checkpoints were checked; Covered the
 	// size of the largest.
 	Checkpoints int   `json:"checkpoints"`
 	Covered     int64 `json:"covered"`
+	// Pruned, when set, says that entries 1..Pruned.Through were removed by
+	// retention: not a problem, since a retention event in the stream
+	// records it (see Pruned).
+	Pruned *Pruned `json:"pruned,omitempty"`
+}
+
+// Pruned is a stream's prefix that retention removed. Its entries' leaves
+// come from the stored tiles, and the tree they give is checked against the
+// signed checkpoints like any other; the prefix counts as pruned, not
+// missing, only up to what a batchaudit.retention.prune event of the stream
+// records, and with Verifiers only when a signed checkpoint covers that
+// event. A prefix removed without such an event is Missing.
+type Pruned struct {
+	Through int64 `json:"through"`
+	// Sequence and EventID are the retention event's; Cutoff is its cutoff.
+	Sequence int64  `json:"sequence"`
+	EventID  string `json:"event_id"`
+	Cutoff   string `json:"cutoff"`
 }
 
 // Report is the result of Verify.
@@ -326,10 +347,12 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	}
 	tree, cpIdx := &st.tree, st.cpIdx
 	sum.Entries = st.sum.Events + st.sum.DeadLetters + st.sum.Gaps
+	sum.Size = tree.Size()
 	root := tree.Root()
 	sum.Root = hex.EncodeToString(root[:])
 
 	st.classify()
+	st.judgePrefix()
 
 	// Checkpoints beyond what the store holds: its tail was cut. (The tree
 	// has a place for every sequence up to the highest stored, so a
@@ -409,6 +432,20 @@ type streamCheck struct {
 	sum        *StreamSummary
 	problems   *[]Problem
 	opts       Options
+	// prefix is the end of the prefix 1..prefix that holds no entry and
+	// whose leaves came from the tiles: pruned or missing, judged at the
+	// end by the retention events (markers) found in the stream.
+	prefix  int64
+	markers []marker
+	// matched is the size of the largest signed checkpoint whose root the
+	// recomputed tree gave.
+	matched int64
+}
+
+// marker is a retention event found in the stream.
+type marker struct {
+	seq, through int64
+	id, cutoff   string
 }
 
 // consume runs the in-order checks of an entry whose parallel checks are done.
@@ -421,7 +458,26 @@ func (st *streamCheck) consume(c *checked) {
 			Detail: fmt.Sprintf("a second entry (%s %s) under sequence %d", e.Kind, e.EventID, e.Sequence)})
 		return
 	case e.Sequence > st.expected:
-		for s := st.expected; s < e.Sequence; s++ {
+		s := st.expected
+		if s == 1 {
+			// A prefix without entries: what retention leaves. Its leaves
+			// come from the tiles (as far as they hold them), so the tree
+			// and every checkpoint are still checked; judgePrefix decides
+			// whether it was pruned or is missing.
+			for ; s < e.Sequence; s++ {
+				leaf, ok := st.leaves.leaf(s)
+				if !ok {
+					break
+				}
+				st.tree.Append(leaf)
+				st.checkpoints()
+				st.prefix = s
+				if len(st.absent) < classifyLimit {
+					st.absent = append(st.absent, s)
+				}
+			}
+		}
+		for ; s < e.Sequence; s++ {
 			*st.problems = append(*st.problems, Problem{Stream: stream, Kind: Missing, Sequence: s, Detail: "no entry holds this sequence"})
 			if len(st.absent) < classifyLimit {
 				st.absent = append(st.absent, s)
@@ -458,6 +514,9 @@ func (st *streamCheck) consume(c *checked) {
 	}
 	st.tree.Append(leaf)
 	st.checkpoints()
+	if r := c.ev; r != nil && r.Name == auditevent.RetentionPrune && r.Retention.ThroughSequence != nil && len(c.problems) == 0 {
+		st.markers = append(st.markers, marker{seq: e.Sequence, through: *r.Retention.ThroughSequence, id: r.ID, cutoff: r.Retention.Cutoff})
+	}
 	if c.ev != nil && c.ev.BatchID != "" {
 		r := st.runs[c.ev.BatchID]
 		if r == nil {
@@ -466,8 +525,48 @@ func (st *streamCheck) consume(c *checked) {
 		}
 		store.ApplyToRun(r, c.ev)
 	}
-	if st.opts.Progress != nil && st.tree.Size()%100_000 == 0 {
-		st.opts.Progress(stream, st.tree.Size())
+}
+
+// judgePrefix reports the absent prefix 1..absent as pruned as far as a
+// trusted retention event records it, and the rest as missing. A retention
+// event is trusted when its entry verified (hash, leaf) and, with
+// Verifiers, when a signed checkpoint whose root the tree gave covers it:
+// a prune nobody recorded, or recorded only by an entry that was never
+// signed, stays a failure.
+func (st *streamCheck) judgePrefix() {
+	if st.prefix == 0 {
+		return
+	}
+	var best *marker
+	var unsigned *marker
+	for i := range st.markers {
+		m := &st.markers[i]
+		if slices.Contains(st.mismatched, m.seq) {
+			continue
+		}
+		if st.opts.Verifiers != nil && m.seq > st.matched {
+			unsigned = m
+			continue
+		}
+		if best == nil || m.through > best.through {
+			best = m
+		}
+	}
+	from := int64(1)
+	if best != nil {
+		p := &Pruned{Through: min(best.through, st.prefix), Sequence: best.seq, EventID: best.id, Cutoff: best.cutoff}
+		st.sum.Pruned = p
+		from = p.Through + 1
+	}
+	detail := "no entry holds this sequence"
+	switch {
+	case best != nil:
+		detail += fmt.Sprintf("; the stream's retention event at #%d records entries up to #%d as pruned", best.seq, best.through)
+	case unsigned != nil:
+		detail += fmt.Sprintf("; the retention event at #%d that records a prune is not covered by a signed checkpoint", unsigned.seq)
+	}
+	for s := from; s <= st.prefix; s++ {
+		*st.problems = append(*st.problems, Problem{Stream: st.stream, Kind: Missing, Sequence: s, Detail: detail})
 	}
 }
 
@@ -475,9 +574,13 @@ func (st *streamCheck) consume(c *checked) {
 func (st *streamCheck) checkpoints() {
 	for st.cpIdx < len(st.cps) && st.cps[st.cpIdx].Size <= st.tree.Size() {
 		cp := st.cps[st.cpIdx]
-		if cp.Size == st.tree.Size() && cp.Root != st.tree.Root() {
-			*st.problems = append(*st.problems, Problem{Stream: st.stream, Kind: TreeMismatch, Sequence: cp.Size,
-				Detail: fmt.Sprintf("the entries up to size %d do not give the root the %s checkpoint signed", cp.Size, cp.source)})
+		if cp.Size == st.tree.Size() {
+			if cp.Root != st.tree.Root() {
+				*st.problems = append(*st.problems, Problem{Stream: st.stream, Kind: TreeMismatch, Sequence: cp.Size,
+					Detail: fmt.Sprintf("the entries up to size %d do not give the root the %s checkpoint signed", cp.Size, cp.source)})
+			} else {
+				st.matched = cp.Size
+			}
 		}
 		st.cpIdx++
 	}
