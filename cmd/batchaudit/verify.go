@@ -93,6 +93,10 @@ func printVerify(c *cli, rep *verify.Report, signed bool) {
 			fmt.Fprintf(c.out, "; %d signed checkpoints, the latest covers %d", s.Checkpoints, s.Covered)
 		}
 		fmt.Fprintln(c.out)
+		if p := s.Pruned; p != nil {
+			fmt.Fprintf(c.out, "stream %s: entries 1..%d pruned by retention (batchaudit.retention.prune at #%d, event %s, cutoff %s); their leaves in the tiles give the signed roots\n",
+				s.Stream, p.Through, p.Sequence, p.EventID, p.Cutoff)
+		}
 	}
 	fmt.Fprintf(c.out, "runs: %d summaries compared with their events\n", rep.Runs)
 	failing := 0

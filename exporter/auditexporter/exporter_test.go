@@ -111,6 +111,7 @@ func TestRoundTripEveryEventType(t *testing.T) {
 	events := storetest.RunEvents("b1", storetest.T0)
 	events = append(events[:len(events)-1], storetest.ProgressEvent("b1", storetest.T0.Add(15500*time.Millisecond)), events[len(events)-1])
 	events = append(events, storetest.MetadataEvents(storetest.T0)...)
+	events = append(events, storetest.RetentionEvent(storetest.T0.Add(20*time.Second)))
 	names := map[string]bool{}
 	for _, e := range events {
 		names[e.Name] = true
@@ -118,7 +119,7 @@ func TestRoundTripEveryEventType(t *testing.T) {
 	require.Len(t, names, len(auditevent.Names()), "the fixture covers every event type")
 	require.NoError(t, h.send(events...))
 	h.stop()
-	h.assertOutcomes(map[string]int64{"stored": 20})
+	h.assertOutcomes(map[string]int64{"stored": 21})
 
 	s := openForRead(t, path)
 	got, err := s.Events(context.Background(), store.EventQuery{})

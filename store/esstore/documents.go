@@ -400,6 +400,7 @@ var ecsClasses = map[string]ecsClass{
 	auditevent.LineageDataset:     {"event", "database", "info"},
 	auditevent.OpenLineageDataset: {"event", "database", "info"},
 	auditevent.Finding:            {"alert", "database", "info"},
+	auditevent.RetentionPrune:     {"event", "database", "deletion"},
 }
 
 // ecsClassOf returns the class of a canonical event name; only valid events

@@ -78,7 +78,7 @@ func TestECSCategorisation(t *testing.T) {
 		auditevent.ValidationFail: {"event", "database", "info"}, auditevent.Checkpoint: {"event", "process", "info"},
 		auditevent.LineageRecord: {"event", "database", "info"}, auditevent.LineageDataset: {"event", "database", "info"},
 		auditevent.Finding: {"alert", "database", "info"}, auditevent.OpenLineageJob: {"event", "process", "info"},
-		auditevent.OpenLineageDataset: {"event", "database", "info"},
+		auditevent.OpenLineageDataset: {"event", "database", "info"}, auditevent.RetentionPrune: {"event", "database", "deletion"},
 	}
 	evs := everyEventType("b-ecs")
 	require.Len(t, want, len(auditevent.Names()), "every event name has an expectation")

@@ -13,6 +13,7 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
 // testPrefix reserves a unique index prefix on the real test node and
@@ -142,6 +143,7 @@ func everyEventType(batchID string) []store.StoredEvent {
 		e.Original, e.OriginalFormat = `{"eventType":"COMPLETE"}`, "openlineage"
 	})
 	add(auditevent.OpenLineageDataset, func(e *auditevent.Event) { e.Target = dst })
+	add(auditevent.RetentionPrune, func(e *auditevent.Event) { e.Retention = storetest.RetentionEvent(e.Time).Retention })
 	add(auditevent.BatchEnd, func(e *auditevent.Event) {
 		e.BatchState, e.BatchResult = "COMPLETE", auditevent.ResultSuccess
 		e.Counters = &auditevent.Counters{Read: 3, Written: 1, Skipped: 1, Errored: 1}

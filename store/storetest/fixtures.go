@@ -113,6 +113,16 @@ func MetadataEvents(start time.Time) []auditevent.Event {
 	return []auditevent.Event{j, d}
 }
 
+// RetentionEvent returns a batchaudit.retention.prune event at t, as
+// `batchaudit retention` writes it (here recording entries 1..18).
+func RetentionEvent(t time.Time) auditevent.Event {
+	n := func(v int64) *int64 { return &v }
+	return auditevent.Event{ID: auditevent.DeterministicID("storetest", "retention", t.String()), Name: auditevent.RetentionPrune,
+		Time: t.UTC(), Actor: auditevent.Actor{ID: "alice", Type: "human"}, Body: "retention removed entries #1..#18",
+		Retention: auditevent.Retention{FromSequence: n(1), ThroughSequence: n(18), Entries: n(18), Runs: n(1), CheckpointSize: n(35),
+			Cutoff: t.Add(-400 * 24 * time.Hour).UTC().Format(time.RFC3339Nano), Period: "400d", Minimum: "366d"}}
+}
+
 // Stored wraps events for Write, with their hashes.
 func Stored(events ...auditevent.Event) []store.StoredEvent {
 	out := make([]store.StoredEvent, len(events))

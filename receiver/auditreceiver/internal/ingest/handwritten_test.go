@@ -231,6 +231,16 @@ func TestPrincipal(t *testing.T) {
 	require.Len(t, r.Rejected, 1)
 	assert.Equal(t, auditevent.AttrAuthPrincipal, r.Rejected[0].Problems[0].Field)
 
+	// Nor can a job send the event that records a retention prune (verify
+	// trusts it to explain removed entries).
+	r, err = JSONEvents([]byte(`{"event_name":"batchaudit.retention.prune","timestamp":"2026-11-01T02:00:00Z",`+
+		`"batchaudit.retention.from_sequence":1,"batchaudit.retention.through_sequence":5,"batchaudit.retention.entries":5,`+
+		`"batchaudit.retention.checkpoint_size":9,"batchaudit.retention.cutoff":"2025-01-01T00:00:00Z"}`), o)
+	require.NoError(t, err)
+	require.Len(t, r.Rejected, 1)
+	assert.Equal(t, []auditevent.FieldError{{Field: "event_name",
+		Reason: "batchaudit.retention.prune is written by `batchaudit retention` only; a job cannot send it"}}, r.Rejected[0].Problems)
+
 	// The principal is part of a derived id: the same event from two
 	// principals is two events.
 	body := []byte(`{"event_type":"batch_start","timestamp":"2026-11-01T02:00:00Z","batch_id":"b","job_name":"j"}`)

@@ -129,6 +129,11 @@ func finish(ev *auditevent.Event, format, digest, principal string, parseProblem
 			Reason: "is set by the collector from the request's authentication; a job cannot send it"})
 	}
 	ev.AuthPrincipal = principal
+	if ev.Name == auditevent.RetentionPrune {
+		// verify trusts this event to explain a pruned prefix of the trail.
+		probs = append(probs, auditevent.FieldError{Field: "event_name",
+			Reason: auditevent.RetentionPrune + " is written by `batchaudit retention` only; a job cannot send it"})
+	}
 	valueProbs, overLimit := checkEvent(ev, l.orDefault())
 	if len(valueProbs) > 0 {
 		return &Rejection{EventID: ev.ID, EventName: auditevent.KnownOrEmpty(ev.Name), OverLimit: overLimit,
