@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -132,5 +134,27 @@ func TestReproducible(t *testing.T) {
 		assert.NotEqual(t, ja, jb, "generated_at and store differ")
 		assert.Equal(t, ra.Envelope.ContentSHA256, rb.Envelope.ContentSHA256, req.Kind)
 		assert.Len(t, ra.Envelope.ContentSHA256, 64)
+	}
+}
+
+// TestPrunedPeriodIsNoted: a report whose period starts before a retention
+// cutoff says that entries of it were removed.
+func TestPrunedPeriodIsNoted(t *testing.T) {
+	s := sqliteFixture(t)
+	req := fixtureRequests()[0]
+	ev := storetest.RetentionEvent(req.From.Add(400*24*time.Hour + time.Hour)) // cutoff: an hour into the period
+	_, err := s.Write(context.Background(), "default", storetest.Stored(ev))
+	require.NoError(t, err)
+	r, err := newGenerator(s, "sqlite:test").Generate(context.Background(), req)
+	require.NoError(t, err)
+	assert.Contains(t, r.Completeness.Notes, "Retention removed entries #1..#18 of stream default, all from before "+
+		fmtTime(req.From.Add(time.Hour))+" (batchaudit.retention.prune at #49, "+fmtTime(ev.Time)+"): the period starts before that, "+
+		"so runs and events of it may be missing here; batchaudit verify reports the pruned range.")
+	later := req
+	later.From = req.From.Add(2 * time.Hour)
+	r, err = newGenerator(s, "sqlite:test").Generate(context.Background(), later)
+	require.NoError(t, err)
+	for _, n := range r.Completeness.Notes {
+		assert.NotContains(t, n, "Retention removed", "a period after the cutoff is complete")
 	}
 }

@@ -99,6 +99,12 @@ func printVerify(c *cli, rep *verify.Report, signed bool) {
 		}
 	}
 	fmt.Fprintf(c.out, "runs: %d summaries compared with their events\n", rep.Runs)
+	numbered := "every stream is numbered 1..N without gaps"
+	for _, s := range rep.Streams {
+		if s.Pruned != nil {
+			numbered = "every stream is numbered 1..N without gaps (after the pruned prefixes its retention events record)"
+		}
+	}
 	failing := 0
 	for _, p := range rep.Problems {
 		tag := "BROKEN"
@@ -120,9 +126,9 @@ func printVerify(c *cli, rep *verify.Report, signed bool) {
 	case failing > 0:
 		fmt.Fprintf(c.out, "FAILED: %d problem(s); the trail has been altered or is incomplete.\n", failing)
 	case signed:
-		fmt.Fprintln(c.out, "OK: every entry matches its hash, every stream is numbered 1..N without gaps and gives the roots its signed checkpoints sign, search columns match the documents and run summaries match their events.")
+		fmt.Fprintf(c.out, "OK: every entry matches its hash, %s and gives the roots its signed checkpoints sign, search columns match the documents and run summaries match their events.\n", numbered)
 	default:
-		fmt.Fprintln(c.out, "OK: every entry matches its hash, every stream is numbered 1..N without gaps, search columns match the documents and run summaries match their events.")
+		fmt.Fprintf(c.out, "OK: every entry matches its hash, %s, search columns match the documents and run summaries match their events.\n", numbered)
 		fmt.Fprintln(c.out, "Checkpoints were not checked: give --key (and --checkpoints) to detect rewritten or truncated streams.")
 	}
 }
