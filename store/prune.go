@@ -24,6 +24,10 @@ type Pruner interface {
 	// (events, dead letters, gaps) and the run summaries of runs, and
 	// returns how many entries it removed.
 	Prune(ctx context.Context, stream string, through int64, runs []string) (int64, error)
+	// CheckPrune reports, before anything is written, an identity that
+	// may not do what a prune does: write the retention event and its
+	// checkpoint, and delete entries and run summaries.
+	CheckPrune(ctx context.Context) error
 	// SharedWriters reports whether another process may write the stream
 	// while retention writes its event: true when the backend serialises
 	// writers and a writer that lost the race reloads (SQLite); false when

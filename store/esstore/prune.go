@@ -1,12 +1,18 @@
 package esstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
@@ -165,6 +171,62 @@ func (s *Store) Prune(ctx context.Context, stream string, through int64, runs []
 
 // SharedWriters implements store.Pruner: one writer per stream.
 func (*Store) SharedWriters() bool { return false }
+
+// CheckPrune implements store.Pruner with _has_privileges: the identity
+// needs create_doc on the events, tiles and checkpoints write aliases and
+// delete on those of the events, dead letters and runs (the
+// batchaudit_admin role has them; the writer lacks delete). A cluster
+// without security has no such endpoint and lets everyone.
+func (s *Store) CheckPrune(ctx context.Context) error {
+	want := map[string][]string{
+		WriteAlias(s.cfg.eventsIndex()):      {"create_doc", "delete"},
+		WriteAlias(s.cfg.deadLettersIndex()): {"delete"},
+		WriteAlias(s.cfg.runsIndex()):        {"delete"},
+		WriteAlias(s.cfg.tilesIndex()):       {"create_doc"},
+		WriteAlias(s.cfg.checkpointsIndex()): {"create_doc"},
+	}
+	var req []any
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		req = append(req, map[string]any{"names": []string{name}, "privileges": want[name]})
+	}
+	body, err := json.Marshal(map[string]any{"index": req})
+	if err != nil {
+		return err
+	}
+	status, resp, err := s.perform(ctx, "has privileges", func() esapi.Request {
+		return esapi.SecurityHasPrivilegesRequest{Body: bytes.NewReader(body)}
+	})
+	if err != nil {
+		return err
+	}
+	if _, r := errorOf(resp); (status == http.StatusBadRequest || status == http.StatusMethodNotAllowed) &&
+		(strings.Contains(r, "no handler found") || strings.Contains(r, "Incorrect HTTP method")) {
+		return nil // security is off
+	}
+	if status != http.StatusOK {
+		return statusError("has privileges", status, resp)
+	}
+	var r struct {
+		Username string                     `json:"username"`
+		All      bool                       `json:"has_all_requested"`
+		Index    map[string]map[string]bool `json:"index"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil {
+		return fmt.Errorf("esstore: has privileges: %w", err)
+	}
+	if r.All {
+		return nil
+	}
+	var missing []string
+	for _, name := range slices.Sorted(maps.Keys(r.Index)) {
+		for _, p := range slices.Sorted(maps.Keys(r.Index[name])) {
+			if !r.Index[name][p] {
+				missing = append(missing, p+" on "+name)
+			}
+		}
+	}
+	return fmt.Errorf("esstore: %s may not prune: it lacks %s (run retention with the batchaudit_admin role's credentials)", r.Username, strings.Join(missing, ", "))
+}
 
 // deleteDocs deletes documents (index, _id) through the indices' write
 // aliases and returns how many it deleted; one already gone is no error.

@@ -161,6 +161,9 @@ func Prune(ctx context.Context, s Store, stream string, opts Options) (*Result, 
 			return nil, err
 		}
 	}
+	if err := s.CheckPrune(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
 
 	// The record of the prune comes first, signed, so that no entry is
 	// ever missing without a signed explanation; a failure after it

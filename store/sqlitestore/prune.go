@@ -108,6 +108,9 @@ func (s *Store) Prune(ctx context.Context, stream string, through int64, runs []
 	return n, nil
 }
 
+// CheckPrune implements store.Pruner: whoever can open the file can.
+func (*Store) CheckPrune(context.Context) error { return nil }
+
 // SharedWriters implements store.Pruner: SQLite serialises writers, and a
 // collector whose next write meets the retention event's sequence fails
 // that write, reloads the stream and retries.
