@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/store/esstore"
+	"github.com/batchaudit/batchaudit/store/retention"
 )
 
 // Environment variables for the Elasticsearch credentials (the names
@@ -68,6 +70,7 @@ const esUsage = `batchaudit es prepares an Elasticsearch cluster for the audit t
 Usage:
   batchaudit es setup --es URL [--es-user U --es-password P | --es-api-key K] [--es-ca FILE]
                       [--es-prefix P] [--role-prefix R] [--no-roles] [--api-keys [--api-key-expiration 90d]]
+                      [--ilm [--ilm-delete-after 400d] [--min-retention 366d]]
 
 setup creates or updates the roles R_writer, R_reader and R_admin (default R: batchaudit; the
 definitions are store/esstore/roles/*.json, for the indices of --es-prefix), installs the index
@@ -75,7 +78,10 @@ templates, creates the indices with batchaudit's mapping and their write aliases
 --api-keys prints a new API key for the writer (the exporter's api_key) and one for the reader
 (--es-api-key of the CLI, Kibana). Run it as a user with the R_admin privileges plus
 manage_security (roles) and manage_api_key (keys), e.g. the superuser elastic; it is idempotent.
-With --no-roles it only needs R_admin. See docs/elasticsearch.md.
+With --no-roles it only needs R_admin. --ilm also installs the ILM policy batchaudit-retention
+(store/esstore/ilm/: hot, warm read-only after 30d, delete after --ilm-delete-after; needs
+manage_ilm) when the cluster has ILM, attached to no index: batchaudit retention is what keeps the
+proofs. See docs/elasticsearch.md.
 `
 
 func esCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -95,6 +101,9 @@ func esCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	noRoles := fs.Bool("no-roles", false, "do not create or update the roles")
 	fs.BoolVar(&opt.APIKeys, "api-keys", false, "create and print an API key for the writer and one for the reader")
 	fs.StringVar(&opt.APIKeyExpiration, "api-key-expiration", "", "lifetime of the API keys, e.g. 90d (default: no expiry)")
+	fs.BoolVar(&opt.ILM, "ilm", false, "also install the ILM policy "+esstore.ILMPolicyName+" when the cluster has ILM (needs manage_ilm)")
+	deleteAfter := fs.String("ilm-delete-after", "400d", "the ILM policy's delete phase: days after rollover")
+	minimum := fs.String("min-retention", retention.Days(retention.DefaultMinimum), "refuse an --ilm-delete-after shorter than this")
 	output := fs.String("output", formatText, "output format: text or json")
 	if _, code, ok := parseCommandLine(fs, args[1:], "es setup", 0, "", stderr); !ok {
 		return code
@@ -111,6 +120,20 @@ func esCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return err
 		}
 		opt.Roles = !*noRoles
+		if opt.ILM {
+			after, err := parseDays("--ilm-delete-after", *deleteAfter)
+			if err != nil {
+				return err
+			}
+			least, err := parseDays("--min-retention", *minimum)
+			if err != nil {
+				return err
+			}
+			if after < least || after%(24*time.Hour) != 0 {
+				return fmt.Errorf("%w: --ilm-delete-after %s must be whole days, at least --min-retention %s", errUsage, *deleteAfter, retention.Days(least))
+			}
+			opt.ILMDeleteAfter = retention.Days(after)
+		}
 		res, err := esstore.Setup(ctx, cfg, opt, zap.NewNop())
 		if err != nil {
 			return err
@@ -124,6 +147,13 @@ func esCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		for _, index := range res.Indices {
 			fmt.Fprintf(stdout, "Index %s: template installed, mapping checked, write alias %s\n", index, esstore.WriteAlias(index))
+		}
+		if ilm := res.ILM; ilm != nil {
+			if ilm.Installed {
+				fmt.Fprintf(stdout, "ILM policy %s installed (delete after %s); it is attached to no batchaudit index (docs/elasticsearch.md, Retention)\n", ilm.Policy, opt.ILMDeleteAfter)
+			} else {
+				fmt.Fprintf(stdout, "ILM policy %s NOT installed: %s\n", ilm.Policy, ilm.Reason)
+			}
 		}
 		if res.WriterAPIKey != "" {
 			fmt.Fprintf(stdout, "Writer API key (exporter elasticsearch.api_key): %s\n", res.WriterAPIKey)

@@ -13,8 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/signing"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/store/merkle"
 	"github.com/batchaudit/batchaudit/store/sqlitestore"
 	"github.com/batchaudit/batchaudit/store/storetest"
@@ -192,4 +194,20 @@ func TestRetentionCheckpointFileWritten(t *testing.T) {
 	assert.Equal(t, int64(36), last.Size)
 	assert.False(t, last.Final, "SQLite: a collector may write on")
 	assert.True(t, strings.HasPrefix(last.Note, "batchaudit/default\n36\n"))
+}
+
+// TestESSetupILM: the real test node has no ILM; setup says so and sets up
+// the rest. A delete phase inside the minimum retention is refused.
+func TestESSetupILM(t *testing.T) {
+	c := estest.Require(t)
+	prefix := estest.UniqueName(t, "ilm")
+	estest.TrackStore(t, c, prefix+"-*", esstore.Indices(prefix)...)
+	conn := []string{"es", "setup", "--es", estest.URL(), "--es-prefix", prefix, "--no-roles"}
+	code, _, errOut := runCLI(t, append(conn, "--ilm", "--ilm-delete-after", "90d")...)
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "--ilm-delete-after 90d must be whole days, at least --min-retention 366d")
+	code, out, errOut := runCLI(t, append(conn, "--ilm")...)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "ILM policy batchaudit-retention NOT installed: the cluster has no index lifecycle management (no handler for _ilm: the x-pack-ilm module is not loaded)\n")
+	assert.Contains(t, out, "Index "+esstore.EventsIndex(prefix)+": template installed")
 }

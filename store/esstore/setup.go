@@ -81,14 +81,20 @@ type SetupOptions struct {
 	// APIKeyExpiration is the keys' lifetime in Elasticsearch's time units
 	// (e.g. "90d"); "" means they do not expire.
 	APIKeyExpiration string
+	// ILM installs the ILM policy (ilm.go) when the cluster has ILM, with
+	// the delete phase after ILMDeleteAfter ("" keeps the file's 400d);
+	// needs manage_ilm.
+	ILM            bool
+	ILMDeleteAfter string
 }
 
 // SetupResult is what Setup did.
 type SetupResult struct {
-	Roles        []string `json:"roles,omitempty"`
-	Indices      []string `json:"indices"`
-	WriterAPIKey string   `json:"writer_api_key,omitempty"`
-	ReaderAPIKey string   `json:"reader_api_key,omitempty"`
+	Roles        []string   `json:"roles,omitempty"`
+	Indices      []string   `json:"indices"`
+	WriterAPIKey string     `json:"writer_api_key,omitempty"`
+	ReaderAPIKey string     `json:"reader_api_key,omitempty"`
+	ILM          *ILMResult `json:"ilm,omitempty"`
 }
 
 // Setup prepares a cluster for a least-privilege collector: the roles (if
@@ -129,6 +135,11 @@ func Setup(ctx context.Context, cfg Config, opt SetupOptions, logger *zap.Logger
 		return nil, err
 	}
 	res.Indices = Indices(cfg.IndexPrefix)
+	if opt.ILM {
+		if res.ILM, err = s.installILM(ctx, opt.ILMDeleteAfter); err != nil {
+			return nil, err
+		}
+	}
 	if opt.APIKeys {
 		rp := opt.RolePrefix
 		if rp == "" {
