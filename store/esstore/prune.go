@@ -207,9 +207,8 @@ func (s *Store) CheckPrune(ctx context.Context) error {
 		return statusError("has privileges", status, resp)
 	}
 	var r struct {
-		Username string                     `json:"username"`
-		All      bool                       `json:"has_all_requested"`
-		Index    map[string]map[string]bool `json:"index"`
+		All   bool                       `json:"has_all_requested"`
+		Index map[string]map[string]bool `json:"index"`
 	}
 	if err := json.Unmarshal(resp, &r); err != nil {
 		return fmt.Errorf("esstore: has privileges: %w", err)
@@ -225,7 +224,7 @@ func (s *Store) CheckPrune(ctx context.Context) error {
 			}
 		}
 	}
-	return fmt.Errorf("esstore: %s may not prune: it lacks %s (run retention with the batchaudit_admin role's credentials)", r.Username, strings.Join(missing, ", "))
+	return fmt.Errorf("esstore: these credentials may not prune: they lack %s (run retention with the batchaudit_admin role's credentials)", strings.Join(missing, ", "))
 }
 
 // deleteDocs deletes documents (index, _id) through the indices' write

@@ -69,7 +69,7 @@ func TestSecureRetentionNeedsTheAdminRole(t *testing.T) {
 
 	_, err = retention.Prune(ctx(t), w, "sec", opts)
 	require.ErrorIs(t, err, retention.ErrRefused)
-	assert.Contains(t, err.Error(), "may not prune: it lacks delete on "+WriteAlias(DeadLettersIndex(prefix))+", delete on "+
+	assert.Contains(t, err.Error(), "these credentials may not prune: they lack delete on "+WriteAlias(DeadLettersIndex(prefix))+", delete on "+
 		WriteAlias(EventsIndex(prefix))+", delete on "+WriteAlias(RunsIndex(prefix)))
 	last, err := w.LastSequence(ctx(t), "sec")
 	require.NoError(t, err)

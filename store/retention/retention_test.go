@@ -398,3 +398,25 @@ func TestOneWriterBackendNeedsAStoppedCollector(t *testing.T) {
 	rep := tr.verify(t)
 	assert.Empty(t, failing(rep))
 }
+
+// TestPrunedLeavesAreChecked: the leaves of the pruned prefix come from the
+// tiles, and the signed checkpoints check them: a tile altered there is a
+// tree mismatch, not a silent pass.
+func TestPrunedLeavesAreChecked(t *testing.T) {
+	s := backends[0].open(t).(*sqlitestore.Store)
+	tr := newTrail(t, s, "main")
+	tr.sign(t, false)
+	_, err := retention.Prune(ctx(t), s, "main", tr.options(400*day))
+	require.NoError(t, err)
+	require.Empty(t, failing(tr.verify(t)))
+	// Flip a byte of leaf 3 (entry #4, pruned) in the level-0 tile.
+	r, err := s.DB().Exec(`UPDATE tiles SET data = substr(data, 1, 96) || x'ff' || substr(data, 98) WHERE stream = 'main' AND level = 0 AND idx = 0`)
+	require.NoError(t, err)
+	n, _ := r.RowsAffected()
+	require.Equal(t, int64(1), n)
+	kinds := map[string][]int64{}
+	for _, p := range failing(tr.verify(t)) {
+		kinds[p.Kind] = append(kinds[p.Kind], p.Sequence)
+	}
+	assert.Equal(t, []int64{35, 36}, kinds[verify.TreeMismatch], "both signed checkpoints cover the altered leaf")
+}
