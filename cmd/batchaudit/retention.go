@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/batchaudit/batchaudit/signing"
+	"github.com/batchaudit/batchaudit/store/merkle"
 	"github.com/batchaudit/batchaudit/store/retention"
 	"github.com/batchaudit/batchaudit/store/verify"
 )
@@ -70,7 +69,7 @@ func retentionCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) er
 			}
 			path := *checkpoints
 			opts.Publish = func(stream string, size int64, signed []byte, final bool) error {
-				return appendCheckpoint(path, stream, size, signed, final)
+				return merkle.AppendPublished(path, merkle.Published{Stream: stream, Size: size, Note: string(signed), Final: final})
 			}
 		}
 		opts.Principal = c.principal
@@ -131,35 +130,6 @@ func printRetention(c *cli, r *retention.Result, opts retention.Options) {
 	if !r.DryRun && r.Removed != r.Entries {
 		fmt.Fprintf(c.out, "  NOTE: %d entries were removed, %d were planned\n", r.Removed, r.Entries)
 	}
-}
-
-// appendCheckpoint appends a signed checkpoint to the collector's checkpoint
-// file, in its format (JSON lines), and syncs it.
-func appendCheckpoint(path, stream string, size int64, signed []byte, final bool) error {
-	line, err := json.Marshal(struct {
-		Stream string `json:"stream"`
-		Size   int64  `json:"size"`
-		Note   string `json:"note"`
-		Final  bool   `json:"final,omitempty"`
-	}{stream, size, string(signed), final})
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(line, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func currentUser() string {

@@ -70,7 +70,7 @@ func signCheckpoint(t *testing.T, db, key, published string, final bool) {
 	require.NoError(t, err)
 	require.NoError(t, s.PutCheckpoint(context.Background(), store.StoredCheckpoint{Stream: "default", Size: tree.N,
 		Root: hex.EncodeToString(tree.Hash[:]), Note: string(msg), Created: time.Now()}))
-	require.NoError(t, appendCheckpoint(published, "default", tree.N, msg, final))
+	require.NoError(t, merkle.AppendPublished(published, merkle.Published{Stream: "default", Size: tree.N, Note: string(msg), Final: final}))
 }
 
 func TestRetentionCommand(t *testing.T) {
@@ -210,4 +210,32 @@ func TestESSetupILM(t *testing.T) {
 	require.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, "ILM policy batchaudit-retention NOT installed: the cluster has no index lifecycle management (no handler for _ilm: the x-pack-ilm module is not loaded)\n")
 	assert.Contains(t, out, "Index "+esstore.EventsIndex(prefix)+": template installed")
+}
+
+// TestRetentionCommandOnElasticsearch: the command on the real node, on a
+// trail of this week (its entries were all stored now, so nothing is old
+// enough): checkpoints are checked, and nothing is removed or written.
+func TestRetentionCommandOnElasticsearch(t *testing.T) {
+	c := estest.Require(t)
+	prefix := estest.UniqueName(t, "ret")
+	estest.TrackStore(t, c, prefix+"-*", esstore.Indices(prefix)...)
+	cfg := esstore.NewDefaultConfig()
+	cfg.Endpoints, cfg.IndexPrefix = []string{estest.URL()}, prefix
+	s, err := esstore.New(context.Background(), cfg, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Write(context.Background(), "default", storetest.Stored(storetest.RunEvents("b1", time.Now().Add(-800*24*time.Hour))...))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "checkpoints.key")
+	code, _, errOut := runCLI(t, "keygen", "--name", "checkpoints.test", "--out", key)
+	require.Equal(t, 0, code, errOut)
+	conn := []string{"retention", "--es", estest.URL(), "--es-prefix", prefix, "--key", key, "--older-than", "400d"}
+	code, out, errOut := runCLI(t, conn...)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Regexp(t, `^stream default: nothing to remove older than 400d \(before \S+\): entry #1 is from \S+, not older than the cutoff\n$`, out,
+		"old event times, but stored now: old by both clocks is needed")
+	last, err := s.LastSequence(context.Background(), "default")
+	require.NoError(t, err)
+	assert.Equal(t, int64(17), last)
 }

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -233,14 +230,6 @@ func (c *checkpointer) fail(ctx context.Context, reason string, err error) {
 		zap.String("step", reason), zap.Error(err))
 }
 
-// publishedCheckpoint is one line of the checkpoint file.
-type publishedCheckpoint struct {
-	Stream string `json:"stream"`
-	Size   int64  `json:"size"`
-	Note   string `json:"note"`
-	Final  bool   `json:"final,omitempty"`
-}
-
 // publish appends the checkpoint to the file (and syncs it) and posts it.
 func (c *checkpointer) publish(ctx context.Context, msg []byte, final bool) error {
 	cp, err := merkle.ParseBody(merkle.Text(string(msg)))
@@ -248,26 +237,8 @@ func (c *checkpointer) publish(ctx context.Context, msg []byte, final bool) erro
 		return err
 	}
 	if c.cfg.File != "" {
-		line, err := json.Marshal(publishedCheckpoint{Stream: c.stream, Size: cp.Size, Note: string(msg), Final: final})
-		if err != nil {
+		if err := merkle.AppendPublished(c.cfg.File, merkle.Published{Stream: c.stream, Size: cp.Size, Note: string(msg), Final: final}); err != nil {
 			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(c.cfg.File), 0o750); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(c.cfg.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			return err
-		}
-		_, err = f.Write(append(line, '\n'))
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("append to %s: %w", c.cfg.File, err)
 		}
 	}
 	if c.cfg.PostURL != "" {

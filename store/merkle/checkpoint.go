@@ -2,8 +2,11 @@ package merkle
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -97,4 +100,42 @@ func Text(signed string) string {
 		return signed[:i+1]
 	}
 	return signed
+}
+
+// Published is one line of a checkpoint file (JSON lines): every checkpoint
+// the collector or retention signs is appended to it, to be kept where the
+// store's administrators cannot rewrite it. Final marks the checkpoint of a
+// clean stop: nothing may follow it until a collector writes again.
+type Published struct {
+	Stream string `json:"stream"`
+	Size   int64  `json:"size"`
+	Note   string `json:"note"`
+	Final  bool   `json:"final,omitempty"`
+}
+
+// AppendPublished appends p to the checkpoint file at path (creating it and
+// its directory if needed) and syncs it.
+func AppendPublished(path string, p Published) error {
+	line, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(line, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	return nil
 }
