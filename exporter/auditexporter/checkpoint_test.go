@@ -70,14 +70,14 @@ func (f *cpFixture) write(t *testing.T, batch string) {
 	require.NoError(t, err)
 }
 
-func (f *cpFixture) published(t *testing.T) []publishedCheckpoint {
+func (f *cpFixture) published(t *testing.T) []merkle.Published {
 	file, err := os.Open(filepath.Join(f.dir, "checkpoints.jsonl"))
 	require.NoError(t, err)
 	defer file.Close()
-	var out []publishedCheckpoint
+	var out []merkle.Published
 	sc := bufio.NewScanner(file)
 	for sc.Scan() {
-		var p publishedCheckpoint
+		var p merkle.Published
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &p))
 		out = append(out, p)
 	}
