@@ -194,7 +194,8 @@ func TestRetention(t *testing.T) {
 			require.Empty(t, failing(rep), "%+v", rep.Problems)
 			require.Len(t, rep.Streams, 1)
 			sum := rep.Streams[0]
-			assert.Equal(t, int64(36), sum.Entries)
+			assert.Equal(t, int64(18), sum.Entries, "the entries stored")
+			assert.Equal(t, int64(36), sum.Size, "the tree: pruned places included")
 			assert.Equal(t, int64(18), sum.Events, "the young run and the retention event")
 			assert.Equal(t, int64(0), sum.DeadLetters)
 			assert.Equal(t, int64(36), sum.Covered)
