@@ -187,4 +187,3 @@ func TestWorldReadableKeyIsRefused(t *testing.T) {
 	_, err := newCheckpointer(CheckpointsConfig{KeyFiles: f.keys, Interval: time.Second}, "main", zap.NewNop(), nil)
 	assert.ErrorContains(t, err, "readable by its owner only")
 }
-

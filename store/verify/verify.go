@@ -527,7 +527,7 @@ func (st *streamCheck) consume(c *checked) {
 	}
 }
 
-// judgePrefix reports the absent prefix 1..absent as pruned as far as a
+// judgePrefix reports the absent prefix 1..prefix as pruned as far as a
 // trusted retention event records it, and the rest as missing. A retention
 // event is trusted when its entry verified (hash, leaf) and, with
 // Verifiers, when a signed checkpoint whose root the tree gave covers it:
@@ -570,7 +570,8 @@ func (st *streamCheck) judgePrefix() {
 	}
 }
 
-// checkpoints compares the tree with the checkpoints of its size.
+// checkpoints compares the tree with the checkpoints of its size (after
+// each leaf appended) and reports progress.
 func (st *streamCheck) checkpoints() {
 	for st.cpIdx < len(st.cps) && st.cps[st.cpIdx].Size <= st.tree.Size() {
 		cp := st.cps[st.cpIdx]
@@ -583,6 +584,9 @@ func (st *streamCheck) checkpoints() {
 			}
 		}
 		st.cpIdx++
+	}
+	if st.opts.Progress != nil && st.tree.Size()%100_000 == 0 {
+		st.opts.Progress(st.stream, st.tree.Size())
 	}
 }
 
