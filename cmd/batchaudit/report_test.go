@@ -187,7 +187,6 @@ func TestReportAttestationCLI(t *testing.T) {
 	assert.Equal(t, 2, code, errOut)
 }
 
-
 // reportKeygen writes a report signer key named reports.test into dir.
 func reportKeygen(t *testing.T, dir string) (string, string) {
 	t.Helper()
