@@ -139,6 +139,13 @@ func perfPost(t testing.TB, endpoint string, bodies [][]byte) {
 // the stream; it returns the wall time and the collector's CPU seconds.
 func perfPass(b *testing.B, c *harness.Collector, bodies [][]byte, stored func() (int64, error), want int64) (wall, cpu float64) {
 	cpu0, _ := c.CPUSeconds()
+	io0, _ := harness.ProcWrittenBytes(c.Pid())
+	defer func() {
+		if io1, err := harness.ProcWrittenBytes(c.Pid()); err == nil {
+			posted, _ := perfEvents()
+			b.Logf("collector wrote %.1f KB to disk per posted event", float64(io1-io0)/float64(posted)/1000)
+		}
+	}()
 	start := time.Now()
 	perfPost(b, c.HTTPEndpoint(), bodies)
 	harness.Eventually(b, 15*time.Minute, func() error {

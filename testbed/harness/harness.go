@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -307,6 +308,21 @@ func ProcCPUSeconds(pid int) (float64, error) {
 	fmt.Sscan(fields[11], &utime)
 	fmt.Sscan(fields[12], &stime)
 	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// ProcWrittenBytes is what process pid caused to be written to storage
+// (/proc/PID/io write_bytes).
+func ProcWrittenBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no write_bytes in /proc/%d/io", pid)
 }
 
 // Memory is a process's memory from /proc/PID/status, in MiB: VmRSS (all
