@@ -26,7 +26,7 @@ var protoUnmarshaler = &plog.ProtoUnmarshaler{}
 func (j *journalExt) Deliver(ctx context.Context, next consumer.Logs) error {
 	j.mu.Lock()
 	switch {
-	case j.log == nil:
+	case j.log == nil && j.kafka == nil:
 		j.mu.Unlock()
 		return errors.New("journal: not started")
 	case j.attached:
@@ -38,6 +38,9 @@ func (j *journalExt) Deliver(ctx context.Context, next consumer.Logs) error {
 	j.mu.Unlock()
 	j.delivering.Lock()
 	defer j.delivering.Unlock()
+	if j.kafka != nil {
+		return j.kafka.deliver(ctx, next)
+	}
 	d := &delivery{j: j, next: next, replayEnd: j.log.End(), delivered: pos}
 	return d.run(ctx, pos)
 }
@@ -123,9 +126,26 @@ func (d *delivery) run(ctx context.Context, pos int64) error {
 // Drain waits until delivery reached the end of the journal as of now.
 func (j *journalExt) Drain(ctx context.Context) error {
 	j.mu.Lock()
-	if !j.attached || j.log == nil {
+	if !j.attached || (j.log == nil && j.kafka == nil) {
 		j.mu.Unlock()
 		return nil
+	}
+	if j.kafka != nil {
+		// Kafka keeps what is not delivered yet: finish the delivery
+		// under way, checkpoint, leave the group.
+		if j.drainTo < 0 {
+			j.drainTo = 0
+		}
+		if j.wake != nil {
+			j.wake()
+		}
+		j.mu.Unlock()
+		select {
+		case <-j.drained:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("journal: the delivery under way did not finish before the shutdown deadline: %w", ctx.Err())
+		}
 	}
 	if j.drainTo < 0 {
 		j.drainTo = j.log.End()
