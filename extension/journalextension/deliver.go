@@ -235,7 +235,23 @@ func (d *delivery) checkpoint(pos int64) error {
 // delivered until every owner reloaded; false means ctx ended first.
 func (d *delivery) rewind(ctx context.Context) bool {
 	j := d.j
-	reason := "pipeline_error"
+	if !j.rollback(ctx, "pipeline_error") {
+		return false
+	}
+	d.r.Close()
+	r, err := j.log.NewReader(j.position())
+	if err != nil {
+		// The checkpointed position is always kept; this is a bug.
+		panic(fmt.Sprintf("journal: cannot reread from the checkpoint: %v", err))
+	}
+	d.r = r
+	return true
+}
+
+// rollback returns the state to the last checkpoint and has its owners
+// reload, retrying (with backoff) until every owner did, or ctx ends
+// (false).
+func (j *journalExt) rollback(ctx context.Context, reason string) bool {
 	for backoff := j.cfg.RetryInterval; ; backoff = min(2*backoff, j.cfg.MaxRetryInterval) {
 		j.state.rollback()
 		err := j.state.reset(ctx)
@@ -251,13 +267,6 @@ func (d *delivery) rewind(ctx context.Context) bool {
 		}
 	}
 	j.tb.JournalRewinds.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-	d.r.Close()
-	r, err := j.log.NewReader(j.position())
-	if err != nil {
-		// The checkpointed position is always kept; this is a bug.
-		panic(fmt.Sprintf("journal: cannot reread from the checkpoint: %v", err))
-	}
-	d.r = r
 	return true
 }
 

@@ -21,8 +21,6 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -125,7 +123,7 @@ func (k *kafkaSource) deliver(ctx context.Context, next consumer.Logs) error {
 	}
 	defer func() {
 		// Leaving the group hands the partitions to the others at once.
-		k.sess.Close()
+		k.sess.CloseAllowingRebalance()
 	}()
 	k.lastCheckpoint = time.Now()
 	backoff := k.j.cfg.RetryInterval
@@ -357,12 +355,10 @@ func (k *kafkaSource) rebalanced(ctx context.Context) bool {
 // rewind rolls the state back to the last checkpoint, lets its owners
 // reload, and makes every partition deliver again from its checkpoint.
 func (k *kafkaSource) rewind(ctx context.Context, reason string) {
-	k.j.state.rollback()
-	if err := k.j.state.reset(ctx); err != nil {
-		k.logger.Warn("Journal: a state owner could not reload after the rollback; retrying", zap.Error(err))
-		reason = "reset_error"
-	}
-	k.j.tb.JournalRewinds.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	// Owners that cannot reload keep delivery waiting here (ctx ending
+	// stops it; the partitions' records are then delivered again by their
+	// next owner or start).
+	k.j.rollback(ctx, reason)
 	set := map[int32]kgo.EpochOffset{}
 	for p, pt := range k.parts {
 		if pt.checkpointed < 0 {
