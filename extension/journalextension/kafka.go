@@ -418,6 +418,11 @@ func (k *kafkaSource) deliverPartition(ctx context.Context, p int32, recs []*kgo
 			return fmt.Errorf("journal: restore partition %d from %s: %w", p, k.changelog, err)
 		}
 		pt.restored = true
+		// Owners that loaded this partition's keys before (from the empty
+		// cache) load them again.
+		if err := k.j.state.reset(ctx); err != nil {
+			return fmt.Errorf("journal: a state owner could not reload after restoring partition %d: %w", p, err)
+		}
 		t, err := k.partitionTime(p)
 		if err != nil {
 			return err
