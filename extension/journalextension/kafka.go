@@ -50,8 +50,11 @@ type kafkaSource struct {
 	changelog string
 	txnID     string
 
-	sess  *kgo.GroupTransactSession
-	parts map[int32]*partition
+	sess *kgo.GroupTransactSession
+	// txnOpen: a transaction was begun and not ended for sure (its end
+	// failed); it is aborted before the next one begins.
+	txnOpen bool
+	parts   map[int32]*partition
 	// lastCheckpoint is when the last checkpoint committed; progress is
 	// whether anything was delivered since.
 	lastCheckpoint time.Time
@@ -331,9 +334,10 @@ func (k *kafkaSource) rebalanced(ctx context.Context) bool {
 		}
 		// The session aborts a commit after a revocation; abort now, which
 		// also returns it to the committed offsets, and rewind the kept
-		// partitions the same way.
-		if err := k.sess.Begin(); err == nil {
-			if _, err := k.sess.End(ctx, kgo.TryAbort); err != nil {
+		// partitions the same way. (If Kafka is away, the next
+		// checkpoint aborts instead and rolls back then.)
+		if err := k.begin(ctx); err == nil {
+			if err := k.abort(ctx); err != nil {
 				k.logger.Warn("Journal: aborting after a revocation", zap.Error(err))
 			}
 		}
@@ -546,11 +550,11 @@ func (k *kafkaSource) checkpoint(ctx context.Context) error {
 	for _, p := range ticks {
 		recs = append(recs, &kgo.Record{Topic: k.cfg.Topic, Partition: p, Value: []byte{}})
 	}
-	if err := k.sess.Begin(); err != nil {
+	if err := k.begin(ctx); err != nil {
 		return fmt.Errorf("journal: begin a checkpoint transaction: %w", err)
 	}
 	if err := k.sess.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		if _, aerr := k.sess.End(ctx, kgo.TryAbort); aerr != nil {
+		if aerr := k.abort(ctx); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
 		return fmt.Errorf("journal: checkpoint: produce the state to %s: %w", k.changelog, err)
@@ -559,6 +563,7 @@ func (k *kafkaSource) checkpoint(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal: checkpoint transaction: %w", err)
 	}
+	k.txnOpen = false
 	if !committed {
 		return errors.New("journal: checkpoint transaction aborted (the group rebalanced or this collector was fenced)")
 	}
@@ -583,6 +588,28 @@ func (k *kafkaSource) checkpoint(ctx context.Context) error {
 	k.event(func() { k.wanted = false })
 	k.j.tb.JournalCheckpointDuration.Record(ctx, time.Since(began).Seconds())
 	return nil
+}
+
+// begin begins a transaction, after aborting one whose end failed.
+func (k *kafkaSource) begin(ctx context.Context) error {
+	if k.txnOpen {
+		if err := k.abort(ctx); err != nil {
+			return fmt.Errorf("abort the previous transaction: %w", err)
+		}
+	}
+	if err := k.sess.Begin(); err != nil {
+		return err
+	}
+	k.txnOpen = true
+	return nil
+}
+
+// abort ends the transaction under way with an abort; one that fails is
+// retried before the next transaction begins.
+func (k *kafkaSource) abort(ctx context.Context) error {
+	_, err := k.sess.End(ctx, kgo.TryAbort)
+	k.txnOpen = err != nil
+	return err
 }
 
 // restore reads partition p's changelog, up to its last stable offset, into
