@@ -31,20 +31,24 @@ type Delivery struct {
 	done   chan struct{}
 }
 
-// StartDelivery runs j.Deliver(next) in the background until Stop. A
-// delivery that stops on an error is logged and reported to the host as
-// fatal: nothing after it would be delivered.
-func StartDelivery(host component.Host, j Journal, next consumer.Logs, logger *zap.Logger) *Delivery {
+// StartDelivery attaches next to j and runs the delivery in the background
+// until Stop. A delivery that stops on an error is logged and reported to
+// the host as fatal: nothing after it would be delivered.
+func StartDelivery(host component.Host, j Journal, next consumer.Logs, logger *zap.Logger) (*Delivery, error) {
+	deliver, err := j.Attach(next)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Delivery{j: j, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
-		if err := j.Deliver(ctx, next); err != nil {
+		if err := deliver(ctx); err != nil {
 			logger.Error("Delivery from the journal stopped", zap.Error(err))
 			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
 		}
 	}()
-	return d
+	return d, nil
 }
 
 // Stop drains the journal (bounded by ctx and the journal's drain timeout;

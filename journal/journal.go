@@ -30,9 +30,11 @@ type Journal interface {
 	// Append makes ld durable in the journal and returns once it is; ld is
 	// not retained.
 	Append(ctx context.Context, ld plog.Logs) error
-	// Deliver runs delivery into next until ctx is done or a Drain
-	// completed; at most one caller per journal.
-	Deliver(ctx context.Context, next consumer.Logs) error
+	// Attach claims the journal's delivery for next (at most one per
+	// journal) and returns the delivery loop, which runs until its ctx is
+	// done or a Drain completed. Claiming is synchronous so that a Drain
+	// right after it waits for the loop instead of finding no one attached.
+	Attach(next consumer.Logs) (deliver func(ctx context.Context) error, err error)
 	// Drain waits until everything appended so far is delivered, bounded
 	// by ctx and the journal's drain timeout; what is left is delivered
 	// after the next start. Deliver returns once the drain completed.

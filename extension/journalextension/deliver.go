@@ -18,31 +18,32 @@ import (
 
 var protoUnmarshaler = &plog.ProtoUnmarshaler{}
 
-// Deliver sends the journal's records through next, in order, until ctx is
-// done. A delivery that next refuses is rolled back: the state returns to
-// the last checkpoint, its owners reload, and the records after the
-// checkpoint are delivered again, so every record affects the state exactly
-// once. After a clean stop the final position is checkpointed.
-func (j *journalExt) Deliver(ctx context.Context, next consumer.Logs) error {
+// Attach claims delivery for next. The loop it returns sends the journal's
+// records through next, in order, until ctx is done or a drain completed. A
+// delivery that next refuses is rolled back: the state returns to the last
+// checkpoint, its owners reload, and the records after the checkpoint are
+// delivered again, so every record affects the state exactly once. After a
+// clean stop the final position is checkpointed.
+func (j *journalExt) Attach(next consumer.Logs) (func(ctx context.Context) error, error) {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	switch {
 	case j.log == nil && j.kafka == nil:
-		j.mu.Unlock()
-		return errors.New("journal: not started")
+		return nil, errors.New("journal: not started")
 	case j.attached:
-		j.mu.Unlock()
-		return errors.New("journal: another receiver already delivers from this journal; give each receiver its own journal")
+		return nil, errors.New("journal: another receiver already delivers from this journal; give each receiver its own journal")
 	}
 	j.attached = true
 	pos := j.checkpoint
-	j.mu.Unlock()
-	j.delivering.Lock()
-	defer j.delivering.Unlock()
-	if j.kafka != nil {
-		return j.kafka.deliver(ctx, next)
-	}
-	d := &delivery{j: j, next: next, replayEnd: j.log.End(), delivered: pos}
-	return d.run(ctx, pos)
+	return func(ctx context.Context) error {
+		j.delivering.Lock()
+		defer j.delivering.Unlock()
+		if j.kafka != nil {
+			return j.kafka.deliver(ctx, next)
+		}
+		d := &delivery{j: j, next: next, replayEnd: j.log.End(), delivered: pos}
+		return d.run(ctx, pos)
+	}, nil
 }
 
 type delivery struct {

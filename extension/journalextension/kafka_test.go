@@ -168,7 +168,7 @@ func kafkaJournal(t *testing.T, cfg *Config) *journalExt {
 func startDelivery(t *testing.T, j *journalExt, next consumer.Logs) (drain func(), crash func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- j.Deliver(ctx, next) }()
+	go func() { done <- deliverAll(ctx, j, next) }()
 	stopped := false
 	t.Cleanup(func() {
 		if !stopped { // the test failed before stopping it

@@ -107,8 +107,8 @@ func (r *auditReceiver) startJournal(host component.Host) error {
 		return err
 	}
 	r.journal = j
-	r.delivery = journal.StartDelivery(host, j, r.next, r.set.Logger)
-	return nil
+	r.delivery, err = journal.StartDelivery(host, j, r.next, r.set.Logger)
+	return err
 }
 
 func (r *auditReceiver) startHTTP(ctx context.Context, host component.Host) error {

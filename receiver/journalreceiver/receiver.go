@@ -26,8 +26,8 @@ func (r *journalReceiver) Start(_ context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
-	r.delivery = journal.StartDelivery(host, j, r.next, r.set.Logger)
-	return nil
+	r.delivery, err = journal.StartDelivery(host, j, r.next, r.set.Logger)
+	return err
 }
 
 // Shutdown finishes the delivery under way (the journal drains, bounded by
