@@ -109,7 +109,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $$($(GO) list ./... | grep -v /testbed)
 
 # End-to-end load through the built collector into SQLite and Elasticsearch: events/s and collector CPU.
-bench-e2e: build es-up
+bench-e2e: build es-up kafka-up
 	BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) \
 		$(GO) test -run '^$$' -bench E2E -benchtime 1x -timeout 30m ./testbed/
 

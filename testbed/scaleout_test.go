@@ -556,3 +556,14 @@ func restartBroker(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	harness.RunCommand(t, 3*time.Minute, nil, "bash", script, "up")
 }
+
+// TestShippedScaleOutConfigsValidate: configs/gateway.yaml and
+// configs/processor.yaml load in the built collector as shipped.
+func TestShippedScaleOutConfigsValidate(t *testing.T) {
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	for _, name := range []string{"gateway.yaml", "processor.yaml"} {
+		harness.RunCommand(t, time.Minute, nil, harness.Binary(t, "BATCHAUDIT_COLLECTOR", "otelcol-batchaudit"),
+			"validate", "--config", filepath.Join(root, "configs", name))
+	}
+}
