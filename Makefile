@@ -10,7 +10,7 @@ DATA_DIR     ?= $(CURDIR)/batchaudit-data
 FUZZTIME     ?= 5s
 GO_SOURCES   := $(shell find . -name '*.go' -not -path './_build/*' -not -path './internal/tools/*') go.mod builder-config.yaml
 
-.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status es-reset es-up-secure es-down-secure es-status-secure es-reset-secure help pyenv examples bench-e2e browser
+.PHONY: all build run test test-unit test-e2e test-fuzz test-examples bench lint generate clean es-up es-down es-status es-reset kafka-up kafka-down kafka-status kafka-reset es-up-secure es-down-secure es-status-secure es-reset-secure help pyenv examples bench-e2e browser
 
 all: build
 
@@ -22,6 +22,7 @@ help:
 	@echo "make examples / test-examples   build the Java and Node examples / run the Python and Node unit tests"
 	@echo "make es-up / es-down / es-status / es-reset   local Elasticsearch node for tests and runs (reset deletes its data)"
 	@echo "make es-up-secure / es-down-secure / ...        the secured node (TLS, users, roles, API keys) on port 9201"
+	@echo "make kafka-up / kafka-down / kafka-status / kafka-reset   local Kafka broker (KRaft) on 127.0.0.1:9092 (docs/scale-out.md)"
 	@echo "make bench    run the benchmarks;  make lint;  make generate;  make clean"
 
 build: $(COLLECTOR) $(CLI) $(ORDERSJOB)
@@ -41,10 +42,10 @@ $(ORDERSJOB): $(GO_SOURCES)
 run: build
 	@bash scripts/run-demo.sh
 
-# `make test` brings up what the tests need: the local Elasticsearch nodes, plain and secured (left
-# running; `make es-down es-down-secure` stops them), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
+# `make test` brings up what the tests need: the local Elasticsearch nodes, plain and secured, and the
+# Kafka broker (left running; `make es-down es-down-secure kafka-down` stops them), the Python clients of the end-to-end tests and the Python package in testbed/.venv,
 # the Java and Node examples, and chromium and poppler-utils for the report tests.
-test: build es-up es-up-secure pyenv examples browser test-unit test-examples test-fuzz test-e2e
+test: build es-up es-up-secure kafka-up pyenv examples browser test-unit test-examples test-fuzz test-e2e
 
 # The report tests load HTML in headless Chromium and read PDFs with poppler (Debian packages).
 browser:
@@ -108,7 +109,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $$($(GO) list ./... | grep -v /testbed)
 
 # End-to-end load through the built collector into SQLite and Elasticsearch: events/s and collector CPU.
-bench-e2e: build es-up
+bench-e2e: build es-up kafka-up
 	BATCHAUDIT_COLLECTOR=$(COLLECTOR) BATCHAUDIT_ORDERSJOB=$(ORDERSJOB) \
 		$(GO) test -run '^$$' -bench E2E -benchtime 1x -timeout 30m ./testbed/
 
@@ -140,6 +141,16 @@ es-status-secure:
 	@BATCHAUDIT_ES_SECURE=1 bash scripts/es.sh status
 es-reset-secure:
 	@BATCHAUDIT_ES_SECURE=1 bash scripts/es.sh reset
+
+# A single-node Kafka broker (KRaft, from Maven Central) for the scale-out topology and its tests.
+kafka-up:
+	@bash scripts/kafka.sh up
+kafka-down:
+	@bash scripts/kafka.sh down
+kafka-status:
+	@bash scripts/kafka.sh status
+kafka-reset:
+	@bash scripts/kafka.sh reset
 
 clean:
 	rm -rf $(BUILD_DIR) $(DATA_DIR) $(PYENV) examples/java/target examples/node/node_modules

@@ -30,9 +30,11 @@ type Journal interface {
 	// Append makes ld durable in the journal and returns once it is; ld is
 	// not retained.
 	Append(ctx context.Context, ld plog.Logs) error
-	// Deliver runs delivery into next until ctx is done or a Drain
-	// completed; at most one caller per journal.
-	Deliver(ctx context.Context, next consumer.Logs) error
+	// Attach claims the journal's delivery for next (at most one per
+	// journal) and returns the delivery loop, which runs until its ctx is
+	// done or a Drain completed. Claiming is synchronous so that a Drain
+	// right after it waits for the loop instead of finding no one attached.
+	Attach(next consumer.Logs) (deliver func(ctx context.Context) error, err error)
 	// Drain waits until everything appended so far is delivered, bounded
 	// by ctx and the journal's drain timeout; what is left is delivered
 	// after the next start. Deliver returns once the drain completed.
@@ -41,6 +43,18 @@ type Journal interface {
 
 // Info describes the journal records one pipeline call delivers.
 type Info struct {
+	// Partition is the partition the records come from: always 0 for the
+	// local journal; the Kafka partition when the journal reads a Kafka
+	// topic (docs/scale-out.md). Stateful processors keep their state per
+	// partition (the journal's storage clients namespace keys by the
+	// partition of the delivery in the context), and the audit exporter
+	// can write each partition to its own stream.
+	Partition int32
+	// Claimed is set on the first delivery of a partition since this
+	// collector took it over (started, or got it in a rebalance): what
+	// others wrote for the partition since (in the audit store) must be
+	// read again before writing.
+	Claimed bool
 	// Offset is the journal position after the delivered records.
 	Offset int64
 	// Time is the append time of the last delivered record. It is the
@@ -65,6 +79,13 @@ func FromContext(ctx context.Context) (Info, bool) {
 	return info, ok
 }
 
+// PartitionOf is the partition of the journal delivery in ctx (0 outside
+// one).
+func PartitionOf(ctx context.Context) int32 {
+	info, _ := FromContext(ctx)
+	return info.Partition
+}
+
 // Now is the time of the journal delivery in ctx, or fallback() outside one.
 func Now(ctx context.Context, fallback func() time.Time) time.Time {
 	if info, ok := FromContext(ctx); ok {
@@ -77,9 +98,10 @@ func Now(ctx context.Context, fallback func() time.Time) time.Time {
 type Client interface {
 	storage.Client
 	// OnReset registers fn, called after the journal rolled the state
-	// back to its last checkpoint (a delivery failed): the owner drops what
-	// it keeps in memory and reloads from the client before the records
-	// after the checkpoint are delivered again.
+	// back to its last checkpoint (a delivery failed), or when partitions
+	// moved to or from this collector: the owner drops what it keeps in
+	// memory, for every partition, and reloads from the client before the
+	// next delivery of a partition uses it.
 	OnReset(fn func(context.Context) error)
 }
 

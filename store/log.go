@@ -97,6 +97,17 @@ func (l *Log) Tree(ctx context.Context, stream string) (tlog.Tree, error) {
 	return st.tree.Tree(), nil
 }
 
+// Reload forgets what the Log keeps of stream between writes (its tree and
+// its window of recent keys): the next write reads them from the store
+// again. For a stream another writer wrote meanwhile (a Kafka partition
+// that moved between collectors and back).
+func (l *Log) Reload(stream string) {
+	st := l.state(stream)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.tree, st.recent = nil, nil
+}
+
 // Write implements Writer.
 func (l *Log) Write(ctx context.Context, stream string, events []StoredEvent) ([]Result, error) {
 	if len(events) == 0 {

@@ -232,6 +232,13 @@ type Store interface {
 	Close() error
 }
 
+// Reloader is implemented by stores that keep a stream's state between
+// writes (store.Log's): Reload makes the next write read it from the store
+// again.
+type Reloader interface {
+	Reload(stream string)
+}
+
 // RunEvents returns the events of one batch run.
 func RunEvents(ctx context.Context, r Reader, batchID string) ([]StoredEvent, error) {
 	return r.Events(ctx, EventQuery{BatchID: batchID})

@@ -218,16 +218,25 @@ func withCheckpoints(t testing.TB, dir, cfg string) string {
 
 // esPid is the local node's process id (scripts/es.sh writes it).
 func esPid(t testing.TB) int {
+	pid, err := scriptPid(filepath.Join("es", "run", "es-9200.pid"))
+	if err != nil {
+		t.Skipf("the Elasticsearch node's pid is not known (%v): the node's CPU cannot be measured", err)
+	}
+	return pid
+}
+
+// scriptPid reads a pid file that scripts/es.sh or scripts/kafka.sh wrote
+// under the cache root.
+func scriptPid(rel string) (int, error) {
 	root := os.Getenv("BATCHAUDIT_CACHE")
 	if root == "" {
 		root = filepath.Join(os.Getenv("HOME"), ".cache", "batchaudit")
 	}
-	b, err := os.ReadFile(filepath.Join(root, "es", "run", "es-9200.pid"))
+	b, err := os.ReadFile(filepath.Join(root, rel))
 	if err != nil {
-		t.Skipf("the Elasticsearch node's pid is not known (%v): the node's CPU cannot be measured", err)
+		return 0, err
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // BenchmarkE2EElasticsearch: the shipped Elasticsearch configuration under

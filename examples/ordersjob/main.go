@@ -40,6 +40,7 @@ func main() {
 	out := flag.String("out", "orders_clean.csv", "output CSV")
 	batchID := flag.String("batch-id", "", "run id (default: a new UUIDv7)")
 	actor := flag.String("actor", "svc-orders-etl", "who runs the job")
+	job := flag.String("job", defaultJob, "job name; another job than the default reads and writes its own datasets (namespace file://ordersjob/<job>)")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -48,7 +49,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ordersjob:", err)
 		os.Exit(1)
 	}
-	summary, runErr := run(ctx, auditor, *in, *out, *batchID, *actor)
+	summary, runErr := run(ctx, auditor, *in, *out, *batchID, *actor, *job)
 	// Flushing is part of the job: an audit trail that did not arrive is a failure.
 	if err := shutdown(context.Background()); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("delivering audit events: %w", err))
@@ -88,7 +89,10 @@ func (s summary) String() string {
 		s.batchID, s.read, s.written, s.skipped, s.errored, s.out)
 }
 
-func run(ctx context.Context, a *jobaudit.Auditor, inPath, outPath, batchID, actor string) (summary, error) {
+// defaultJob is the example job's name.
+const defaultJob = "orders-clean"
+
+func run(ctx context.Context, a *jobaudit.Auditor, inPath, outPath, batchID, actor, job string) (summary, error) {
 	opts := []jobaudit.RunOption{
 		jobaudit.WithNamespace("finance"),
 		jobaudit.WithActor(actor, "", "service"),
@@ -97,16 +101,23 @@ func run(ctx context.Context, a *jobaudit.Auditor, inPath, outPath, batchID, act
 	if batchID != "" {
 		opts = append(opts, jobaudit.WithBatchID(batchID))
 	}
-	ctx, r := a.StartRun(ctx, "orders-clean", opts...)
+	ctx, r := a.StartRun(ctx, job, opts...)
 	s := summary{batchID: r.BatchID(), out: outPath}
-	err := process(ctx, r, inPath, outPath)
+	// Stable dataset names, so change detection compares runs that read
+	// and write different files (one per day); a dataset is written by one
+	// job only (docs/cdc.md).
+	namespace := "file://ordersjob"
+	if job != defaultJob {
+		namespace += "/" + job
+	}
+	err := process(ctx, r, inPath, outPath, namespace)
 	r.End(ctx, err)
 	c := r.Counts()
 	s.read, s.written, s.skipped, s.errored = c.Read, c.Written, c.Skipped, c.Errored
 	return s, err
 }
 
-func process(ctx context.Context, r *jobaudit.Run, inPath, outPath string) error {
+func process(ctx context.Context, r *jobaudit.Run, inPath, outPath, namespace string) error {
 	f, err := os.Open(inPath)
 	if err != nil {
 		return err
@@ -118,10 +129,8 @@ func process(ctx context.Context, r *jobaudit.Run, inPath, outPath string) error
 	}
 	defer of.Close()
 
-	// Stable dataset names, so change detection compares runs that read and
-	// write different files (one per day).
-	src := jobaudit.Dataset{Namespace: "file://ordersjob", Name: "orders"}
-	dst := jobaudit.Dataset{Namespace: "file://ordersjob", Name: "orders_clean"}
+	src := jobaudit.Dataset{Namespace: namespace, Name: "orders"}
+	dst := jobaudit.Dataset{Namespace: namespace, Name: "orders_clean"}
 
 	cr := csv.NewReader(f)
 	header, err := cr.Read()

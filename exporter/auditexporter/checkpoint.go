@@ -61,8 +61,9 @@ type checkpointer struct {
 	loaded   bool      // last was read from the store
 	last     tlog.Tree // the latest checkpoint signed or found
 	lastTime time.Time
-	pending  int64 // events stored since the latest checkpoint
-	stopped  error // set when an inconsistency stopped signing
+	pending  int64     // events stored since the latest checkpoint
+	stopped  error     // set when an inconsistency stopped signing
+	lastTry  time.Time // the last signing due (a partition's stream)
 
 	stop chan struct{}
 	done chan struct{}
@@ -84,6 +85,30 @@ func newCheckpointer(cfg CheckpointsConfig, stream string, logger *zap.Logger, t
 		c.signers = append(c.signers, s)
 	}
 	return c, nil
+}
+
+// forStream is a checkpointer of another stream with the same keys and
+// settings (a partition's stream); it signs when told (due), without a
+// timer.
+func (c *checkpointer) forStream(stream string) *checkpointer {
+	return &checkpointer{cfg: c.cfg, stream: stream, origin: c.cfg.OriginPrefix + stream, logger: c.logger, tel: c.tel,
+		client: c.client, signers: c.signers, lastTry: time.Now()}
+}
+
+// due counts n newly stored entries and reports whether a checkpoint is
+// due: max_events wait, or some wait since interval.
+func (c *checkpointer) due(n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending += n
+	if c.pending == 0 && c.loaded {
+		return false
+	}
+	if (c.cfg.MaxEvents > 0 && c.pending >= c.cfg.MaxEvents) || time.Since(c.lastTry) >= c.cfg.Interval {
+		c.lastTry = time.Now()
+		return true
+	}
+	return false
 }
 
 // start starts the timer. The latest kept checkpoint is read at the first

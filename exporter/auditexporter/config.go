@@ -28,6 +28,11 @@ type Config struct {
 	// Elasticsearch backend; its endpoints are then required.
 	Elasticsearch configoptional.Optional[esstore.Config] `mapstructure:"elasticsearch"`
 
+	// StreamPerPartition writes the events of journal partition p to stream
+	// <stream>-p<p>: behind a Kafka journal (docs/scale-out.md) each stream
+	// then has one writer, the partition's owner.
+	StreamPerPartition bool `mapstructure:"stream_per_partition"`
+
 	// Checkpoints signs the stream's Merkle log (off without key_files).
 	Checkpoints CheckpointsConfig `mapstructure:"checkpoints"`
 
@@ -64,6 +69,9 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errStreamEmpty)
 	case !streamPattern.MatchString(cfg.Stream):
 		errs = append(errs, fmt.Errorf("stream %q is invalid: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters", cfg.Stream))
+	}
+	if cfg.StreamPerPartition && len(cfg.Stream) > 116 {
+		errs = append(errs, fmt.Errorf("stream %q is too long for stream_per_partition: at most 116 characters, so that <stream>-p<partition> fits 128", cfg.Stream))
 	}
 	if cfg.TimeoutConfig.Timeout <= 0 {
 		errs = append(errs, errTimeoutNotPositive)

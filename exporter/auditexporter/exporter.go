@@ -18,6 +18,7 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/exporter/auditexporter/internal/metadata"
+	"github.com/batchaudit/batchaudit/journal"
 	"github.com/batchaudit/batchaudit/store"
 )
 
@@ -35,8 +36,12 @@ type auditExporter struct {
 
 	mu    sync.RWMutex
 	store store.Store
-	// cp signs checkpoints; nil without checkpoints::key_files.
-	cp *checkpointer
+	// cp signs checkpoints; nil without checkpoints::key_files. With
+	// stream_per_partition it is the template of the streams' checkpointers
+	// (cps), which sign in the delivery path, while the partition is here.
+	cp    *checkpointer
+	cpsMu sync.Mutex
+	cps   map[string]*checkpointer
 }
 
 var errNotStarted = errors.New("audit exporter: the store is not open (exporter not started or already shut down)")
@@ -65,16 +70,16 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 		if err != nil {
 			return fmt.Errorf("audit exporter: checkpoints: %w", err)
 		}
-		e.cp = cp
+		e.cp, e.cps = cp, map[string]*checkpointer{}
 		if err := e.telemetry.RegisterExporterAuditCheckpointAgeCallback(func(_ context.Context, o metric.Float64Observer) error {
-			age, _ := cp.age()
+			age, _ := e.checkpointState()
 			o.Observe(age.Seconds())
 			return nil
 		}); err != nil {
 			return err
 		}
 		if err := e.telemetry.RegisterExporterAuditTreeSizeCallback(func(_ context.Context, o metric.Int64Observer) error {
-			_, size := cp.age()
+			_, size := e.checkpointState()
 			o.Observe(size)
 			return nil
 		}); err != nil {
@@ -88,6 +93,11 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 	e.mu.Lock()
 	e.store = s
 	e.mu.Unlock()
+	if e.cfg.StreamPerPartition {
+		e.logger.Info("Audit store open; each journal partition is written to its own stream", zap.String("backend", e.cfg.backendName()),
+			zap.String("streams", e.cfg.Stream+"-p<partition>"))
+		return nil
+	}
 	if e.cp != nil {
 		e.cp.start(s)
 	}
@@ -123,9 +133,11 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if e.cp != nil {
+	if e.cp != nil && !e.cfg.StreamPerPartition {
 		// The final checkpoint covers everything stored: a verifier can then
-		// tell that nothing may follow it until the next start.
+		// tell that nothing may follow it until the next start. (A
+		// partition's stream goes on at the partition's next owner: no
+		// final checkpoint there.)
 		if err = e.cp.shutdown(ctx, s); err != nil {
 			err = fmt.Errorf("audit exporter: final checkpoint: %w", err)
 		}
@@ -136,17 +148,41 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 // push converts, hashes and writes one batch. It returns nil only when every
 // record is stored, a duplicate of a stored one, or kept as a dead letter.
 func (e *auditExporter) push(ctx context.Context, ld plog.Logs) error {
+	stream, claimed := e.cfg.Stream, false
+	if e.cfg.StreamPerPartition {
+		info, ok := journal.FromContext(ctx)
+		if !ok {
+			return consumererror.NewPermanent(errors.New("audit exporter: stream_per_partition needs the events to come from a journal delivery (a journal receiver); these do not"))
+		}
+		stream, claimed = partitionStream(e.cfg.Stream, info.Partition), info.Claimed
+	}
 	events := convert(ld)
-	if len(events) == 0 {
+	if len(events) == 0 && !e.cfg.StreamPerPartition {
 		return nil
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.store == nil {
+		if len(events) == 0 {
+			return nil
+		}
 		return errNotStarted
 	}
+	if claimed {
+		// The partition was someone else's since this collector last
+		// wrote its stream: read its numbering and recent keys again.
+		if r, ok := e.store.(store.Reloader); ok {
+			r.Reload(stream)
+		}
+	}
+	if len(events) == 0 {
+		// An empty delivery (time passing in an idle partition) is when a
+		// due checkpoint of its stream is signed.
+		e.signDue(ctx, stream, 0)
+		return nil
+	}
 	began := time.Now()
-	results, err := e.store.Write(ctx, e.cfg.Stream, events)
+	results, err := e.store.Write(ctx, stream, events)
 	e.telemetry.ExporterAuditWriteDuration.Record(ctx, time.Since(began).Seconds())
 	if err != nil {
 		if consumererror.IsPermanent(err) {
@@ -160,12 +196,17 @@ func (e *auditExporter) push(ctx context.Context, ld plog.Logs) error {
 		// A backend bug; retrying would loop on it forever.
 		return consumererror.NewPermanent(fmt.Errorf("audit store returned %d results for %d events", len(results), len(events)))
 	}
-	return e.account(ctx, events, results)
+	return e.account(ctx, stream, events, results)
+}
+
+// partitionStream is the stream of a journal partition.
+func partitionStream(stream string, partition int32) string {
+	return fmt.Sprintf("%s-p%d", stream, partition)
 }
 
 // account counts and logs the outcomes and asks for redelivery when any
 // event must be retried.
-func (e *auditExporter) account(ctx context.Context, events []store.StoredEvent, results []store.Result) error {
+func (e *auditExporter) account(ctx context.Context, stream string, events []store.StoredEvent, results []store.Result) error {
 	var counts [store.Retry + 1]int64
 	var firstRetry *store.Result
 	for i := range results {
@@ -180,7 +221,7 @@ func (e *auditExporter) account(ctx context.Context, events []store.StoredEvent,
 			e.logger.Error("Integrity alarm: an event id is already stored with different content; the new event is kept as a dead letter",
 				zap.String("event_id", r.EventID), zap.String("stored_hash", r.ExistingHash),
 				zap.String("received_hash", events[i].Hash), zap.Int64("sequence", r.Sequence),
-				zap.String("stream", e.cfg.Stream), zap.String("reason", r.Reason))
+				zap.String("stream", stream), zap.String("reason", r.Reason))
 		case store.DeadLettered:
 			e.logger.Warn("Audit event kept as a dead letter", zap.String("event_id", r.EventID),
 				zap.String("event_name", events[i].Name), zap.Int64("sequence", r.Sequence), zap.String("reason", r.Reason))
@@ -195,8 +236,10 @@ func (e *auditExporter) account(ctx context.Context, events []store.StoredEvent,
 			e.telemetry.ExporterAuditEvents.Add(ctx, n, e.outcomeAttrs[o])
 		}
 	}
-	if e.cp != nil {
-		e.cp.stored(ctx, e.store, counts[store.Stored]+counts[store.DeadLettered]+counts[store.Conflict])
+	if n := counts[store.Stored] + counts[store.DeadLettered] + counts[store.Conflict]; e.cfg.StreamPerPartition {
+		e.signDue(ctx, stream, n)
+	} else if e.cp != nil {
+		e.cp.stored(ctx, e.store, n)
 	}
 	if firstRetry != nil {
 		return fmt.Errorf("%d of %d audit events must be retried (first: event %s: %s)",
@@ -234,4 +277,42 @@ func newStoredEvent(ev auditevent.Event) store.StoredEvent {
 		se.DeadLetterReason = "event cannot be hashed: " + err.Error()
 	}
 	return se
+}
+
+// signDue counts n entries stored in a partition's stream and signs its
+// checkpoint when checkpoints::interval passed since its last one or
+// max_events entries wait. Only deliveries of the partition call it, so a
+// stream is signed by the collector that owns the partition, right after
+// writing it.
+func (e *auditExporter) signDue(ctx context.Context, stream string, n int64) {
+	if e.cp == nil {
+		return
+	}
+	e.cpsMu.Lock()
+	cp := e.cps[stream]
+	if cp == nil {
+		cp = e.cp.forStream(stream)
+		e.cps[stream] = cp
+	}
+	e.cpsMu.Unlock()
+	if cp.due(n) {
+		_ = cp.sign(ctx, e.store, false)
+	}
+}
+
+// checkpointState is the age of the oldest latest checkpoint and the size
+// covered, over the streams (one, or one per partition).
+func (e *auditExporter) checkpointState() (time.Duration, int64) {
+	if !e.cfg.StreamPerPartition {
+		return e.cp.age()
+	}
+	e.cpsMu.Lock()
+	defer e.cpsMu.Unlock()
+	var oldest time.Duration
+	var size int64
+	for _, cp := range e.cps {
+		age, n := cp.age()
+		oldest, size = max(oldest, age), size+n
+	}
+	return oldest, size
 }

@@ -2,10 +2,14 @@ package journalextension
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/batchaudit/batchaudit/internal/kafkaclient"
 )
 
 // Config configures the journal.
@@ -41,7 +45,71 @@ type Config struct {
 	// appended before it; the rest stays in the journal for the next start.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 
+	// Kafka, when set, makes the journal read a Kafka topic instead of a
+	// local log (the processing tier of docs/scale-out.md): each partition
+	// is delivered in offset order, and the state is checkpointed to the
+	// compacted changelog topic <topic>-state together with the consumer
+	// offsets, in one Kafka transaction. Directory then holds only a cache
+	// of the owned partitions' state.
+	Kafka configoptional.Optional[KafkaConfig] `mapstructure:"kafka"`
+
 	_ struct{}
+}
+
+// KafkaConfig is the journal's Kafka source.
+type KafkaConfig struct {
+	// Brokers, client_id, topic, and partitions / replication_factor for
+	// creating the topics when they are missing.
+	kafkaclient.Config `mapstructure:",squash"`
+	// Group is the consumer group the processing collectors share.
+	Group string `mapstructure:"group"`
+	// TransactionalID must be unique per collector and stable across its
+	// restarts (a restart then fences and aborts what its previous run
+	// left open at once). Empty: <group>-<hostname>-<hash of directory>.
+	TransactionalID string `mapstructure:"transactional_id"`
+	// SessionTimeout: a collector that stops heartbeating for this long
+	// (killed, partitioned away) loses its partitions to the others.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	// RebalanceTimeout bounds how long a rebalance waits for every member
+	// to finish the delivery under way; it must exceed the longest
+	// delivery (the audit exporter's timeout).
+	RebalanceTimeout time.Duration `mapstructure:"rebalance_timeout"`
+	// HeartbeatInterval is how often the group is told this collector lives.
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
+	// TransactionTimeout: a checkpoint transaction left open by a collector
+	// that died during it is aborted after this long; until then its
+	// partitions wait.
+	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
+
+	_ struct{}
+}
+
+func defaultKafkaConfig() KafkaConfig {
+	return KafkaConfig{
+		Config:             kafkaclient.NewConfig("batchaudit-processing"),
+		Group:              "batchaudit-processing",
+		SessionTimeout:     10 * time.Second,
+		RebalanceTimeout:   time.Minute,
+		HeartbeatInterval:  time.Second,
+		TransactionTimeout: 10 * time.Second,
+	}
+}
+
+func (k *KafkaConfig) validate() []error {
+	var errs []error
+	for _, err := range k.Config.Validate() {
+		errs = append(errs, fmt.Errorf("kafka::%w", err))
+	}
+	if k.Group == "" {
+		errs = append(errs, errors.New("kafka::group must not be empty"))
+	}
+	if k.HeartbeatInterval <= 0 || k.SessionTimeout <= k.HeartbeatInterval {
+		errs = append(errs, errors.New("kafka::heartbeat_interval must be positive and below session_timeout"))
+	}
+	if k.RebalanceTimeout <= 0 || k.TransactionTimeout <= 0 {
+		errs = append(errs, errors.New("kafka::rebalance_timeout and transaction_timeout must be positive"))
+	}
+	return errs
 }
 
 var _ confmap.Validator = (*Config)(nil)
@@ -59,6 +127,7 @@ func createDefaultConfig() component.Config {
 		RetryInterval:      time.Second,
 		MaxRetryInterval:   30 * time.Second,
 		DrainTimeout:       30 * time.Second,
+		Kafka:              configoptional.Default(defaultKafkaConfig()),
 	}
 }
 
@@ -94,6 +163,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("drain_timeout must not be negative"))
+	}
+	if k := c.Kafka.Get(); k != nil {
+		errs = append(errs, k.validate()...)
 	}
 	return errors.Join(errs...)
 }

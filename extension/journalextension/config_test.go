@@ -27,9 +27,22 @@ func TestLoadConfig(t *testing.T) {
 			Directory: "/var/lib/otelcol/journal", Fsync: false, MaxBacklogMiB: 4096, SegmentMiB: 128,
 			CheckpointInterval: 5 * time.Second, CheckpointMiB: 64, TickInterval: time.Second,
 			MaxDeliveryEvents: 20000, RetryInterval: 500 * time.Millisecond, MaxRetryInterval: time.Minute, DrainTimeout: 30 * time.Second,
+			Kafka: createDefaultConfig().(*Config).Kafka,
 		}},
 		{id: component.NewIDWithName(metadata.Type, "invalid"), wantErr: []string{
 			"directory must not be empty", "max_backlog_mib must be positive", "tick_interval must be positive",
+		}},
+		{id: component.NewIDWithName(metadata.Type, "kafka"), want: func() *Config {
+			cfg := createDefaultConfig().(*Config)
+			cfg.Directory = "/var/lib/otelcol/journal"
+			k := cfg.Kafka.GetOrInsertDefault()
+			k.Brokers, k.Topic, k.Group, k.TransactionalID = []string{"kafka-1:9092", "kafka-2:9092"}, "audit-events", "audit-processing", "processing-1"
+			k.Partitions, k.ReplicationFactor, k.SessionTimeout = 24, 3, 20*time.Second
+			return cfg
+		}()},
+		{id: component.NewIDWithName(metadata.Type, "kafka_invalid"), wantErr: []string{
+			"kafka::brokers must list at least one bootstrap server", "kafka::group must not be empty",
+			"kafka::heartbeat_interval must be positive and below session_timeout",
 		}},
 	}
 	for _, tt := range tests {

@@ -18,28 +18,32 @@ import (
 
 var protoUnmarshaler = &plog.ProtoUnmarshaler{}
 
-// Deliver sends the journal's records through next, in order, until ctx is
-// done. A delivery that next refuses is rolled back: the state returns to
-// the last checkpoint, its owners reload, and the records after the
-// checkpoint are delivered again, so every record affects the state exactly
-// once. After a clean stop the final position is checkpointed.
-func (j *journalExt) Deliver(ctx context.Context, next consumer.Logs) error {
+// Attach claims delivery for next. The loop it returns sends the journal's
+// records through next, in order, until ctx is done or a drain completed. A
+// delivery that next refuses is rolled back: the state returns to the last
+// checkpoint, its owners reload, and the records after the checkpoint are
+// delivered again, so every record affects the state exactly once. After a
+// clean stop the final position is checkpointed.
+func (j *journalExt) Attach(next consumer.Logs) (func(ctx context.Context) error, error) {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	switch {
-	case j.log == nil:
-		j.mu.Unlock()
-		return errors.New("journal: not started")
+	case j.log == nil && j.kafka == nil:
+		return nil, errors.New("journal: not started")
 	case j.attached:
-		j.mu.Unlock()
-		return errors.New("journal: another receiver already delivers from this journal; give each receiver its own journal")
+		return nil, errors.New("journal: another receiver already delivers from this journal; give each receiver its own journal")
 	}
 	j.attached = true
 	pos := j.checkpoint
-	j.mu.Unlock()
-	j.delivering.Lock()
-	defer j.delivering.Unlock()
-	d := &delivery{j: j, next: next, replayEnd: j.log.End(), delivered: pos}
-	return d.run(ctx, pos)
+	return func(ctx context.Context) error {
+		j.delivering.Lock()
+		defer j.delivering.Unlock()
+		if j.kafka != nil {
+			return j.kafka.deliver(ctx, next)
+		}
+		d := &delivery{j: j, next: next, replayEnd: j.log.End(), delivered: pos}
+		return d.run(ctx, pos)
+	}, nil
 }
 
 type delivery struct {
@@ -123,9 +127,26 @@ func (d *delivery) run(ctx context.Context, pos int64) error {
 // Drain waits until delivery reached the end of the journal as of now.
 func (j *journalExt) Drain(ctx context.Context) error {
 	j.mu.Lock()
-	if !j.attached || j.log == nil {
+	if !j.attached || (j.log == nil && j.kafka == nil) {
 		j.mu.Unlock()
 		return nil
+	}
+	if j.kafka != nil {
+		// Kafka keeps what is not delivered yet: finish the delivery
+		// under way, checkpoint, leave the group.
+		if j.drainTo < 0 {
+			j.drainTo = 0
+		}
+		if j.wake != nil {
+			j.wake()
+		}
+		j.mu.Unlock()
+		select {
+		case <-j.drained:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("journal: the delivery under way did not finish before the shutdown deadline: %w", ctx.Err())
+		}
 	}
 	if j.drainTo < 0 {
 		j.drainTo = j.log.End()
@@ -215,7 +236,23 @@ func (d *delivery) checkpoint(pos int64) error {
 // delivered until every owner reloaded; false means ctx ended first.
 func (d *delivery) rewind(ctx context.Context) bool {
 	j := d.j
-	reason := "pipeline_error"
+	if !j.rollback(ctx, "pipeline_error") {
+		return false
+	}
+	d.r.Close()
+	r, err := j.log.NewReader(j.position())
+	if err != nil {
+		// The checkpointed position is always kept; this is a bug.
+		panic(fmt.Sprintf("journal: cannot reread from the checkpoint: %v", err))
+	}
+	d.r = r
+	return true
+}
+
+// rollback returns the state to the last checkpoint and has its owners
+// reload, retrying (with backoff) until every owner did, or ctx ends
+// (false).
+func (j *journalExt) rollback(ctx context.Context, reason string) bool {
 	for backoff := j.cfg.RetryInterval; ; backoff = min(2*backoff, j.cfg.MaxRetryInterval) {
 		j.state.rollback()
 		err := j.state.reset(ctx)
@@ -231,13 +268,6 @@ func (d *delivery) rewind(ctx context.Context) bool {
 		}
 	}
 	j.tb.JournalRewinds.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-	d.r.Close()
-	r, err := j.log.NewReader(j.position())
-	if err != nil {
-		// The checkpointed position is always kept; this is a bug.
-		panic(fmt.Sprintf("journal: cannot reread from the checkpoint: %v", err))
-	}
-	d.r = r
 	return true
 }
 

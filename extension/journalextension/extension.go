@@ -41,6 +41,11 @@ type journalExt struct {
 	delivered int64 // offset after the last successful delivery
 	// delivering is held by Deliver, so Shutdown closes nothing under it.
 	delivering sync.Mutex
+
+	// kafka is the Kafka source (kafka configured); log is nil then.
+	kafka *kafkaSource
+	// wake interrupts the Kafka source's poll (a drain began).
+	wake context.CancelFunc
 }
 
 var (
@@ -57,6 +62,9 @@ func newJournal(cfg *Config, set extension.Settings) (*journalExt, error) {
 }
 
 func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
+	if kc := j.cfg.Kafka.Get(); kc != nil {
+		return j.startKafka(kc)
+	}
 	log, err := wal.Open(wal.Options{
 		Dir:          filepath.Join(j.cfg.Directory, "journal"),
 		SegmentBytes: j.cfg.SegmentMiB << 20,
@@ -92,6 +100,21 @@ func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
 	})
 }
 
+// startKafka opens the state as a cache of the changelog: it starts empty,
+// and each partition is read from its changelog when assigned.
+func (j *journalExt) startKafka(kc *KafkaConfig) error {
+	st, err := openState(filepath.Join(j.cfg.Directory, "state"), j.logger)
+	if err != nil {
+		return err
+	}
+	st.partitioned = true
+	if err := st.dropAll(); err != nil {
+		return errors.Join(fmt.Errorf("journal: clear the state cache: %w", err), st.close())
+	}
+	j.state, j.kafka = st, newKafkaSource(j, kc)
+	return nil
+}
+
 // checkPosition refuses state and journal that do not belong together: a
 // position outside the journal means one of the two directories was lost or
 // replaced, and delivering from there would silently skip or repeat data.
@@ -115,6 +138,12 @@ func (j *journalExt) Shutdown(context.Context) error {
 	j.delivering.Lock()
 	defer j.delivering.Unlock()
 	defer j.tb.Shutdown()
+	if j.kafka != nil && j.state != nil {
+		// Writes since the last checkpoint are the next owner's to redo.
+		err := j.state.close()
+		j.state = nil
+		return err
+	}
 	if j.log == nil {
 		return nil
 	}
@@ -147,6 +176,10 @@ var protoMarshaler = &plog.ProtoMarshaler{}
 
 // Append makes ld durable in the journal.
 func (j *journalExt) Append(ctx context.Context, ld plog.Logs) error {
+	if j.kafka != nil {
+		return fmt.Errorf("journal: this journal reads the Kafka topic %s and takes no appends: "+
+			"receivers on gateways send to Kafka with the kafka exporter (docs/scale-out.md)", j.kafka.cfg.Topic)
+	}
 	if j.log == nil {
 		return errors.New("journal: not started")
 	}

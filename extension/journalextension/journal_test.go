@@ -160,7 +160,7 @@ func (s *sink) distinct() int {
 func deliverAsync(t *testing.T, j *journalExt, next consumer.Logs) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- j.Deliver(ctx, next) }()
+	go func() { done <- deliverAll(ctx, j, next) }()
 	eventually(t, func() bool {
 		j.mu.Lock()
 		defer j.mu.Unlock()
@@ -308,7 +308,7 @@ func TestCrashBetweenCheckpointsReplays(t *testing.T) {
 	blocked := &blocking{release: make(chan struct{})}
 	dctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- j.Deliver(dctx, newCounterSharing(p, blocked)) }()
+	go func() { done <- deliverAll(dctx, j, newCounterSharing(p, blocked)) }()
 	eventually(t, func() bool { return blocked.calls() > 0 }, "delivery started")
 	cancel()
 	close(blocked.release)
@@ -422,7 +422,7 @@ func TestSecondDelivererIsRefused(t *testing.T) {
 	defer func() { require.NoError(t, j.Shutdown(ctx)) }()
 	stop := deliverAsync(t, j, &sink{})
 	defer stop()
-	assert.ErrorContains(t, j.Deliver(ctx, &sink{}), "another receiver")
+	assert.ErrorContains(t, deliverAll(ctx, j, &sink{}), "another receiver")
 }
 
 func TestDrainDeliversEverythingAppended(t *testing.T) {
@@ -435,7 +435,7 @@ func TestDrainDeliversEverythingAppended(t *testing.T) {
 	slow := &slowSink{next: s, delay: 2 * time.Millisecond}
 	dctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- j.Deliver(dctx, newCounter(t, j, slow)) }()
+	go func() { done <- deliverAll(dctx, j, newCounter(t, j, slow)) }()
 	eventually(t, func() bool {
 		j.mu.Lock()
 		defer j.mu.Unlock()
@@ -475,4 +475,14 @@ func TestDrainTimesOutWhenTheStoreIsDown(t *testing.T) {
 	assert.ErrorContains(t, err, "delivered after the next start")
 	stop()
 	assert.Zero(t, j.position(), "nothing was checkpointed past the undelivered record")
+}
+
+// deliverAll attaches next and runs the delivery loop until ctx ends or a
+// drain completed.
+func deliverAll(ctx context.Context, j journal.Journal, next consumer.Logs) error {
+	deliver, err := j.Attach(next)
+	if err != nil {
+		return err
+	}
+	return deliver(ctx)
 }

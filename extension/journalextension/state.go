@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,6 +21,31 @@ import (
 // positionKey holds the journal offset the committed state reflects. Client
 // keys always start with a component kind, never with 0x00.
 const positionKey = "\x00journal/position"
+
+// With a Kafka source the state is kept per partition: every key starts
+// with partitionMark and the partition number (4 bytes, big endian), then
+// the client's key, or timeKey, the journal's own (the time of the
+// partition's last delivered record).
+const (
+	partitionMark = 0x01
+	timeKey       = "\x00journal/time"
+)
+
+// partitionPrefix is the start of partition p's keys.
+func partitionPrefix(p int32) string {
+	var b [5]byte
+	b[0] = partitionMark
+	binary.BigEndian.PutUint32(b[1:], uint32(p))
+	return string(b[:])
+}
+
+// partitionOf splits a partitioned key into its partition and the rest.
+func partitionOf(key string) (int32, string, bool) {
+	if len(key) < 5 || key[0] != partitionMark {
+		return 0, "", false
+	}
+	return int32(binary.BigEndian.Uint32([]byte(key[1:5]))), key[5:], true
+}
 
 // stateStore is the processors' state: a pebble database holding the state
 // as of the last checkpoint, and in memory every write since (coalesced per
@@ -34,6 +61,10 @@ type stateStore struct {
 	size   int // bytes of keys and values in dirty
 	closed bool
 	resets []func(context.Context) error
+	// partitioned: keys are namespaced by the delivery's partition (a
+	// Kafka source); otherwise every delivery is partition 0 and keys are
+	// as they always were.
+	partitioned bool
 }
 
 // overlay is a write since the last checkpoint: a value, or a deletion.
@@ -92,6 +123,14 @@ func (s *stateStore) dirtyBytes() int {
 // commit makes every write since the last checkpoint durable together with
 // pos: all of it or, after a crash, none of it.
 func (s *stateStore) commit(pos int64, sync bool) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(pos))
+	return s.flush(sync, func(b *pebble.Batch) error { return b.Set([]byte(positionKey), v[:], nil) })
+}
+
+// flush writes every write since the last checkpoint to pebble, with
+// whatever extra adds, in one atomic batch.
+func (s *stateStore) flush(sync bool, extra func(*pebble.Batch) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.db.NewBatch()
@@ -107,10 +146,10 @@ func (s *stateStore) commit(pos int64, sync bool) error {
 			return err
 		}
 	}
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], uint64(pos))
-	if err := b.Set([]byte(positionKey), v[:], nil); err != nil {
-		return err
+	if extra != nil {
+		if err := extra(b); err != nil {
+			return err
+		}
 	}
 	opt := pebble.NoSync
 	if sync {
@@ -124,6 +163,83 @@ func (s *stateStore) commit(pos int64, sync bool) error {
 	clear(s.dirty)
 	s.size = 0
 	return nil
+}
+
+// change is one write since the last checkpoint of a partition: a client
+// key (without the partition prefix) and its value, nil for a deletion.
+type change struct {
+	key   string
+	value []byte
+}
+
+// changes returns the writes since the last checkpoint per partition (a
+// partitioned store), each partition's in key order.
+func (s *stateStore) changes() map[int32][]change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int32][]change{}
+	for k, o := range s.dirty {
+		p, rest, ok := partitionOf(k)
+		if !ok {
+			continue
+		}
+		c := change{key: rest}
+		if !o.deleted {
+			c.value = o.value
+		}
+		out[p] = append(out[p], c)
+	}
+	for _, cs := range out {
+		sort.Slice(cs, func(i, j int) bool { return cs[i].key < cs[j].key })
+	}
+	return out
+}
+
+// dropPartition forgets partition p: its writes since the checkpoint and
+// its committed state.
+func (s *stateStore) dropPartition(p int32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prefix := partitionPrefix(p)
+	for k, o := range s.dirty {
+		if strings.HasPrefix(k, prefix) {
+			s.size -= len(k) + len(o.value)
+			delete(s.dirty, k)
+		}
+	}
+	return s.db.DeleteRange([]byte(prefix), []byte(partitionPrefix(p+1)), pebble.NoSync)
+}
+
+// dropAll deletes everything committed (a partitioned store's cache, which
+// the changelog rebuilds per partition when it is assigned).
+func (s *stateStore) dropAll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.dirty)
+	s.size = 0
+	return s.db.DeleteRange([]byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, pebble.NoSync)
+}
+
+// restore commits partition p's state read from its changelog: cs in
+// changelog order (later ones win; nil deletes).
+func (s *stateStore) restore(p int32, cs []change) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	prefix := partitionPrefix(p)
+	for _, c := range cs {
+		var err error
+		if c.value == nil {
+			err = b.Delete([]byte(prefix+c.key), nil)
+		} else {
+			err = b.Set([]byte(prefix+c.key), c.value, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
 }
 
 // rollback discards every write since the last checkpoint.
@@ -175,6 +291,26 @@ func (s *stateStore) get(key string) ([]byte, error) {
 	return out, closer.Close()
 }
 
+// getKey and putKey read and write one key of the journal's own.
+func (s *stateStore) getKey(key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	return s.get(key)
+}
+
+func (s *stateStore) putKey(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	s.put(key, overlay{value: append([]byte(nil), value...)})
+	return nil
+}
+
 func (s *stateStore) put(key string, o overlay) {
 	if old, ok := s.dirty[key]; ok {
 		s.size -= len(key) + len(old.value)
@@ -192,15 +328,22 @@ type client struct {
 
 var _ journal.Client = (*client)(nil)
 
-func (c *client) key(k string) string { return c.prefix + k }
+// key is the store key of k: under the delivery's partition when the
+// store is partitioned.
+func (c *client) key(ctx context.Context, k string) string {
+	if c.s.partitioned {
+		return partitionPrefix(journal.PartitionOf(ctx)) + c.prefix + k
+	}
+	return c.prefix + k
+}
 
-func (c *client) Get(_ context.Context, key string) ([]byte, error) {
+func (c *client) Get(ctx context.Context, key string) ([]byte, error) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	if c.s.closed {
 		return nil, errClosed
 	}
-	return c.s.get(c.key(key))
+	return c.s.get(c.key(ctx, key))
 }
 
 func (c *client) Set(ctx context.Context, key string, value []byte) error {
@@ -211,7 +354,7 @@ func (c *client) Delete(ctx context.Context, key string) error {
 	return c.Batch(ctx, storage.DeleteOperation(key))
 }
 
-func (c *client) Batch(_ context.Context, ops ...*storage.Operation) error {
+func (c *client) Batch(ctx context.Context, ops ...*storage.Operation) error {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	if c.s.closed {
@@ -220,16 +363,16 @@ func (c *client) Batch(_ context.Context, ops ...*storage.Operation) error {
 	for _, op := range ops {
 		switch op.Type {
 		case storage.Get:
-			v, err := c.s.get(c.key(op.Key))
+			v, err := c.s.get(c.key(ctx, op.Key))
 			if err != nil {
 				return err
 			}
 			op.Value = v
 		case storage.Set:
 			// The storage API does not say callers leave values alone.
-			c.s.put(c.key(op.Key), overlay{value: append([]byte(nil), op.Value...)})
+			c.s.put(c.key(ctx, op.Key), overlay{value: append([]byte(nil), op.Value...)})
 		case storage.Delete:
-			c.s.put(c.key(op.Key), overlay{deleted: true})
+			c.s.put(c.key(ctx, op.Key), overlay{deleted: true})
 		default:
 			return fmt.Errorf("journal: unknown storage operation %d", op.Type)
 		}

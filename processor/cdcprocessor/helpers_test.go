@@ -90,6 +90,11 @@ func (h *harness) feed(evs ...auditevent.Event) []auditevent.Event {
 }
 
 func (h *harness) try(evs ...auditevent.Event) ([]auditevent.Event, error) {
+	return h.tryCtx(context.Background(), evs...)
+}
+
+// tryCtx sends events in ctx (e.g. a journal delivery's).
+func (h *harness) tryCtx(ctx context.Context, evs ...auditevent.Event) ([]auditevent.Event, error) {
 	h.sink.Reset()
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
@@ -98,7 +103,7 @@ func (h *harness) try(evs ...auditevent.Event) ([]auditevent.Event, error) {
 	for i := range evs {
 		evs[i].ToLogRecord(sl.LogRecords().AppendEmpty())
 	}
-	if err := h.p.ConsumeLogs(context.Background(), ld); err != nil {
+	if err := h.p.ConsumeLogs(ctx, ld); err != nil {
 		return nil, err
 	}
 	var out []auditevent.Event

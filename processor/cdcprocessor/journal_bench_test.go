@@ -62,7 +62,9 @@ func BenchmarkClassifyJournal(b *testing.B) {
 	p := benchProcessorTo(b, ext, sink)
 	dctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = j.Deliver(dctx, p) })
+	deliver, err := j.Attach(p)
+	require.NoError(b, err)
+	wg.Go(func() { _ = deliver(dctx) })
 	defer func() {
 		stop()
 		wg.Wait()

@@ -37,9 +37,16 @@ type cdcProcessor struct {
 	encoders sync.Pool // *recordEnc, one per concurrent collect
 	bufs     sync.Pool // *batchBuf, one per concurrent ConsumeLogs
 
-	mu        sync.Mutex // serializes state access: classification is read-modify-write
-	client    storage.Client
+	mu     sync.Mutex // serializes state access: classification is read-modify-write
+	client storage.Client
+	// st is the state of the partition being delivered. A Kafka journal
+	// delivers several partitions, each with its own state (its storage
+	// keys are namespaced by the delivery's partition): others holds the
+	// other partitions' stores. Without a Kafka journal everything is
+	// partition 0.
 	st        *state.Store
+	current   int32
+	others    map[int32]*state.Store
 	names     state.Interner // field names and partitions of decoded records
 	fieldHash *fieldHasher   // per-field hashes (classify)
 }
@@ -87,7 +94,7 @@ func (p *cdcProcessor) start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	p.mu.Lock()
-	p.client, p.st = client, st
+	p.client, p.st, p.current, p.others = client, st, 0, map[int32]*state.Store{}
 	if !journal.Driven(client) {
 		// Under a journal, runs expire at batch ends on journal time only,
 		// so that a replay changes the state exactly as the first delivery.
@@ -111,6 +118,10 @@ func (p *cdcProcessor) start(ctx context.Context, host component.Host) error {
 			return nil
 		}
 		live, tombs := p.st.Keys()
+		for _, st := range p.others {
+			l, t := st.Keys()
+			live, tombs = live+l, tombs+t
+		}
 		o.Observe(int64(live), metric.WithAttributes(attribute.String("state", "live")))
 		o.Observe(int64(tombs), metric.WithAttributes(attribute.String("state", "deleted")))
 		return nil
@@ -125,11 +136,35 @@ func (p *cdcProcessor) reload(ctx context.Context) error {
 	if p.client == nil {
 		return nil
 	}
+	// Other partitions load again at their next delivery.
+	clear(p.others)
+	p.current = 0
 	st, err := state.Open(ctx, p.client, p.observeLatency)
 	if err != nil {
 		return err
 	}
 	p.st = st
+	return nil
+}
+
+// use makes partition part's state current, loading it from storage at its
+// first delivery (since the start or the last reset).
+func (p *cdcProcessor) use(ctx context.Context, part int32) error {
+	if part == p.current && p.st != nil {
+		return nil
+	}
+	st := p.others[part]
+	if st == nil {
+		var err error
+		if st, err = state.Open(ctx, p.client, p.observeLatency); err != nil {
+			return fmt.Errorf("cdc: cannot load the state of partition %d: %w", part, err)
+		}
+	}
+	if p.st != nil {
+		p.others[p.current] = p.st
+	}
+	delete(p.others, part)
+	p.st, p.current = st, part
 	return nil
 }
 
@@ -144,7 +179,7 @@ func (p *cdcProcessor) shutdown(ctx context.Context) error {
 	if p.client != nil {
 		// Every ConsumeLogs commits before it returns, so nothing is pending.
 		err = p.client.Close(ctx)
-		p.client, p.st = nil, nil
+		p.client, p.st, p.others = nil, nil, nil
 	}
 	p.tel.Shutdown()
 	return err
@@ -170,10 +205,15 @@ func (p *cdcProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs
 		return ld, nil
 	}
 	p.mu.Lock()
-	if p.st == nil {
+	if p.client == nil {
 		p.mu.Unlock()
 		p.putBuf(bb)
 		return ld, errNotStarted
+	}
+	if err := p.use(ctx, journal.PartitionOf(ctx)); err != nil {
+		p.mu.Unlock()
+		p.putBuf(bb)
+		return ld, err
 	}
 	deletes, err := p.apply(ctx, items, bb)
 	p.mu.Unlock()

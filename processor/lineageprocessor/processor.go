@@ -54,6 +54,20 @@ type lineageProcessor struct {
 	// delivery did.
 	driven bool
 	clock  time.Time
+
+	// A Kafka journal delivers several partitions, each with its own
+	// state (its storage keys are namespaced by the delivery's partition):
+	// p.tr, p.pending and p.clock are the current partition's, parts holds
+	// the others'. Without a Kafka journal everything is partition 0.
+	current int32
+	parts   map[int32]*partState
+}
+
+// partState is the lineage state of a partition that is not current.
+type partState struct {
+	tr      *tracker.Tracker
+	pending plog.Logs
+	clock   time.Time
 }
 
 func newLineageProcessor(set processor.Settings, cfg *Config, next consumer.Logs) (*lineageProcessor, error) {
@@ -61,7 +75,8 @@ func newLineageProcessor(set processor.Settings, cfg *Config, next consumer.Logs
 	if err != nil {
 		return nil, err
 	}
-	p := &lineageProcessor{cfg: cfg, set: set, next: next, tb: tb, logger: set.Logger, pending: plog.NewLogs(), now: time.Now}
+	p := &lineageProcessor{cfg: cfg, set: set, next: next, tb: tb, logger: set.Logger, pending: plog.NewLogs(), now: time.Now,
+		parts: map[int32]*partState{}}
 	p.tr = tracker.New(p.trackerConfig(nil))
 	return p, nil
 }
@@ -170,9 +185,32 @@ func (p *lineageProcessor) trackerNow() time.Time {
 func (p *lineageProcessor) reload(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Other partitions load again at their next delivery.
+	clear(p.parts)
+	p.current = 0
 	var err error
 	p.tr, p.pending, err = p.restore(ctx, p.client)
 	return err
+}
+
+// use makes partition part current, loading its state from storage at its
+// first delivery (since the start or the last reset).
+func (p *lineageProcessor) use(ctx context.Context, part int32) error {
+	if part == p.current {
+		return nil
+	}
+	ps := p.parts[part]
+	if ps == nil {
+		tr, pending, err := p.restore(ctx, p.client)
+		if err != nil {
+			return fmt.Errorf("lineage: cannot load the state of partition %d: %w", part, err)
+		}
+		ps = &partState{tr: tr, pending: pending}
+	}
+	p.parts[p.current] = &partState{tr: p.tr, pending: p.pending, clock: p.clock}
+	delete(p.parts, part)
+	p.tr, p.pending, p.clock, p.current = ps.tr, ps.pending, ps.clock, part
+	return nil
 }
 
 func storageClient(ctx context.Context, host component.Host, id, owner component.ID) (storage.Client, error) {
@@ -267,6 +305,9 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 	defer p.mu.Unlock()
 	out := p.scratch[:0]
 	if p.driven {
+		if err := p.use(ctx, journal.PartitionOf(ctx)); err != nil {
+			return ld, err
+		}
 		// Expiry and settling run in every delivery, on journal time (an
 		// idle journal delivers empty batches to carry the time forward):
 		// what expires or settles then depends only on the journal, so a
@@ -319,6 +360,15 @@ func (p *lineageProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.
 	return ld, nil
 }
 
+// partitionContext addresses partition part's storage keys outside a
+// delivery.
+func partitionContext(ctx context.Context, part int32) context.Context {
+	if part == 0 {
+		return ctx
+	}
+	return journal.NewContext(ctx, journal.Info{Partition: part})
+}
+
 // appendEvents adds derived events to ld under the processor's scope.
 func appendEvents(ld plog.Logs, evs []auditevent.Event) {
 	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
@@ -331,9 +381,13 @@ func appendEvents(ld plog.Logs, evs []auditevent.Event) {
 }
 
 func (p *lineageProcessor) recordGauges(ctx context.Context) {
-	p.tb.ProcessorLineageActiveLineages.Record(ctx, p.tr.ActiveLineages())
-	p.tb.ProcessorLineageActiveRuns.Record(ctx, int64(p.tr.ActiveRuns()))
-	p.tb.ProcessorLineageResidentBytes.Record(ctx, p.tr.ResidentBytes())
+	lineages, runs, resident := p.tr.ActiveLineages(), int64(p.tr.ActiveRuns()), p.tr.ResidentBytes()
+	for _, ps := range p.parts {
+		lineages, runs, resident = lineages+ps.tr.ActiveLineages(), runs+int64(ps.tr.ActiveRuns()), resident+ps.tr.ResidentBytes()
+	}
+	p.tb.ProcessorLineageActiveLineages.Record(ctx, lineages)
+	p.tb.ProcessorLineageActiveRuns.Record(ctx, runs)
+	p.tb.ProcessorLineageResidentBytes.Record(ctx, resident)
 }
 
 // shutdown stops the loop, delivers or saves pending derived events, persists
@@ -382,7 +436,11 @@ func (p *lineageProcessor) shutdown(ctx context.Context) error {
 		}
 	}
 	if p.client != nil {
-		errs = append(errs, p.tr.Checkpoint(saveCtx), p.client.Close(saveCtx))
+		errs = append(errs, p.tr.Checkpoint(partitionContext(saveCtx, p.current)))
+		for part, ps := range p.parts {
+			errs = append(errs, ps.tr.Checkpoint(partitionContext(saveCtx, part)))
+		}
+		errs = append(errs, p.client.Close(saveCtx))
 		p.client = nil
 	}
 	p.tb.Shutdown()

@@ -3,7 +3,6 @@ package auditreceiver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -49,10 +48,9 @@ type auditReceiver struct {
 	pseudonymize *ingest.Pseudonymizer
 
 	// journal, when configured, takes accepted data; delivery from it into
-	// next runs until Shutdown cancels it.
-	journal      journal.Journal
-	stopDelivery context.CancelFunc
-	delivered    chan struct{}
+	// next runs until Shutdown stops it.
+	journal  journal.Journal
+	delivery *journal.Delivery
 
 	httpServer *http.Server
 	grpcServer *grpc.Server
@@ -104,25 +102,13 @@ func (r *auditReceiver) startJournal(host component.Host) error {
 	if r.cfg.Journal == nil {
 		return nil
 	}
-	ext, ok := host.GetExtensions()[*r.cfg.Journal]
-	if !ok {
-		return fmt.Errorf("journal extension %q not found (add it under extensions and service.extensions)", r.cfg.Journal)
-	}
-	j, ok := ext.(journal.Journal)
-	if !ok {
-		return fmt.Errorf("extension %q is not a journal", r.cfg.Journal)
+	j, err := journal.Lookup(host, *r.cfg.Journal)
+	if err != nil {
+		return err
 	}
 	r.journal = j
-	ctx, cancel := context.WithCancel(context.Background())
-	r.stopDelivery, r.delivered = cancel, make(chan struct{})
-	go func() {
-		defer close(r.delivered)
-		if err := j.Deliver(ctx, r.next); err != nil {
-			r.set.Logger.Error("Delivery from the journal stopped", zap.Error(err))
-			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
-		}
-	}()
-	return nil
+	r.delivery, err = journal.StartDelivery(host, j, r.next, r.set.Logger)
+	return err
 }
 
 func (r *auditReceiver) startHTTP(ctx context.Context, host component.Host) error {
@@ -219,16 +205,9 @@ func (r *auditReceiver) Shutdown(ctx context.Context) error {
 	r.wg.Wait()
 	// Requests in flight are answered; delivery goes on until it reached
 	// what they appended (bounded by the journal's drain_timeout), then
-	// stops and checkpoints. Whatever is left is delivered after the next
-	// start: it is in the journal, so this is a delay, not a loss.
-	if r.stopDelivery != nil {
-		if derr := r.journal.Drain(ctx); derr != nil {
-			r.set.Logger.Warn("Journal not drained at shutdown", zap.Error(derr))
-		}
-		r.stopDelivery()
-		<-r.delivered
-		r.stopDelivery = nil
-	}
+	// stops and checkpoints.
+	r.delivery.Stop(ctx, r.set.Logger)
+	r.delivery = nil
 	r.tb.Shutdown()
 	return err
 }

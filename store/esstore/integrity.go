@@ -27,6 +27,9 @@ func (s *Store) Tree(ctx context.Context, stream string) (tlog.Tree, error) {
 	return s.log.Tree(ctx, stream)
 }
 
+// Reload implements store.Reloader.
+func (s *Store) Reload(stream string) { s.log.Reload(stream) }
+
 // Streams implements store.Integrity.
 func (s *Store) Streams(ctx context.Context) ([]string, error) {
 	indices := s.cfg.eventsIndex() + "," + s.cfg.deadLettersIndex()

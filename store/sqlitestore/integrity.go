@@ -22,6 +22,9 @@ func (s *Store) Tree(ctx context.Context, stream string) (tlog.Tree, error) {
 	return s.log.Tree(ctx, stream)
 }
 
+// Reload implements store.Reloader.
+func (s *Store) Reload(stream string) { s.log.Reload(stream) }
+
 // Streams implements store.Integrity.
 func (s *Store) Streams(ctx context.Context) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT stream FROM events UNION SELECT DISTINCT stream FROM dead_letters UNION SELECT name FROM streams ORDER BY 1`)
