@@ -4,7 +4,7 @@ Usage: orders_job.py ORDERS_CSV [BATCH_ID]
 Sends to $OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318). Reads the orders, skips
 cancelled ones and non-positive amounts, records an error for unparsable amounts, converts the rest
 to EUR and "writes" them to py_orders_clean. The Java and Node examples do the same, so their record
-hashes are equal (testbed/e2e_langs_test.go checks the stored trails of all three).
+hashes are equal (testbed/langs_test.go checks the stored trails of all three).
 """
 import csv
 import math

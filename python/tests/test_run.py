@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import http.server
 import re
+import threading
 import uuid
 
 import pytest
@@ -110,6 +112,65 @@ def test_values_made_json_before_hashing(trail) -> None:
     assert w2[c.LINEAGE_ID] == "ord-A-2" and tuple(w2[c.INPUT_RECORD_IDS]) == ("A-1", "C-7")
     with pytest.raises(TypeError, match="unknown option"):
         trail.auditor.run("j").write("t", "A-3", {}, partiton="x")
+
+
+class _Scalar:
+    """Stands in for a numpy/pandas scalar: a value with ``item()``."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def item(self):
+        return self.v
+
+
+def test_uuids_and_numpy_style_scalars(trail) -> None:
+    u = uuid.UUID("0190c2a4-7b1e-7cc0-9f3a-2b4c5d6e7f80")
+    with trail.auditor.run("j") as run:
+        run.write("t", "A-1", {"id": u, "qty": _Scalar(3), "price": _Scalar(2.5)})
+    w = trail.attrs()[1]
+    plain = {"id": str(u), "qty": 3, "price": 2.5}
+    assert w[c.RECORD_HASH] == ba.record_hash(plain)
+    assert dict(w[c.RECORD_DATA]) == plain
+
+
+def test_setup_sends_headers_over_http() -> None:
+    got = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the stdlib's name)
+            got["path"], got["auth"] = self.path, self.headers.get("Authorization")
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        auditor = ba.setup("svc", endpoint="http://127.0.0.1:%d" % srv.server_port, protocol="http/protobuf",
+                           headers={"Authorization": "Bearer t0ken"})
+        with auditor.run("j") as run:
+            run.write("t", "A-1", {"a": 1})
+        auditor.shutdown()
+    finally:
+        srv.shutdown()
+    assert got == {"path": "/v1/logs", "auth": "Bearer t0ken"}
+
+
+def test_setup_grpc_and_unknown_protocol() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GRPCExporter
+
+    auditor = ba.setup("svc", endpoint="http://127.0.0.1:1", protocol="grpc", headers={"authorization": "Bearer t0ken"})
+    try:
+        assert isinstance(auditor._processor._exporter, GRPCExporter)  # pylint: disable=protected-access
+    finally:
+        auditor.shutdown()
+    with pytest.raises(ValueError, match="not one of"):
+        ba.setup("svc", protocol="thrift")
 
 
 def test_decorator_and_current_run(trail) -> None:
