@@ -471,6 +471,33 @@ func testPaging(t *testing.T, open Opener) {
 	require.Len(t, runIDs, runCount)
 	assert.Equal(t, "p00", runIDs[0])
 	assert.Equal(t, "p69", runIDs[runCount-1])
+
+	// Runs past one page (1000), and the latest run of each of more than
+	// 1000 jobs: a batch start per run, one job per run, in another stream.
+	const jobs = 1010
+	batch = batch[:0]
+	for i := range jobs {
+		e := RunEvents(fmt.Sprintf("q%04d", i), T0.Add(time.Hour+time.Duration(i)*time.Second))[0]
+		e.JobName = fmt.Sprintf("job-%04d", i)
+		batch = append(batch, Stored(e)...)
+	}
+	write(t, s, "paging-runs", batch)
+	runIDs = runIDs[:0]
+	require.NoError(t, s.EachRun(ctx, store.RunQuery{}, func(r *store.Run) error {
+		runIDs = append(runIDs, r.BatchID)
+		return nil
+	}))
+	require.Len(t, runIDs, runCount+jobs, "every run, across pages")
+	assert.Equal(t, "q1009", runIDs[len(runIDs)-1])
+	latest := map[string]string{}
+	require.NoError(t, s.EachRun(ctx, store.RunQuery{Latest: true}, func(r *store.Run) error {
+		latest[r.JobName] = r.BatchID
+		return nil
+	}))
+	assert.Len(t, latest, jobs+1, "one latest run per job, across pages (the 1010 jobs and orders-clean)")
+	assert.Equal(t, "q0000", latest["job-0000"])
+	assert.Equal(t, "q1009", latest["job-1009"])
+	assert.Equal(t, "p69", latest["orders-clean"])
 }
 
 func testReopen(t *testing.T, open Opener) {
