@@ -36,6 +36,10 @@ type Config struct {
 	// MaxFindingRecordIDs caps the record ids listed on one finding; the
 	// message gives the total.
 	MaxFindingRecordIDs int `mapstructure:"max_finding_record_ids"`
+	// SettledRunRetention is how long after a run settled the record ids
+	// its findings name are kept (in storage), so that an event of the run
+	// arriving later is checked against them (late_event findings).
+	SettledRunRetention time.Duration `mapstructure:"settled_run_retention"`
 
 	_ struct{}
 }
@@ -53,6 +57,7 @@ func createDefaultConfig() component.Config {
 		MaxActiveLineages:   200_000,
 		MemoryLimitMiB:      256,
 		MaxFindingRecordIDs: 100,
+		SettledRunRetention: 24 * time.Hour,
 	}
 }
 
@@ -76,6 +81,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxFindingRecordIDs <= 0 {
 		errs = append(errs, errors.New("max_finding_record_ids must be positive"))
+	}
+	if cfg.SettledRunRetention <= 0 {
+		errs = append(errs, errors.New("settled_run_retention must be positive"))
 	}
 	return errors.Join(errs...)
 }

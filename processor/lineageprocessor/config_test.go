@@ -26,13 +26,14 @@ func TestLoadConfig(t *testing.T) {
 		{name: "", expected: createDefaultConfig().(*Config)},
 		{name: "custom", expected: &Config{
 			Storage: &storageID, RunTimeout: 2 * time.Hour, SettleTime: 5 * time.Second, CheckpointInterval: 10 * time.Second,
-			MaxActiveLineages: 5000, MemoryLimitMiB: 64, MaxFindingRecordIDs: 20,
+			MaxActiveLineages: 5000, MemoryLimitMiB: 64, MaxFindingRecordIDs: 20, SettledRunRetention: 72 * time.Hour,
 		}},
 		{name: "bad_timeout", errMsg: "run_timeout must be positive"},
 		{name: "bad_limits", errMsg: "settle_time must not be negative (0 decides findings at the batch end)\n" +
 			"max_active_lineages must not be negative (0 means no count limit)\n" +
 			"memory_limit_mib must not be negative (0 means no memory limit)\n" +
-			"max_finding_record_ids must be positive"},
+			"max_finding_record_ids must be positive\n" +
+			"settled_run_retention must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,5 +60,6 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 30*time.Second, cfg.CheckpointInterval)
 	assert.Equal(t, 200_000, cfg.MaxActiveLineages)
 	assert.Equal(t, 256, cfg.MemoryLimitMiB)
+	assert.Equal(t, 24*time.Hour, cfg.SettledRunRetention)
 	assert.NoError(t, cfg.Validate())
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -107,4 +108,58 @@ func processorFindings(t *testing.T, reqs [][]auditevent.Event, durable bool) []
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestLateEventAfterRestart: a run with a data_loss finding settles and the
+// collector restarts (real file storage); the late write of a lost record
+// is then still reported as a late_event naming the data_loss finding, as
+// it is without the restart.
+func TestLateEventAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := createDefaultConfig().(*Config)
+	cfg.SettleTime = time.Minute
+	cfg.Storage = &storageID
+	now := t0
+	start := func(sink *consumertest.LogsSink) (*lineageProcessor, func()) {
+		ext, host := startFileStorage(t, dir)
+		p, err := newLineageProcessor(processortest.NewNopSettings(metadata.Type), cfg, sink)
+		require.NoError(t, err)
+		p.now = func() time.Time { return now }
+		require.NoError(t, p.start(ctx, host))
+		return p, func() {
+			require.NoError(t, p.shutdown(ctx))
+			require.NoError(t, ext.Shutdown(ctx))
+		}
+	}
+
+	sink := new(consumertest.LogsSink)
+	p, stop := start(sink)
+	_, err := p.processLogs(ctx, toLogs(lossyRun("b-late")))
+	require.NoError(t, err)
+	now = now.Add(2 * time.Minute)
+	p.tick(ctx)
+	stop()
+	var loss []auditevent.Event
+	for _, f := range named(events(sink.AllLogs()), auditevent.Finding) {
+		if f.FindingType == auditevent.FindingDataLoss {
+			loss = append(loss, f)
+		}
+	}
+	require.Len(t, loss, 1)
+	require.Equal(t, []string{"R-1", "R-4"}, loss[0].FindingRecords)
+
+	p, stop = start(new(consumertest.LogsSink))
+	defer stop()
+	now = now.Add(time.Hour)
+	write := auditevent.Event{ID: "late-write-R-1", Name: auditevent.RecordWrite, Time: t0.Add(time.Hour), BatchID: "b-late",
+		JobName: "orders-etl", Target: dst, RecordID: "R-1", RecordHash: hashOf("R-1c")}
+	ld, err := p.processLogs(ctx, toLogs([]auditevent.Event{write}))
+	require.NoError(t, err)
+	late := named(events([]plog.Logs{ld}), auditevent.Finding)
+	require.Len(t, late, 1)
+	assert.Equal(t, auditevent.FindingLateEvent, late[0].FindingType)
+	assert.Equal(t, auditevent.SeverityLow, late[0].FindingSeverity)
+	assert.Equal(t, []string{"R-1"}, late[0].FindingRecords)
+	assert.Contains(t, late[0].FindingMessage, "may resolve the run's data_loss")
 }

@@ -93,6 +93,7 @@ func (p *lineageProcessor) trackerConfig(store tracker.Store) tracker.Config {
 		MaxResidentLineages: p.cfg.MaxActiveLineages,
 		MemoryLimitBytes:    int64(p.cfg.MemoryLimitMiB) << 20,
 		MaxFindingIDs:       p.cfg.MaxFindingRecordIDs,
+		SettledRetention:    p.cfg.SettledRunRetention,
 		Store:               store,
 		Hooks: tracker.Hooks{
 			Completed: add(p.tb.ProcessorLineageCompleted),

@@ -10,14 +10,6 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 )
 
-// closedRun is what the tracker keeps of a settled run: its derived events,
-// re-emitted for a redelivered batch end, and its result, for children that
-// start late. After a restart only the id is known.
-type closedRun struct {
-	events []auditevent.Event
-	result string
-}
-
 // settle closes a run: after its batch end and settle_time (or at its batch
 // end when settle_time is 0), or at run_timeout when timedOut. It emits the
 // writes still waiting for a read, the dataset edges and the findings,
@@ -89,7 +81,7 @@ func (t *Tracker) settle(ctx context.Context, r *run, timedOut bool, out []audit
 		result = r.end.Result
 	}
 	t.drop(ctx, r)
-	t.remember(r.batchID, &closedRun{events: slices.Clone(out[start:]), result: result})
+	t.remember(r.batchID, slices.Clone(out[start:]), result)
 	return t.closeChildren(ctx, r, at, result, out)
 }
 
@@ -129,72 +121,6 @@ func (t *Tracker) childEnd(c *run, parent string, at time.Time, result string) a
 		Body:          "run sent no end of its own; closed when its parent run " + parent + " ended",
 		DerivedBy:     DerivedBy,
 	}
-}
-
-// late handles an event of a run that has settled. It is not tracked; a
-// redelivered batch end re-emits the run's derived events (same ids), and an
-// event that would have resolved one of the run's findings is reported as a
-// late_event finding, so the trail never holds a finding and its refutation
-// without saying so.
-func (t *Tracker) late(c *closedRun, in *Input, out []auditevent.Event) []auditevent.Event {
-	if in.Name == auditevent.BatchEnd {
-		return append(out, c.events...)
-	}
-	if t.cfg.Hooks.Late != nil {
-		t.cfg.Hooks.Late()
-	}
-	var resolves []string
-	for _, f := range c.events {
-		if f.Name != auditevent.Finding {
-			continue
-		}
-		if f.FindingType == auditevent.FindingCountMismatch && isRecordEvent(in.Name) {
-			resolves = append(resolves, f.FindingType)
-			continue
-		}
-		listed := slices.Contains(f.FindingRecords, in.RecordID) || int64(len(f.FindingRecords)) < findingTotal(f)
-		switch {
-		case !listed || in.RecordID == "":
-		case f.FindingType == auditevent.FindingDataLoss && in.Name != auditevent.RecordRead && isRecordEvent(in.Name),
-			f.FindingType == auditevent.FindingWriteWithoutRead && in.Name == auditevent.RecordRead,
-			f.FindingType == auditevent.FindingChecksumBreak && in.Name == auditevent.RecordTransform:
-			resolves = append(resolves, f.FindingType)
-		}
-	}
-	if len(resolves) == 0 {
-		return out
-	}
-	what := in.EventID
-	if what == "" {
-		what = in.Name + "/" + in.RecordID
-	}
-	var ids []string
-	if in.RecordID != "" {
-		ids = []string{in.RecordID}
-	}
-	msg := fmt.Sprintf("%s of record %q arrived after the run settled (settle_time %s) and was not taken into account; "+
-		"it may resolve the run's %s finding(s)", in.Name, in.RecordID, t.cfg.SettleTime, strings.Join(resolves, ", "))
-	at := in.Time
-	if at.IsZero() {
-		at = t.cfg.Now()
-	}
-	ev := auditevent.Event{
-		ID:              auditevent.DeterministicID(DerivedBy, auditevent.Finding, in.BatchID, auditevent.FindingLateEvent, what),
-		Name:            auditevent.Finding,
-		Time:            at.UTC(),
-		BatchID:         in.BatchID,
-		JobName:         in.JobName,
-		JobNamespace:    in.JobNamespace,
-		FindingType:     auditevent.FindingLateEvent,
-		FindingSeverity: auditevent.SeverityLow,
-		FindingRecords:  ids,
-		FindingMessage:  msg,
-		DerivedBy:       DerivedBy,
-	}
-	if t.cfg.Hooks.Finding != nil {
-		t.cfg.Hooks.Finding(ev.FindingType)
-	}
-	return append(out, ev)
 }
 
 func isRecordEvent(name string) bool {
@@ -356,18 +282,6 @@ func columnsFor(columns map[string]any, src, dst auditevent.Dataset) map[string]
 	return map[string]any{dst.String(): out}
 }
 
-func (t *Tracker) remember(batchID string, c *closedRun) {
-	if _, ok := t.closed[batchID]; !ok {
-		t.closedOrder = append(t.closedOrder, batchID)
-	}
-	t.closed[batchID] = c
-	for len(t.closedOrder) > t.cfg.MaxClosedRuns {
-		delete(t.closed, t.closedOrder[0])
-		t.closedOrder = t.closedOrder[1:]
-	}
-	t.indexDirty = true
-}
-
 // Expire settles the runs that had no event for run_timeout and no batch
 // end, with a run_timeout finding.
 func (t *Tracker) Expire(ctx context.Context) []auditevent.Event {
@@ -385,6 +299,7 @@ func (t *Tracker) Expire(ctx context.Context) []auditevent.Event {
 // (the processor from its ticker); the clock is Config.Now.
 func (t *Tracker) Settle(ctx context.Context) []auditevent.Event {
 	now := t.cfg.Now().UnixNano()
+	t.forgetSettled(now)
 	settle := int64(t.cfg.SettleTime)
 	return t.settleWhere(ctx, false, func(r *run) bool {
 		if r.end == nil || (r.end.ByParent && !r.startOnly) {

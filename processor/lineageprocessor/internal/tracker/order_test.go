@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -161,13 +162,7 @@ func TestLateEventThatResolvesAFinding(t *testing.T) {
 
 	w := &Input{Name: auditevent.RecordWrite, BatchID: "b1", EventID: "late-w", Target: dst, RecordID: "B", Time: t0.Add(time.Hour)}
 	late := feed(tr, []*Input{w})
-	require.Len(t, late, 1)
-	f := late[0]
-	require.NoError(t, f.Validate())
-	assert.Equal(t, auditevent.FindingLateEvent, f.FindingType)
-	assert.Equal(t, auditevent.SeverityLow, f.FindingSeverity)
-	assert.Equal(t, []string{"B"}, f.FindingRecords)
-	assert.Contains(t, f.FindingMessage, "data_loss, count_mismatch")
+	assertLateEvent(t, late, "B", "data_loss, count_mismatch")
 	assert.Equal(t, late, feed(tr, []*Input{w}), "deterministic id and content")
 
 	// A late event that resolves nothing is only counted.
@@ -191,7 +186,7 @@ func TestSettleStateSurvivesRestart(t *testing.T) {
 	assert.Empty(t, findingTypes(out), "the write waited in the store for its read")
 	assert.Len(t, byName(out, auditevent.LineageRecord), 1)
 	require.NoError(t, tr2.Checkpoint(ctx))
-	assert.Equal(t, map[string][]byte{indexKey: store.m[indexKey]}, store.m)
+	assert.Equal(t, map[string][]byte{indexKey: store.m[indexKey], settledKey: store.m[settledKey]}, store.m)
 }
 
 // orderRuns are crafted runs: clean ones, and ones with real loss, writes
@@ -343,4 +338,141 @@ func TestSenderHashesContinueChains(t *testing.T) {
 	out := feed(settleTracker(nil), b.evs[:4])
 	assert.Len(t, byName(out, auditevent.LineageRecord), 1, "continuous: emitted with the write")
 	assert.Empty(t, findingTypes(feedAndSettle(settleTracker(nil), b.evs)))
+}
+
+// lossyAndLateWrite settles run b1 in which record B was read and never
+// written (data_loss), and returns the late write of B.
+func lossyAndLateWrite(t *testing.T, tr *Tracker) *Input {
+	t.Helper()
+	b := &builder{batch: "b1"}
+	b.read(src, "A", h("A")).read(src, "B", h("B")).write("A", h("A")).end(nil)
+	out := feedAndSettle(tr, b.evs)
+	require.Equal(t, []string{auditevent.FindingDataLoss}, findingTypes(out))
+	return &Input{Name: auditevent.RecordWrite, BatchID: "b1", EventID: "late-w", Target: dst, RecordID: "B", Time: t0.Add(time.Hour)}
+}
+
+// TestLateEventAfterRestartAndManyRuns: the findings of a settled run are
+// kept in the store, so a late write of the lost record is reported the same
+// after a restart and after more runs than are kept in memory.
+func TestLateEventAfterRestartAndManyRuns(t *testing.T) {
+	mem := settleTracker(nil)
+	w := lossyAndLateWrite(t, mem)
+	want := feed(mem, []*Input{w})
+	require.Len(t, want, 1)
+	require.Contains(t, want[0].FindingMessage, "data_loss")
+
+	store := newMemStore()
+	tr := settleTracker(store)
+	lossyAndLateWrite(t, tr)
+	require.NoError(t, tr.Checkpoint(ctx))
+	tr = settleTracker(store)
+	require.NoError(t, tr.Load(ctx))
+	assert.Equal(t, want, feed(tr, []*Input{w}), "after a restart")
+
+	// 300 runs settle after it: b1 is no longer among those kept in memory.
+	for i := 0; i < 300; i++ {
+		feedAndSettle(tr, cleanRun(fmt.Sprintf("c-%d", i), 1).evs)
+	}
+	require.Nil(t, tr.closed["b1"].findings, "not in memory")
+	assert.Equal(t, want, feed(tr, []*Input{w}), "run 301 runs ago")
+	require.NoError(t, tr.Checkpoint(ctx))
+	tr = settleTracker(store)
+	require.NoError(t, tr.Load(ctx))
+	assert.Equal(t, want, feed(tr, []*Input{w}), "and after another restart")
+	assert.Zero(t, tr.ActiveRuns(), "a late event starts no run")
+}
+
+// TestLateEventAfterSummaryExpired: past settled_run_retention the summary is
+// deleted; a late record event of a run that had findings is still reported,
+// saying they could not be checked. A run that had none stays quiet.
+func TestLateEventAfterSummaryExpired(t *testing.T) {
+	defer func() { clock = t0 }()
+	store := newMemStore()
+	tr := New(Config{RunTimeout: time.Hour, SettleTime: time.Minute, Store: store, Now: nowFun, SettledRetention: 24 * time.Hour})
+	w := lossyAndLateWrite(t, tr)
+	clean := cleanRun("clean", 1)
+	feedAndSettle(tr, clean.evs)
+	require.NoError(t, tr.Checkpoint(ctx))
+	require.NotNil(t, store.m[summaryKey("b1")])
+
+	clock = t0.Add(23 * time.Hour)
+	tr.Settle(ctx)
+	assert.Len(t, feed(tr, []*Input{w}), 1, "within retention: checked")
+	clock = t0.Add(25 * time.Hour)
+	tr.Settle(ctx)
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.Nil(t, store.m[summaryKey("b1")], "summary deleted past retention")
+
+	tr = New(Config{RunTimeout: time.Hour, SettleTime: time.Minute, Store: store, Now: nowFun, SettledRetention: 24 * time.Hour})
+	require.NoError(t, tr.Load(ctx))
+	// Any record event of b1 now, even one that resolves nothing (a read).
+	read := &Input{Name: auditevent.RecordRead, BatchID: "b1", EventID: "late-r", Source: src, RecordID: "C", Time: t0.Add(time.Hour)}
+	for _, in := range []*Input{w, read} {
+		assertLateEvent(t, feed(tr, []*Input{in}), in.RecordID, "could not be checked")
+	}
+	assert.Empty(t, feed(tr, clean.evs[1:2]), "the expired clean run had no finding to resolve")
+	assert.Zero(t, tr.ActiveRuns())
+}
+
+// TestSettledRunsBounded: tombstones of expired runs are capped, oldest
+// dropped first; an event of a dropped run starts a new run.
+func TestSettledRunsBounded(t *testing.T) {
+	defer func() { clock = t0 }()
+	store := newMemStore()
+	tr := New(Config{RunTimeout: time.Hour, SettleTime: time.Minute, Store: store, Now: nowFun, SettledRetention: time.Hour})
+	for i := 0; i < maxTombstones+10; i++ {
+		feedAndSettle(tr, cleanRun(fmt.Sprintf("c-%d", i), 1).evs)
+	}
+	clock = t0.Add(2 * time.Hour)
+	tr.Settle(ctx)
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.Len(t, tr.closed, maxTombstones)
+	assert.Len(t, tr.closedOrder, maxTombstones)
+	assert.Nil(t, tr.closed["c-9"])
+	assert.NotNil(t, tr.closed["c-10"])
+	var list []settledEntry
+	require.NoError(t, json.Unmarshal(store.m[settledKey], &list))
+	assert.Len(t, list, maxTombstones)
+}
+
+// TestLegacyClosedRunsAreTombstones: ids of settled runs stored by a version
+// without summaries come back as runs whose findings cannot be checked.
+func TestLegacyClosedRunsAreTombstones(t *testing.T) {
+	store := newMemStore()
+	store.m[indexKey] = []byte(`{"active":[],"closed":["old"]}`)
+	tr := settleTracker(store)
+	require.NoError(t, tr.Load(ctx))
+	out := feed(tr, []*Input{{Name: auditevent.RecordWrite, BatchID: "old", EventID: "w", Target: dst, RecordID: "X", Time: t0}})
+	assertLateEvent(t, out, "X", "could not be checked")
+	require.NoError(t, tr.Checkpoint(ctx))
+	assert.JSONEq(t, `[{"id":"old","findings":true,"expired":true}]`, string(store.m[settledKey]))
+}
+
+// TestUnreadableSummaryIsReported: a summary missing from the store (lost or
+// deleted by hand) is a storage error, and the late event is still reported.
+func TestUnreadableSummaryIsReported(t *testing.T) {
+	store := newMemStore()
+	tr := settleTracker(store)
+	w := lossyAndLateWrite(t, tr)
+	require.NoError(t, tr.Checkpoint(ctx))
+	delete(store.m, summaryKey("b1"))
+	var errs []string
+	tr = New(Config{RunTimeout: time.Hour, SettleTime: time.Minute, Store: store, Now: nowFun,
+		Hooks: Hooks{StorageError: func(op string, err error) { errs = append(errs, op+": "+err.Error()) }}})
+	require.NoError(t, tr.Load(ctx))
+	assertLateEvent(t, feed(tr, []*Input{w}), "B", "could not be checked")
+	assert.Equal(t, []string{"get: findings of settled run b1: missing"}, errs)
+}
+
+// assertLateEvent checks out is one valid late_event (low) about record id
+// whose message contains msg.
+func assertLateEvent(t *testing.T, out []auditevent.Event, id, msg string) {
+	t.Helper()
+	require.Len(t, out, 1)
+	f := out[0]
+	require.NoError(t, f.Validate())
+	assert.Equal(t, auditevent.FindingLateEvent, f.FindingType)
+	assert.Equal(t, auditevent.SeverityLow, f.FindingSeverity)
+	assert.Equal(t, []string{id}, f.FindingRecords)
+	assert.Contains(t, f.FindingMessage, msg)
 }

@@ -14,10 +14,11 @@ import (
 // Storage layout (the storage client cannot list keys, so everything is
 // reachable from one index document):
 //
-//	index           {"active": [batch ids], "closed": [batch ids]}
+//	index           {"active": [batch ids]} ("closed": ids of settled runs, from older versions)
 //	run/<batch>     run summary (JSON): counters, edges, finding ids, datasets, segment count
 //	seg/<batch>/<n> lineages n*SegmentSize.. of the run (binary, see codec.go)
 //	seen/<batch>/<n> a chunk of the run's recent event ids (binary), for dedupe
+//	settled, settled/<batch>  settled runs and their findings (see settled.go)
 //
 // Changes are not written one by one: they are collected (spilled segments
 // in pending, the rest by dirty flags) and written by Checkpoint in one
@@ -28,6 +29,8 @@ const indexKey = "index"
 
 type indexDoc struct {
 	Active []string `json:"active"`
+	// Closed is only read: versions before the settled list kept the ids
+	// of the last settled runs here.
 	Closed []string `json:"closed,omitempty"`
 }
 
@@ -253,7 +256,7 @@ func (t *Tracker) Checkpoint(ctx context.Context) error {
 		}
 	}
 	if t.indexDirty {
-		doc := indexDoc{Active: make([]string, 0, len(t.runs)), Closed: t.closedOrder}
+		doc := indexDoc{Active: make([]string, 0, len(t.runs))}
 		for id := range t.runs {
 			doc.Active = append(doc.Active, id)
 		}
@@ -261,6 +264,7 @@ func (t *Tracker) Checkpoint(ctx context.Context) error {
 		t.put(indexKey, data)
 		t.indexDirty = false
 	}
+	t.stageSettled()
 	if len(t.pending) > 0 {
 		ops := make([]*storage.Operation, 0, len(t.pending))
 		for k, v := range t.pending {
@@ -302,15 +306,17 @@ func (t *Tracker) Load(ctx context.Context) error {
 		return nil
 	}
 	data, err := t.cfg.Store.Get(ctx, indexKey)
-	if err != nil || data == nil {
+	if err != nil {
 		return err
 	}
 	var doc indexDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("lineage state index: %w", err)
+	if data != nil {
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return fmt.Errorf("lineage state index: %w", err)
+		}
 	}
-	for _, id := range doc.Closed {
-		t.remember(id, &closedRun{})
+	if err := t.loadSettled(ctx, doc.Closed); err != nil {
+		return err
 	}
 	var errs []error
 	for _, id := range doc.Active {

@@ -23,9 +23,11 @@ type Tracker struct {
 	residentCount int
 	open          int64 // lineages in state open, over all runs
 
-	closed      map[string]*closedRun // recently settled runs
-	closedOrder []string
-	indexDirty  bool
+	closed       map[string]*closedRun // settled runs and tombstones (settled.go)
+	closedOrder  []string              // in settle order; the first tombs are tombstones
+	tombs        int
+	settledDirty bool
+	indexDirty   bool
 
 	pending   map[string][]byte // store writes (nil: delete) for the next Checkpoint
 	dirtySegs []*segment        // segments touched since the last Checkpoint
@@ -41,6 +43,9 @@ func New(cfg Config) *Tracker {
 	}
 	if cfg.MaxClosedRuns <= 0 {
 		cfg.MaxClosedRuns = 256
+	}
+	if cfg.SettledRetention <= 0 {
+		cfg.SettledRetention = 24 * time.Hour
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -67,7 +72,7 @@ func (t *Tracker) Handle(ctx context.Context, in *Input, out []auditevent.Event)
 		return out
 	}
 	if c, done := t.closed[in.BatchID]; done {
-		return t.late(c, in, out)
+		return t.late(ctx, c, in, out)
 	}
 	r := t.runs[in.BatchID]
 	if r == nil {

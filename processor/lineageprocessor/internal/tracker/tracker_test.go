@@ -497,7 +497,8 @@ func TestRestartContinuesChains(t *testing.T) {
 	}
 	assert.Empty(t, findingTypes(got))
 	require.NoError(t, tr2.Checkpoint(ctx))
-	assert.Equal(t, map[string][]byte{indexKey: store.m[indexKey]}, store.m, "only the index (closed runs) remains")
+	assert.Equal(t, map[string][]byte{indexKey: store.m[indexKey], settledKey: store.m[settledKey]}, store.m,
+		"only the index and the settled list (a clean run: no finding summary) remain")
 }
 
 func TestStorageFailureKeepsStateInMemory(t *testing.T) {

@@ -95,11 +95,16 @@ type Config struct {
 	MaxFindingIDs int
 	// SegmentSize is how many lineages share one storage value.
 	SegmentSize int
-	// MaxClosedRuns is how many finished runs are remembered so that a
-	// redelivered batch end re-emits the same derived events.
+	// MaxClosedRuns is how many settled runs keep their derived events in
+	// memory, so that a redelivered batch end re-emits them (and their
+	// finding summaries, read from Store for older runs).
 	MaxClosedRuns int
-	Store         Store
-	Hooks         Hooks
+	// SettledRetention is how long after a run settled the summary of its
+	// findings is kept (in Store), so that a late record event is checked
+	// against them (settled.go). Default 24h.
+	SettledRetention time.Duration
+	Store            Store
+	Hooks            Hooks
 	// Now is the clock of every time decision (run_timeout, settle time);
 	// it defaults to the wall clock. Nothing else in the tracker reads the
 	// time, so a caller that replays events with their recorded times
