@@ -41,10 +41,26 @@ type customer struct{ email, name, plan string }
 
 // customerEvents is one run of a CRM sync job over customers, as plain
 // JSON events: each customer read from crm.raw and written to
-// crm.customers, keyed by email, with the record hash a job computes over
-// the record as it holds it (plaintext). note goes into every record
+// crm.customers, keyed by email. note goes into every record
 // unpseudonymized: it must reach the store, and leave the journal.
 func customerEvents(t *testing.T, batch, note string, at time.Time, cs []customer) []string {
+	var recs []syncRecord
+	for _, c := range cs {
+		recs = append(recs, syncRecord{c.email, map[string]any{"email": c.email, "name": c.name, "plan": c.plan, "note": note}})
+	}
+	return syncEvents(t, batch, at, recs)
+}
+
+// syncRecord is one record a sync job copies, with the id it is keyed by.
+type syncRecord struct {
+	id   string
+	data map[string]any
+}
+
+// syncEvents is one run of a CRM sync job as plain JSON events: each record
+// read from crm.raw and written to crm.customers, with the record hash a job
+// computes over the record as it holds it (plaintext).
+func syncEvents(t *testing.T, batch string, at time.Time, recs []syncRecord) []string {
 	var out []string
 	ev := func(m map[string]any) {
 		m["batch_id"], m["job_name"], m["actor"] = batch, "crm-sync", "svc-crm"
@@ -56,14 +72,13 @@ func customerEvents(t *testing.T, batch, note string, at time.Time, cs []custome
 		out = append(out, string(b))
 	}
 	ev(map[string]any{"event_type": "batch_start"})
-	for _, c := range cs {
-		data := map[string]any{"email": c.email, "name": c.name, "plan": c.plan, "note": note}
-		h, err := canonical.Hash(data)
+	for _, r := range recs {
+		h, err := canonical.Hash(r.data)
 		require.NoError(t, err)
-		ev(map[string]any{"event_type": "record_read", "source": "crm.raw", "record_id": c.email, "record_data": data, "record_hash": h})
-		ev(map[string]any{"event_type": "record_write", "target": "crm.customers", "record_id": c.email, "record_data": data, "record_hash": h})
+		ev(map[string]any{"event_type": "record_read", "source": "crm.raw", "record_id": r.id, "record_data": r.data, "record_hash": h})
+		ev(map[string]any{"event_type": "record_write", "target": "crm.customers", "record_id": r.id, "record_data": r.data, "record_hash": h})
 	}
-	ev(map[string]any{"event_type": "batch_end", "status": "success", "records_read": len(cs), "records_written": len(cs)})
+	ev(map[string]any{"event_type": "batch_end", "status": "success", "records_read": len(recs), "records_written": len(recs)})
 	return out
 }
 
