@@ -3,10 +3,14 @@ package testbed
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/internal/estest"
@@ -209,4 +216,140 @@ func TestElasticsearchOutage(t *testing.T) {
 	// with the entries and tiles.
 	out := requireIntact(t, pub, published, "--es", estest.URL(), "--es-prefix", prefix)
 	assert.GreaterOrEqual(t, out.Streams[0].Checkpoints, 2)
+}
+
+// TestJournalFullAnswers503 makes Elasticsearch unreachable (a TCP proxy in
+// front of the real node stops forwarding) under a collector whose journal
+// holds at most 1 MiB, and posts runs of about 80 KiB until the journal is
+// full: the refusal is immediate (503 with Retry-After over HTTP, Unavailable
+// with RetryInfo over gRPC) and counted. Once the node is reachable again,
+// every run answered 200 is stored exactly once and no refused run is.
+func TestJournalFullAnswers503(t *testing.T) {
+	client := estest.Require(t)
+	prefix := estest.UniqueName(t, "e2efull")
+	estest.TrackIndex(t, client, prefix+"-*")
+	proxy := harness.NewTCPProxy(t, strings.TrimPrefix(estest.URL(), "http://"))
+	cfg := strings.Replace(pipeline, "    tick_interval: 200ms\n", "    tick_interval: 200ms\n    max_backlog_mib: 1\n    segment_mib: 1\n", 1)
+	require.Contains(t, cfg, "max_backlog_mib: 1")
+	cfg = strings.Replace(cfg, "{{EXPORTER}}", fmt.Sprintf(
+		"    elasticsearch:\n      endpoints: [http://%s]\n      index_prefix: %s\n      retry:\n        max_interval: 2s", proxy.Addr, prefix), 1)
+	c := harness.StartCollector(t, t.TempDir(), harness.NewPorts(t), cfg)
+	proxy.Pause()
+
+	// The default retry_after of the receiver (5s), in whole seconds.
+	const retryAfter = 5 * time.Second
+	// Bounds a refusal that would block instead of answering; the assertion
+	// below is on the elapsed time, this only keeps a hang from stalling the run.
+	httpc := &http.Client{Timeout: time.Minute}
+	pad := strings.Repeat("p", 300)
+	send := func(batch string) (int, http.Header, []string, time.Duration) {
+		var recs []syncRecord
+		for j := range 120 {
+			recs = append(recs, syncRecord{fmt.Sprintf("Q-%d", j), map[string]any{"n": j, "pad": pad}})
+		}
+		req, err := http.NewRequest(http.MethodPost, c.HTTPEndpoint()+"/v1/audit/events",
+			strings.NewReader(strings.Join(syncEvents(t, batch, time.Now().UTC(), recs), "\n")))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		start := time.Now()
+		resp, err := httpc.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var answer struct {
+			EventIDs []string `json:"event_ids"`
+			Error    string   `json:"error"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&answer))
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			assert.Contains(t, answer.Error, "the journal is full")
+		}
+		return resp.StatusCode, resp.Header, answer.EventIDs, time.Since(start)
+	}
+
+	accepted := map[string][]string{} // batch -> event ids answered 200
+	var refused []string
+	for i := 0; len(refused) < 3; i++ {
+		require.Less(t, i, 40, "no 503 after %d runs of about 80 KiB into a 1 MiB journal", i)
+		batch := fmt.Sprintf("full-%d", i)
+		code, header, ids, took := send(batch)
+		assert.Less(t, took, 3*time.Second, "run %d answered %d after %s", i, code, took)
+		switch code {
+		case http.StatusOK:
+			require.Empty(t, refused, "a run was accepted after the journal refused one, with the store still away")
+			require.NotEmpty(t, ids)
+			accepted[batch] = ids
+		case http.StatusServiceUnavailable:
+			assert.Equal(t, strconv.Itoa(int(retryAfter/time.Second)), header.Get("Retry-After"))
+			refused = append(refused, batch)
+		default:
+			t.Fatalf("run %d answered %d", i, code)
+		}
+	}
+	require.NotEmpty(t, accepted, "the journal took runs before it was full")
+	t.Logf("%d runs accepted, then refused", len(accepted))
+
+	// OTLP/gRPC: a request of about 100 KiB meets the same full journal.
+	var recs []harness.OTLPRecord
+	for j := range 1000 {
+		recs = append(recs, harness.OTLPRecord{EventID: fmt.Sprintf("full-grpc-%d", j), TimeUnixNano: uint64(time.Now().UnixNano())})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err := c.ExportLogsGRPC(ctx, harness.OTLPLogsProto(recs...))
+	assert.Less(t, time.Since(start), 3*time.Second)
+	st := status.Convert(err)
+	require.Equal(t, codes.Unavailable, st.Code(), "%v", err)
+	assert.Contains(t, st.Message(), "the journal is full")
+	var delays []time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delays = append(delays, ri.GetRetryDelay().AsDuration())
+		}
+	}
+	assert.Equal(t, []time.Duration{retryAfter}, delays, "RetryInfo with the receiver's retry_after")
+
+	// Every refusal is counted, by the journal and by the receiver.
+	n, err := c.Metric("otelcol_journal_refused")
+	require.NoError(t, err)
+	assert.Equal(t, float64(len(refused)+1), n, "one refused append per refused request")
+	n, err = c.Metric("otelcol_receiver_audit_events_refused", `reason="downstream"`, `format="otlp_proto"`)
+	require.NoError(t, err)
+	assert.Equal(t, float64(len(recs)), n, "the gRPC request's records counted as refused")
+
+	// The outage was real: nothing reached the node while it was away.
+	reader := esReader(t, prefix)
+	for batch := range accepted {
+		require.Empty(t, runEvents(t, reader, batch), "%s stored while the node was unreachable", batch)
+	}
+
+	// The node returns: what was answered 200 is stored, once; what was
+	// refused is not (its client keeps it and resends).
+	proxy.Resume()
+	harness.Eventually(t, 3*time.Minute, func() error {
+		for batch, ids := range accepted {
+			if got := len(runEvents(t, reader, batch)); got < len(ids) {
+				return fmt.Errorf("%s: %d of %d events stored", batch, got, len(ids))
+			}
+		}
+		return nil
+	})
+	waitSettled(t, c)
+	c.Stop()
+	for batch, ids := range accepted {
+		stored := map[string]int{}
+		for _, e := range runEvents(t, reader, batch) {
+			stored[e.ID]++
+			if !slices.Contains(ids, e.ID) {
+				assert.NotEmpty(t, e.DerivedBy, "%s: stored event %s (%s) was neither sent nor derived", batch, e.ID, e.Name)
+			}
+		}
+		for _, id := range ids {
+			assert.Equal(t, 1, stored[id], "%s: event %s stored %d times", batch, id, stored[id])
+		}
+	}
+	for _, batch := range refused {
+		assert.Empty(t, runEvents(t, reader, batch), "%s was refused, yet stored", batch)
+	}
+	assert.Empty(t, runEvents(t, reader, "probe"), "the refused gRPC request was stored")
 }

@@ -49,6 +49,13 @@ func gzipped(t *testing.T, b []byte) []byte {
 // and the answer.
 func post(t *testing.T, c *harness.Collector, path, contentType string, body []byte, header ...string) (int, string) {
 	t.Helper()
+	code, _, answer := postWithHeaders(t, c, path, contentType, body, header...)
+	return code, answer
+}
+
+// postWithHeaders is post that also returns the answer's headers.
+func postWithHeaders(t *testing.T, c *harness.Collector, path, contentType string, body []byte, header ...string) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, c.HTTPEndpoint()+path, bytes.NewReader(body))
 	require.NoError(t, err)
 	if contentType != "" {
@@ -62,7 +69,7 @@ func post(t *testing.T, c *harness.Collector, path, contentType string, body []b
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 // curl posts body with curl and extra arguments; it returns the status code

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
+	"github.com/batchaudit/batchaudit/store/sqlitestore"
 	"github.com/batchaudit/batchaudit/testbed/harness"
 )
 
@@ -41,10 +43,26 @@ type customer struct{ email, name, plan string }
 
 // customerEvents is one run of a CRM sync job over customers, as plain
 // JSON events: each customer read from crm.raw and written to
-// crm.customers, keyed by email, with the record hash a job computes over
-// the record as it holds it (plaintext). note goes into every record
+// crm.customers, keyed by email. note goes into every record
 // unpseudonymized: it must reach the store, and leave the journal.
 func customerEvents(t *testing.T, batch, note string, at time.Time, cs []customer) []string {
+	var recs []syncRecord
+	for _, c := range cs {
+		recs = append(recs, syncRecord{c.email, map[string]any{"email": c.email, "name": c.name, "plan": c.plan, "note": note}})
+	}
+	return syncEvents(t, batch, at, recs)
+}
+
+// syncRecord is one record a sync job copies, with the id it is keyed by.
+type syncRecord struct {
+	id   string
+	data map[string]any
+}
+
+// syncEvents is one run of a CRM sync job as plain JSON events: each record
+// read from crm.raw and written to crm.customers, with the record hash a job
+// computes over the record as it holds it (plaintext).
+func syncEvents(t *testing.T, batch string, at time.Time, recs []syncRecord) []string {
 	var out []string
 	ev := func(m map[string]any) {
 		m["batch_id"], m["job_name"], m["actor"] = batch, "crm-sync", "svc-crm"
@@ -56,14 +74,13 @@ func customerEvents(t *testing.T, batch, note string, at time.Time, cs []custome
 		out = append(out, string(b))
 	}
 	ev(map[string]any{"event_type": "batch_start"})
-	for _, c := range cs {
-		data := map[string]any{"email": c.email, "name": c.name, "plan": c.plan, "note": note}
-		h, err := canonical.Hash(data)
+	for _, r := range recs {
+		h, err := canonical.Hash(r.data)
 		require.NoError(t, err)
-		ev(map[string]any{"event_type": "record_read", "source": "crm.raw", "record_id": c.email, "record_data": data, "record_hash": h})
-		ev(map[string]any{"event_type": "record_write", "target": "crm.customers", "record_id": c.email, "record_data": data, "record_hash": h})
+		ev(map[string]any{"event_type": "record_read", "source": "crm.raw", "record_id": r.id, "record_data": r.data, "record_hash": h})
+		ev(map[string]any{"event_type": "record_write", "target": "crm.customers", "record_id": r.id, "record_data": r.data, "record_hash": h})
 	}
-	ev(map[string]any{"event_type": "batch_end", "status": "success", "records_read": len(cs), "records_written": len(cs)})
+	ev(map[string]any{"event_type": "batch_end", "status": "success", "records_read": len(recs), "records_written": len(recs)})
 	return out
 }
 
@@ -267,4 +284,101 @@ func sstContents(t *testing.T, path string) []byte {
 		out = append(out, kv.V.InPlaceValue()...)
 	}
 	return out
+}
+
+// shippedLocalConfig is configs/local.yaml on free ports, with its data
+// directory under dir and the collector's metrics served for waitSettled;
+// with pseudonymize false its pseudonymize section is cut out.
+func shippedLocalConfig(t *testing.T, pseudonymize bool) string {
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	shipped, err := os.ReadFile(filepath.Join(root, "configs", "local.yaml"))
+	require.NoError(t, err)
+	metrics := "  telemetry:\n    metrics:\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n" +
+		"                host: 127.0.0.1\n                port: {{METRICS}}\n"
+	cfg := strings.NewReplacer("127.0.0.1:4318", "127.0.0.1:{{HTTP}}", "127.0.0.1:4317", "127.0.0.1:{{GRPC}}",
+		"127.0.0.1:13133", "127.0.0.1:{{HEALTH}}", "./batchaudit-data/", "{{DIR}}/batchaudit-data/", "  telemetry:\n", metrics,
+	).Replace(string(shipped))
+	for _, want := range []string{"{{HTTP}}", "{{GRPC}}", "{{HEALTH}}", "{{METRICS}}", "directory: {{DIR}}/batchaudit-data/journal",
+		"path: {{DIR}}/batchaudit-data/audit.db", "fields: [customer, email]", "record_id: false"} {
+		require.Contains(t, cfg, want, "configs/local.yaml changed: adapt this test")
+	}
+	require.NotContains(t, cfg, "./batchaudit-data", "configs/local.yaml changed: adapt this test")
+	if !pseudonymize {
+		start := strings.Index(cfg, "    pseudonymize:")
+		end := strings.Index(cfg, "\nprocessors:\n")
+		require.True(t, start > 0 && end > start, "configs/local.yaml changed: adapt this test")
+		cfg = cfg[:start] + cfg[end+1:]
+		require.NotContains(t, cfg, "fields: [customer, email]")
+	}
+	return cfg
+}
+
+// TestShippedLocalConfigKeepsNoPlaintextAtRest runs the shipped
+// configs/local.yaml (ports and directories adapted) with records whose
+// data carries the fields it pseudonymizes (customer, email) and scans the
+// data directory as TestNoPlaintextPersonalDataAtRest does: no plaintext,
+// the pseudonyms in the store. The same run with the pseudonymize section
+// cut out finds the plaintext, so the scan sees what it looks for.
+func TestShippedLocalConfigKeepsNoPlaintextAtRest(t *testing.T) {
+	t.Setenv("BATCHAUDIT_REDACTION_KEY", privacyKey)
+	cli := harness.Binary(t, "BATCHAUDIT_CLI", "batchaudit")
+	people := []customer{{"zelda.quixote@example.org", "Zelda Quixote", "gold"}, {"yorick.umber@example.net", "Yorick Umber", "silver"}}
+	at := time.Now().UTC().Add(-time.Hour)
+	run := func(t *testing.T, pseudonymize bool) map[string][]string {
+		dir := t.TempDir()
+		data := filepath.Join(dir, "batchaudit-data")
+		require.NoError(t, os.MkdirAll(data, 0o700))
+		// The shipped config signs checkpoints and reports with this key and verifies with its .pub.
+		pub, _, _ := strings.Cut(harness.RunCommand(t, time.Minute, nil, cli, "keygen", "--name", "e2e.example",
+			"--out", filepath.Join(data, "signing.key")), "\n")
+		require.NoError(t, os.WriteFile(filepath.Join(data, "signing.pub"), []byte(pub+"\n"), 0o600))
+		c := harness.StartCollector(t, dir, harness.NewPorts(t), shippedLocalConfig(t, pseudonymize))
+		var recs []syncRecord
+		for i, p := range people {
+			recs = append(recs, syncRecord{fmt.Sprintf("C-%d", i+1), map[string]any{"customer": p.name, "email": p.email, "plan": p.plan}})
+		}
+		code, resp := curl(t, c, "/v1/audit/events", []byte(strings.Join(syncEvents(t, "local-priv", at, recs), "\n")),
+			"-H", "Content-Type: application/x-ndjson")
+		require.Equal(t, "200", code, resp)
+		waitSettled(t, c)
+		c.Stop()
+		s, err := sqlitestore.Open(context.Background(), filepath.Join(data, "audit.db"))
+		require.NoError(t, err)
+		writes := 0
+		for _, e := range runEvents(t, s, "local-priv") {
+			if e.Name == auditevent.RecordWrite {
+				writes++
+			}
+		}
+		require.NoError(t, s.Close())
+		require.Equal(t, len(people), writes, "the records reached the store")
+
+		key := []byte(privacyKey)
+		var needles []string
+		for _, p := range people {
+			needles = append(needles, p.email, p.name, canonical.Pseudonym(key, p.email), canonical.Pseudonym(key, p.name))
+		}
+		hits, st := scanDataDir(t, data, needles)
+		t.Logf("scanned %d files (%d Pebble tables decoded): %v", len(st.files), st.tables, hits)
+		return hits
+	}
+
+	t.Run("shipped", func(t *testing.T) {
+		hits := run(t, true)
+		for _, p := range people {
+			assert.Empty(t, hits[p.email], "plaintext %q found at rest", p.email)
+			assert.Empty(t, hits[p.name], "plaintext %q found at rest", p.name)
+			assert.Contains(t, hits[canonical.Pseudonym([]byte(privacyKey), p.email)], "audit.db")
+			assert.Contains(t, hits[canonical.Pseudonym([]byte(privacyKey), p.name)], "audit.db")
+		}
+	})
+	t.Run("pseudonymize off", func(t *testing.T) {
+		hits := run(t, false)
+		for _, p := range people {
+			assert.Contains(t, hits[p.email], "audit.db", "the scan finds the plaintext in the store")
+			assert.Contains(t, hits[p.name], "audit.db", "the scan finds the plaintext in the store")
+			assert.Empty(t, hits[canonical.Pseudonym([]byte(privacyKey), p.email)])
+		}
+	})
 }
