@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 
+	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/batchaudit/batchaudit/auditevent"
@@ -31,6 +32,15 @@ type LogOptions struct {
 	// Progress, when set, is told about long recoveries (building the tree
 	// of an older trail, or adopting a crashed write's entries).
 	Progress func(stream string, done, total int64)
+}
+
+// LogProgress is the Progress of every backend: one Info line per report,
+// so a long first start (an older trail's tree being built) is visibly at work.
+func LogProgress(logger *zap.Logger) func(stream string, done, total int64) {
+	return func(stream string, done, total int64) {
+		logger.Info("Building the Merkle tree of a stream from its stored entries", zap.String("stream", stream),
+			zap.Int64("entries", done), zap.Int64("of", total))
+	}
 }
 
 // Log is the one implementation of the store's write rules for every

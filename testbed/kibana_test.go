@@ -60,8 +60,8 @@ func kibanaTrail(t *testing.T, es *elasticsearch.Client) (prefix string, failDay
 	require.NoError(t, err)
 	require.NoError(t, signing.WriteSignerKey(filepath.Join(dir, "checkpoint.key"), cpKey))
 	cfg := strings.Replace(pipeline, "{{EXPORTER}}", fmt.Sprintf(
-		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s\n    checkpoints:\n      key_files: [%s]\n      interval: 24h",
-		estest.URL(), prefix, filepath.Join(dir, "checkpoint.key")), 1)
+		"    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s\n    checkpoints:\n      key_files: [%s]\n      file: %s\n      interval: 24h",
+		estest.URL(), prefix, filepath.Join(dir, "checkpoint.key"), filepath.Join(dir, "checkpoints.jsonl")), 1)
 	// A receiver that admits deeper values than Elasticsearch indexes (its
 	// flattened fields stop at 20 levels; the receiver's default is 20):
 	// the event f-7 below becomes a dead letter.

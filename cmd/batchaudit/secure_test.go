@@ -16,12 +16,14 @@ import (
 	"github.com/batchaudit/batchaudit/internal/estest"
 	"github.com/batchaudit/batchaudit/store/esstore"
 	"github.com/batchaudit/batchaudit/store/sqlitestore"
+	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
 // TestSecureReaderRunsEveryReadCommand runs against the SECURED real node
 // (make es-up-secure): `batchaudit es setup` makes the roles, indices and
-// API keys; the writer key stores the search fixture trail; the reader key
-// runs every read command with the same output as SQLite, and cannot write.
+// API keys; the writer key stores the search fixture trail and a signed
+// checkpoint; the reader key runs every read command (checkpoint, prove and a
+// SOX report too) with the same output as SQLite, and cannot write.
 func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	n := estest.RequireSecure(t)
 	prefix := estest.UniqueName(t, "clisec")
@@ -52,12 +54,17 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	wcfg.APIKey, wcfg.TLS.CAFile = configopaque.String(keys.WriterAPIKey), n.CAFile
 	writer, err := esstore.New(context.Background(), wcfg, zap.NewNop())
 	require.NoError(t, err)
+	// The writer also keeps a signed checkpoint, as the exporter does, so
+	// that checkpoint, prove and the report's attestation have one to read.
+	signer, _, cpKey := storetest.CheckpointKey()
 	searchTrail(t, writer, now)
+	storetest.SignCheckpoint(t, writer, "default", signer, now)
 	require.NoError(t, writer.Close())
 	path := filepath.Join(t.TempDir(), "audit.db")
 	lite, err := sqlitestore.Open(context.Background(), path)
 	require.NoError(t, err)
 	searchTrail(t, lite, now)
+	storetest.SignCheckpoint(t, lite, "default", signer, now)
 	require.NoError(t, lite.Close())
 
 	reader := append(append([]string{}, conn...), "--es-api-key", keys.ReaderAPIKey)
@@ -65,7 +72,8 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 		{"runs"}, {"runs", "--latest"}, {"runs", "--children", "b1"}, {"runs", "--actor", "alice", "--since", "3650d"},
 		{"events"}, {"events", "--batch", "b2", "--name", "record.write"}, {"events", "--dataset", "dw.orders", "--change", "delete"},
 		{"events", "--finding", "data_loss"}, {"events", "--lineage", "ord-A-1"}, {"events", "--record", "A-2", "--from", "2026-11-01"},
-		{"history", "A-1"}, {"deadletters"}, {"verify"},
+		{"history", "A-1"}, {"deadletters"}, {"verify"}, {"verify", "--key", cpKey},
+		{"checkpoint"}, {"prove", storetest.RunEvents("b2", storetest.T0)[3].ID},
 	} {
 		for _, format := range []string{formatText, formatJSON} {
 			code, es, errOut := runCLI(t, append(append(append([]string{}, args...), reader...), "--output", format)...)
@@ -85,6 +93,34 @@ func TestSecureReaderRunsEveryReadCommand(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "index mappings: checked against batchaudit's\n")
 	assert.Contains(t, out, "\nOK: ")
+
+	// A signed SOX report over the trail, its attestation checked against
+	// the stored checkpoint: the same content (hash) and verdicts as from
+	// SQLite (reports.Report: the content does not depend on the backend).
+	dir := t.TempDir()
+	reportKey, reportVerifier := reportKeygen(t, dir)
+	report := func(name string, backend ...string) map[string]any {
+		t.Helper()
+		args := append([]string{"report", "sox", "--from", "2026-10-31", "--to", "2026-11-03", "--key", reportKey,
+			"--out", filepath.Join(dir, name), "--checkpoint-key", cpKey, "--output", "json"}, backend...)
+		code, out, errOut := runCLI(t, args...)
+		require.Equal(t, 0, code, errOut)
+		var res map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &res))
+		code, out, errOut = runCLI(t, "verify-report", "--key", reportVerifier, "--checkpoint-key", cpKey, res["dir"].(string))
+		require.Equal(t, 0, code, out+errOut)
+		delete(res, "dir")
+		return res
+	}
+	esReport := report("es", reader...)
+	assert.Equal(t, report("sqlite", "--db", path), esReport)
+	assert.Equal(t, "covered", esReport["attestation"])
+	// Recording it in the report index is a write: the reader's key is refused.
+	code, _, errOut = runCLI(t, append([]string{"report", "sox", "--from", "2026-10-31", "--to", "2026-11-03", "--key", reportKey,
+		"--out", filepath.Join(dir, "recorded"), "--record-in-index"}, reader...)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "but not recorded")
+	assert.Contains(t, errOut, "HTTP 403")
 
 	// The same through the environment; and basic authentication.
 	t.Setenv(envESAPIKey, keys.ReaderAPIKey)

@@ -53,7 +53,7 @@ func openStore(ctx context.Context, cfg *Config, logger *zap.Logger) (store.Stor
 	if es := cfg.Elasticsearch.Get(); es != nil && cfg.Elasticsearch.HasValue() {
 		return esstore.New(ctx, *es, logger)
 	}
-	return sqlitestore.Open(ctx, cfg.sqlitePath())
+	return sqlitestore.OpenWithLogger(ctx, cfg.sqlitePath(), logger)
 }
 
 func (cfg *Config) sqlitePath() string {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,8 +16,12 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/batchaudit/batchaudit/exporter/auditexporter/internal/metadatatest"
 	"github.com/batchaudit/batchaudit/signing"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
@@ -100,4 +105,47 @@ func TestCheckpointPublishFailure(t *testing.T) {
 	err := h.exp.Shutdown(context.Background())
 	require.Error(t, err, "the final checkpoint cannot be posted")
 	assert.Contains(t, err.Error(), "audit exporter: final checkpoint")
+}
+
+// The checkpoint gauges follow the latest published checkpoint, and a
+// checkpoint that cannot be published counts as a failure of its step. The
+// file is made unwritable by putting a directory in its place (which holds
+// for root too).
+func TestCheckpointTelemetry(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := signerKeyFile(t, dir, "audit.example/telemetry")
+	cfg := checkpointConfig(dir, k)
+	cfg.Stream = "default"
+	cfg.Checkpoints.MaxEvents = 17 // one run; the interval never comes in the test
+	cfg.Checkpoints.Interval = time.Hour
+	h := newHarnessWith(t, cfg)
+	gauges := func(size int64) float64 {
+		t.Helper()
+		metadatatest.AssertEqualExporterAuditTreeSize(t, h.tt, []metricdata.DataPoint[int64]{{Value: size}}, metricdatatest.IgnoreTimestamp())
+		metadatatest.AssertEqualExporterAuditCheckpointAge(t, h.tt, []metricdata.DataPoint[float64]{{}},
+			metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreValue())
+		m, err := h.tt.GetMetric("otelcol_exporter_audit_checkpoint_age")
+		require.NoError(t, err)
+		return m.Data.(metricdata.Gauge[float64]).DataPoints[0].Value
+	}
+	assert.Zero(t, gauges(0), "no checkpoint yet")
+
+	runs := storetest.RunEvents("b1", storetest.T0)
+	require.NoError(t, h.send(runs[:10]...))
+	assert.Zero(t, gauges(0), "10 entries: not due yet")
+	require.NoError(t, h.send(runs[10:]...))
+	age := gauges(17)
+	assert.Greater(t, age, 0.0)
+	assert.Less(t, age, 60.0)
+	_, err := h.tt.GetMetric("otelcol_exporter_audit_checkpoint_failures")
+	require.Error(t, err, "no failure yet")
+
+	require.NoError(t, os.Remove(cfg.Checkpoints.File))
+	require.NoError(t, os.Mkdir(cfg.Checkpoints.File, 0o755))
+	require.NoError(t, h.send(storetest.RunEvents("b2", storetest.T0.Add(time.Hour))...))
+	metadatatest.AssertEqualExporterAuditCheckpointFailures(t, h.tt, []metricdata.DataPoint[int64]{
+		{Attributes: attribute.NewSet(attribute.String("step", "publish")), Value: 1},
+	}, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
+	assert.Greater(t, gauges(17), age, "the unpublished checkpoint of 34 entries does not count")
+	require.Error(t, h.exp.Shutdown(context.Background()), "the final checkpoint cannot be published either")
 }

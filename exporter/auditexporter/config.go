@@ -100,5 +100,11 @@ func (c *CheckpointsConfig) validate() []error {
 	if !c.enabled() && (c.File != "" || c.PostURL != "") {
 		errs = append(errs, errors.New("checkpoints::file and post_url need key_files to sign with"))
 	}
+	// Kept only in the store, checkpoints prove nothing against whoever
+	// controls the store: they must also be published.
+	if c.enabled() && c.File == "" && c.PostURL == "" {
+		errs = append(errs, errors.New("checkpoints::key_files is set but neither checkpoints::file nor checkpoints::post_url: "+
+			"signed checkpoints must also leave the store; set file to a path the store's administrators cannot write (docs/integrity.md)"))
+	}
 	return errs
 }

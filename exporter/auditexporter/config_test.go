@@ -79,6 +79,7 @@ func TestConfigCheckpoints(t *testing.T) {
 	}, cfg.Checkpoints)
 	def := createDefaultConfig().(*Config).Checkpoints
 	assert.Equal(t, CheckpointsConfig{Interval: 10 * time.Second, MaxEvents: 100_000, OriginPrefix: "batchaudit/"}, def, "off without key_files")
+	require.NoError(t, confmap.Validate(loadConfig(t, "checkpoints_post_url_only")), "a witness alone publishes them")
 }
 
 func TestConfigInvalid(t *testing.T) {
@@ -93,6 +94,8 @@ func TestConfigInvalid(t *testing.T) {
 		"checkpoints_bad_interval":     "checkpoints::interval must be positive",
 		"checkpoints_file_without_key": "checkpoints::file and post_url need key_files to sign with",
 		"checkpoints_bad_post_url":     `checkpoints::post_url "ftp://witness" must be an http or https URL`,
+		"checkpoints_unpublished": "checkpoints::key_files is set but neither checkpoints::file nor checkpoints::post_url: " +
+			"signed checkpoints must also leave the store; set file to a path the store's administrators cannot write (docs/integrity.md)",
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := confmap.Validate(loadConfig(t, name))

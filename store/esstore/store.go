@@ -89,10 +89,7 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Store, error) {
 		return nil, consumererror.NewPermanent(fmt.Errorf("esstore: client: %w", err))
 	}
 	s := &Store{cfg: cfg, client: client, tr: tr, logger: logger, now: time.Now, written: map[string]int64{}, lost: map[string]int64{}}
-	s.log = store.NewLog(backend{s}, store.LogOptions{Window: cfg.DedupeWindow, Progress: func(stream string, done, total int64) {
-		logger.Info("Building the Merkle tree of a stream from its stored entries", zap.String("stream", stream),
-			zap.Int64("entries", done), zap.Int64("of", total))
-	}})
+	s.log = store.NewLog(backend{s}, store.LogOptions{Window: cfg.DedupeWindow, Progress: store.LogProgress(logger)})
 	if err := s.ensureReady(ctx); err != nil {
 		if consumererror.IsPermanent(err) {
 			s.close()

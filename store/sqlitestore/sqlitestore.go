@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/batchaudit/batchaudit/store"
@@ -155,6 +156,12 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating it and its directory if needed) the database at path,
 // or a private in-memory database for Memory.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWithLogger(ctx, path, zap.NewNop())
+}
+
+// OpenWithLogger is Open with a logger for long work, such as building the
+// Merkle tree of a trail stored before it had one (store.LogProgress).
+func OpenWithLogger(ctx context.Context, path string, logger *zap.Logger) (*Store, error) {
 	if path == "" {
 		path = DefaultPath
 	}
@@ -182,7 +189,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
 	s := &Store{db: db, path: path, now: time.Now}
-	s.log = store.NewLog(backend{s}, store.LogOptions{})
+	s.log = store.NewLog(backend{s}, store.LogOptions{Progress: store.LogProgress(logger)})
 	if err := s.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: %w", path, err)

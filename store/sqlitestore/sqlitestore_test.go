@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/batchaudit/batchaudit/canonical"
@@ -195,7 +197,8 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	}
 	require.NoError(t, s.Close())
 
-	s, err = Open(ctx, path)
+	core, logs := observer.New(zap.InfoLevel)
+	s, err = OpenWithLogger(ctx, path, zap.New(core))
 	require.NoError(t, err)
 	defer s.Close()
 	var version int
@@ -219,6 +222,9 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, storetest.RecomputedTree(t, s, "default"), tree)
 	assert.Equal(t, int64(len(child)*2), tree.N)
+	built := logs.FilterMessage("Building the Merkle tree of a stream from its stored entries").AllUntimed()
+	require.Len(t, built, 1, "the build is logged (at its end, and every 100,000 entries)")
+	assert.Equal(t, map[string]any{"stream": "default", "entries": tree.N, "of": tree.N}, built[0].ContextMap())
 	res, err := s.Write(ctx, "default", storetest.Stored(storetest.RunEvents("b3", storetest.T0.Add(2*time.Hour))...))
 	require.NoError(t, err)
 	assert.Equal(t, tree.N+1, res[0].Sequence)
