@@ -246,8 +246,8 @@ func (b *builder) changeManagementTable() (Table, error) {
 		if p == nil || b.selected[r.BatchID] == nil {
 			continue
 		}
-		row := func(what, before, after, previous string) {
-			rows = append(rows, []any{r.JobName, r.BatchID, fmtTime(r.Start), what, before, after, previous,
+		row := func(what, was, is, previous string) {
+			rows = append(rows, []any{r.JobName, r.BatchID, fmtTime(r.Start), what, was, is, previous,
 				r.Actor.ID, strings.Join(r.Principals, " ")})
 		}
 		if c, ok := versions[r.BatchID]; ok {
@@ -260,9 +260,9 @@ func (b *builder) changeManagementTable() (Table, error) {
 				}
 			}
 		}
-		diff := func(what, before, after string) {
-			if before != after {
-				row(what, before, after, p.BatchID)
+		diff := func(what, was, is string) {
+			if was != is {
+				row(what, was, is, p.BatchID)
 			}
 		}
 		diff("actor", p.Actor.ID, r.Actor.ID)
