@@ -23,11 +23,14 @@ import (
 //     written 2, skipped 1, errored 1 (does not reconcile by one), one
 //     data_loss finding, A-1 inserted, A-2 updated, A-9 deleted;
 //   - b2 (T0+1h, orders-load, alice): the same run, failed;
-//   - b3 (T0+2h): started, read A-1, never ended;
+//   - b3 (T0+2h): started, read A-1, never ended; a rerun on job version
+//     v1.5.0 after b1's v1.4.0 (same configuration);
 //   - s1 (T0+3h, crm-sync, svc-crm): read C-1 and C-2 from crm.customers
 //     (ePHI in the catalog, customer pseudonymized), wrote both to
 //     dw.customers (an export out of ePHI);
-//   - s2 (T0+4h, crm-sync, svc-crm): deleted C-1 from dw.customers;
+//   - s2 (T0+4h, crm-sync, svc-crm, sent as principal crm-loader): a
+//     backfill that deleted C-1 from dw.customers, with a configuration
+//     hash other than s1's;
 //   - a dead letter (T0+5s) and an integrity alarm (T0+3s);
 //   - signed checkpoints (storetest.CheckpointKey) after b2 (34 entries) and
 //     at the end (57), and a recorded SOX report of [T0-1m, T0+2h) whose
@@ -38,6 +41,10 @@ var (
 	crm        = auditevent.Dataset{Namespace: "postgres://crm:5432", Name: "crm.customers"}
 	dwCustomer = auditevent.Dataset{Namespace: "postgres://dw:5432", Name: "dw.customers"}
 	period     = [2]time.Time{t0.Add(-time.Minute), t0.Add(24 * time.Hour)}
+	// configA and configB are configuration hashes as jobaudit.WithConfig
+	// records them (SHA-256, hex).
+	configA = "5d41402abc4b2a76b9719d911017c592e8f5b1c3a3d0c8f5e6e1c9b2a7f4d3e1"
+	configB = "7c6a180b36896a0a8c02787eeafb0e4c0e2d8f1a9b3c5d7e9f1a2b3c4d5e6f70"
 )
 
 var testCatalog = Catalog{
@@ -100,8 +107,25 @@ func writeFixture(t testing.TB, s store.Store) {
 		b2[i].JobName, b2[i].Actor = "orders-load", auditevent.Actor{ID: "alice", Type: "human"}
 	}
 	b2[len(b2)-1].BatchResult = auditevent.ResultFailure
-	batches := [][]auditevent.Event{storetest.RunEvents("b1", t0), b2, storetest.RunEvents("b3", t0.Add(2*time.Hour))[:3],
-		subjectRun("s1", t0.Add(3*time.Hour)), deleteRun("s2", t0.Add(4*time.Hour))}
+	b1, b3 := storetest.RunEvents("b1", t0), storetest.RunEvents("b3", t0.Add(2*time.Hour))[:3]
+	s1, s2 := subjectRun("s1", t0.Add(3*time.Hour)), deleteRun("s2", t0.Add(4*time.Hour))
+	// Run context on the batch starts: b3 runs new code, s2 a new
+	// configuration (b2 reports none); s2 was sent as crm-loader.
+	for _, c := range []struct {
+		start                    *auditevent.Event
+		version, config, runType string
+	}{
+		{&b1[0], "v1.4.0", configA, auditevent.RunNormal},
+		{&b3[0], "v1.5.0", configA, auditevent.RunRerun},
+		{&s1[0], "2f1c02b", configA, auditevent.RunNormal},
+		{&s2[0], "2f1c02b", configB, auditevent.RunBackfill},
+	} {
+		c.start.JobVersion, c.start.JobConfigHash, c.start.RunType = c.version, c.config, c.runType
+	}
+	for i := range s2 {
+		s2[i].AuthPrincipal = "crm-loader"
+	}
+	batches := [][]auditevent.Event{b1, b2, b3, s1, s2}
 	signer, _, _ := storetest.CheckpointKey()
 	for i, b := range batches {
 		_, err := s.Write(ctx, "default", storetest.Stored(b...))

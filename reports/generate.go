@@ -88,6 +88,10 @@ type builder struct {
 	req  Request
 	rep  *Report
 	runs []store.Run
+	// jobRuns are the runs the store returned for the period (job and actor
+	// filters, not the dataset filter): change management compares a run
+	// with its job's previous run, whichever datasets that one touched.
+	jobRuns []store.Run
 	// selected holds the batch ids of runs, the runs the report covers.
 	selected map[string]*store.Run
 	findings []store.StoredEvent
@@ -210,11 +214,14 @@ func (b *builder) loadRuns() error {
 	b.record("runs that started in the period", "Runs", map[string]any{"from": timeParam(q.From), "to": timeParam(q.To),
 		"job_name": q.JobName, "actor_id": q.ActorID}, len(runs))
 	b.selected = map[string]*store.Run{}
-	for _, r := range runs {
-		if d := b.req.Filters.Dataset; d != "" && !runTouches(&r, d) {
-			continue
+	b.jobRuns, b.runs = runs, runs
+	if d := b.req.Filters.Dataset; d != "" {
+		b.runs = nil
+		for _, r := range runs {
+			if runTouches(&r, d) {
+				b.runs = append(b.runs, r)
+			}
 		}
-		b.runs = append(b.runs, r)
 	}
 	for i := range b.runs {
 		b.selected[b.runs[i].BatchID] = &b.runs[i]

@@ -29,8 +29,8 @@ func TestWriteAndVerify(t *testing.T) {
 	assert.Contains(t, w.Files, HTMLFile)
 	runs, err := os.ReadFile(filepath.Join(w.Dir, "csv", "runs.csv"))
 	require.NoError(t, err)
-	assert.Equal(t, "batch_id,job,namespace,actor,actor_type,parent_batch_id,start,end,duration_seconds,status,attempt\n"+
-		"b1,orders-clean,finance,svc-etl,service,,2026-11-01T02:00:00.123Z,2026-11-01T02:00:16.123Z,16,success,1\n",
+	assert.Equal(t, "batch_id,job,namespace,actor,actor_type,run_type,parent_batch_id,start,end,duration_seconds,status,attempt\n"+
+		"b1,orders-clean,finance,svc-etl,service,normal,,2026-11-01T02:00:00.123Z,2026-11-01T02:00:16.123Z,16,success,1\n",
 		string(runs[:bytes.IndexByte(runs[bytes.IndexByte(runs, '\n')+1:], '\n')+bytes.IndexByte(runs, '\n')+2]))
 	v, err := Verify(w.Dir, verifier)
 	require.NoError(t, err)

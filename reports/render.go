@@ -65,7 +65,25 @@ func htmlCell(v any) template.HTML {
 	case int64, int, float64, json.Number:
 		return template.HTML(`<td class="num">` + s + `</td>`)
 	}
+	if isHexHash(s) {
+		// A hash may break anywhere: whole, two of them (a changed
+		// configuration hash) would push the table past the page.
+		return template.HTML(`<td class="mono">` + s + `</td>`)
+	}
 	return template.HTML(`<td>` + s + `</td>`)
+}
+
+// isHexHash reports whether s is a hex digest of 128 bits or more.
+func isHexHash(s string) bool {
+	if len(s) < 32 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // CSV renders one table: a header row with the column names, then the

@@ -158,3 +158,43 @@ func TestPrunedPeriodIsNoted(t *testing.T) {
 		assert.NotContains(t, n, "Retention removed", "a period after the cutoff is complete")
 	}
 }
+
+// TestChangeManagementComparesWithThePreviousRun: a job's first run in the
+// period is compared with the job's latest run before it (b3 with b1 here),
+// so a new version deployed at a period boundary is not missed; and under a
+// dataset filter a run is compared with the job's previous run, not with
+// the previous run that touched the dataset.
+func TestChangeManagementComparesWithThePreviousRun(t *testing.T) {
+	s := sqliteFixture(t)
+	g := newGenerator(s, "sqlite:test")
+	r, err := g.Generate(context.Background(), Request{Kind: KindSOX, From: t0.Add(90 * time.Minute), To: period[1]})
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), r.Table("runs").Total, "b3, s1, s2")
+	assert.Equal(t, [][]any{
+		{"orders-clean", "b3", "2026-11-01T04:00:00.123Z", "job_version", "v1.4.0", "v1.5.0", "b1", "svc-etl", ""},
+		{"orders-clean", "b3", "2026-11-01T04:00:00.123Z", "targets", "postgres://db:5432/dw.orders", "", "b1", "svc-etl", ""},
+		{"crm-sync", "s2", "2026-11-01T06:00:00.123Z", "config_hash", configA, configB, "s1", "svc-crm", "crm-loader"},
+		{"crm-sync", "s2", "2026-11-01T06:00:00.123Z", "sources", "postgres://crm:5432/crm.customers", "", "s1", "svc-crm", "crm-loader"},
+	}, r.Table("changes").Rows)
+	var latest []Query
+	for _, q := range r.Queries {
+		if q.Params["latest"] == true {
+			latest = append(latest, q)
+		}
+	}
+	require.Len(t, latest, 1, "the query is recorded in the report")
+	assert.Equal(t, int64(2), latest[0].Results, "the latest earlier run of orders-clean (b1) and of orders-load (b2)")
+
+	// b4 writes dw.orders again after b3, which did not touch it.
+	b4 := storetest.RunEvents("b4", t0.Add(5*time.Hour))
+	b4[0].JobVersion = "v1.6.0"
+	_, err = s.Write(context.Background(), "default", storetest.Stored(b4...))
+	require.NoError(t, err)
+	r, err = g.Generate(context.Background(), Request{Kind: KindSOX, From: period[0], To: period[1], Filters: Filters{Dataset: "dw.orders"}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), r.Table("runs").Total, "b1, b2, b4")
+	assert.Equal(t, [][]any{
+		{"orders-clean", "b4", "2026-11-01T07:00:00.123Z", "job_version", "v1.5.0", "v1.6.0", "b3", "svc-etl", ""},
+		{"orders-clean", "b4", "2026-11-01T07:00:00.123Z", "targets", "", "postgres://db:5432/dw.orders", "b3", "svc-etl", ""},
+	}, r.Table("changes").Rows)
+}

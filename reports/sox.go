@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,7 +33,10 @@ func (b *builder) sox() error {
 	}
 	findings := b.findingsTable()
 	findingsPerDay := b.findingsPerDayTable()
-	changeMgmt := b.changeManagementTable()
+	changeMgmt, err := b.changeManagementTable()
+	if err != nil {
+		return err
+	}
 	access := b.accessTable()
 	failedOps := b.failedOperationsTable(observed)
 	exceptions := b.exceptionsTable(unbalanced)
@@ -78,8 +82,11 @@ func (b *builder) sox() error {
 			{ID: "findings_per_day_chart", Title: "Findings over time", Table: findingsPerDay.ID, X: "day", Series: "type", Value: "findings"},
 		}},
 		{ID: "change_management", Title: "Change management", Text: []string{
-			"Changes between consecutive runs of each job: who ran it, its namespace, and the datasets it read and wrote. " +
-				"The event model carries no job code or configuration version, so code changes are not visible here.",
+			"Changes between consecutive runs of each job: its code version (batchaudit.job.version) and configuration hash " +
+				"(batchaudit.job.config_hash) from the batch start, who ran it, its namespace, and the datasets it read and wrote. " +
+				"A run is compared with the job's previous run, also when that one started before the period; a run that does not " +
+				"report a version or configuration hash is not compared on it. Run by is the actor the job names; principals are " +
+				"who the collector authenticated as the sender of its events. Approvals and change tickets are not in the trail.",
 		}, Tables: []Table{changeMgmt}},
 		{ID: "access", Title: "Access", Text: []string{
 			"Actors (people and service accounts) that read or wrote each dataset, and runs with failed or denied operations.",
@@ -106,7 +113,7 @@ func (b *builder) operationsTables() (Table, Table) {
 		if !r.End.IsZero() {
 			end, dur = fmtTime(r.End), r.Duration
 		}
-		rows = append(rows, []any{r.BatchID, r.JobName, r.JobNamespace, r.Actor.ID, r.Actor.Type, r.ParentBatchID,
+		rows = append(rows, []any{r.BatchID, r.JobName, r.JobNamespace, r.Actor.ID, r.Actor.Type, r.RunType, r.ParentBatchID,
 			fmtTime(r.Start), end, dur, r.Status, int64(attempt)})
 		perDay[keys(day(r.Start), r.Status)]++
 	}
@@ -115,7 +122,7 @@ func (b *builder) operationsTables() (Table, Table) {
 		day, status, _ := strings.Cut(k, "\x00")
 		dayRows = append(dayRows, []any{day, status, perDay[k]})
 	}
-	return newTable("runs", "Runs", []string{"batch_id", "job", "namespace", "actor", "actor_type", "parent_batch_id",
+	return newTable("runs", "Runs", []string{"batch_id", "job", "namespace", "actor", "actor_type", "run_type", "parent_batch_id",
 			"start", "end", "duration_seconds", "status", "attempt"}, rows, 0),
 		newTable("runs_per_day", "Runs per day by status", []string{"day", "status", "runs"}, dayRows, 0)
 }
@@ -210,20 +217,52 @@ func day(t time.Time) string {
 	return t.UTC().Format(time.DateOnly)
 }
 
-// changeManagementTable compares each run with the previous run of its job.
-func (b *builder) changeManagementTable() Table {
+// changeManagementTable compares each run of the report with the previous
+// run of its job: its job version and configuration hash by
+// store.RunChanges (the one rule, shared with batchaudit runs --changes),
+// then who ran it and what it touched. The latest run of each job before
+// the period is read too, so the period's first run is compared as well.
+func (b *builder) changeManagementTable() (Table, error) {
+	q := store.RunQuery{To: b.req.From, JobName: b.req.Filters.Job, ActorID: b.req.Filters.Actor, Latest: true}
+	before, err := b.g.Source.Runs(b.ctx, q)
+	if err != nil {
+		return Table{}, fmt.Errorf("reports: runs before the period: %w", err)
+	}
+	b.record("each job's latest run before the period (change management compares the period's first run with it)", "Runs",
+		map[string]any{"to": timeParam(q.To), "job_name": q.JobName, "actor_id": q.ActorID, "latest": true}, len(before))
+	// Latest orders by job name; every one started before the period's runs.
+	slices.SortFunc(before, func(x, y store.Run) int { return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.BatchID, y.BatchID)) })
+	runs := append(before, b.jobRuns...)
+	versions := map[string]store.RunChange{}
+	for _, c := range store.RunChanges(runs) {
+		versions[c.BatchID] = c
+	}
 	prev := map[string]*store.Run{}
 	var rows [][]any
-	for i := range b.runs {
-		r := &b.runs[i]
+	for i := range runs {
+		r := &runs[i]
 		p := prev[r.JobName]
 		prev[r.JobName] = r
-		if p == nil {
+		if p == nil || b.selected[r.BatchID] == nil {
 			continue
 		}
-		diff := func(what, before, after string) {
-			if before != after {
-				rows = append(rows, []any{r.JobName, r.BatchID, fmtTime(r.Start), what, before, after, r.Actor.ID})
+		row := func(what, was, is, previous string) {
+			rows = append(rows, []any{r.JobName, r.BatchID, fmtTime(r.Start), what, was, is, previous,
+				r.Actor.ID, strings.Join(r.Principals, " ")})
+		}
+		if c, ok := versions[r.BatchID]; ok {
+			for _, what := range c.Changed {
+				switch what {
+				case "job_version":
+					row(what, c.Previous.JobVersion, r.JobVersion, c.Previous.BatchID)
+				case "config_hash":
+					row(what, c.Previous.ConfigHash, r.ConfigHash, c.Previous.BatchID)
+				}
+			}
+		}
+		diff := func(what, was, is string) {
+			if was != is {
+				row(what, was, is, p.BatchID)
 			}
 		}
 		diff("actor", p.Actor.ID, r.Actor.ID)
@@ -231,7 +270,8 @@ func (b *builder) changeManagementTable() Table {
 		diff("sources", sortedJoin(p.Sources), sortedJoin(r.Sources))
 		diff("targets", sortedJoin(p.Targets), sortedJoin(r.Targets))
 	}
-	return newTable("changes", "Changes between consecutive runs of a job", []string{"job", "batch_id", "start", "changed", "before", "after", "run_by"}, rows, 0)
+	return newTable("changes", "Changes between consecutive runs of a job", []string{"job", "batch_id", "start", "changed",
+		"before", "after", "previous_batch_id", "run_by", "principals"}, rows, 0), nil
 }
 
 func sortedJoin(l []string) string {
