@@ -81,18 +81,8 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 				return nil, false
 			}
 			m[k] = v
-			d.ws()
-			if d.i >= len(d.b) {
-				return nil, false
-			}
-			switch d.b[d.i] {
-			case ',':
-				d.i++
-			case '}':
-				d.i++
-				return m, true
-			default:
-				return nil, false
+			if end, ok := d.next('}'); !ok || end {
+				return m, ok
 			}
 		}
 	case c == '[':
@@ -109,18 +99,8 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 				return nil, false
 			}
 			a = append(a, v)
-			d.ws()
-			if d.i >= len(d.b) {
-				return nil, false
-			}
-			switch d.b[d.i] {
-			case ',':
-				d.i++
-			case ']':
-				d.i++
-				return a, true
-			default:
-				return nil, false
+			if end, ok := d.next(']'); !ok || end {
+				return a, ok
 			}
 		}
 	case c == '"':
@@ -135,6 +115,24 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 		return d.number()
 	}
 	return nil, false
+}
+
+// next consumes what follows a member or element: a comma (end false) or
+// the closing byte (end true); anything else fails (ok false).
+func (d *fastDecoder) next(closing byte) (end, ok bool) {
+	d.ws()
+	if d.i >= len(d.b) {
+		return false, false
+	}
+	switch d.b[d.i] {
+	case ',':
+		d.i++
+		return false, true
+	case closing:
+		d.i++
+		return true, true
+	}
+	return false, false
 }
 
 func (d *fastDecoder) lit(s string) bool {

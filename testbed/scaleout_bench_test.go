@@ -3,7 +3,6 @@ package testbed
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,10 +103,4 @@ func sumStreams(s *sqlitestore.Store) (int64, error) {
 		n += m
 	}
 	return n, nil
-}
-
-func mkdir(t testing.TB, dir string) string {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	return dir
 }

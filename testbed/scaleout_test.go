@@ -372,6 +372,13 @@ func derivedOf(e store.StoredEvent) derived {
 		LineageChain: e.LineageChain, RecordCount: e.RecordCount, Content: content}
 }
 
+// mkdir creates dir (and its parents) and returns it.
+func mkdir(t testing.TB, dir string) string {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
 func fill(cfg string, kv ...string) string {
 	return strings.NewReplacer(kv...).Replace(cfg)
 }
@@ -408,8 +415,7 @@ func TestScaleOutFailover(t *testing.T) {
 	// (a) One collector, local journal.
 	refPrefix := estest.UniqueName(t, "ref")
 	estest.TrackIndex(t, es, refPrefix+"-*")
-	refDir := filepath.Join(dir, "single")
-	require.NoError(t, os.MkdirAll(refDir, 0o755))
+	refDir := mkdir(t, filepath.Join(dir, "single"))
 	single := harness.StartCollector(t, refDir, harness.NewPorts(t), strings.Replace(pipeline, "{{EXPORTER}}",
 		fmt.Sprintf("    elasticsearch:\n      endpoints: [%s]\n      index_prefix: %s", estest.URL(), refPrefix), 1))
 	rr := newReplayer(t, single.HTTPEndpoint())
@@ -434,13 +440,11 @@ func TestScaleOutFailover(t *testing.T) {
 	key, pub := signingKey(t, dir, "scaleout")
 	brokerList := strings.Join(brokers, ", ")
 
-	gwDir := filepath.Join(dir, "gateway")
-	require.NoError(t, os.MkdirAll(gwDir, 0o755))
+	gwDir := mkdir(t, filepath.Join(dir, "gateway"))
 	gw := harness.StartCollector(t, gwDir, harness.NewPorts(t), fill(gatewayConfig, "{{BROKERS}}", brokerList, "{{TOPIC}}", topic))
 	var files []string
 	startProcessor := func(n int) *harness.Collector {
-		pdir := filepath.Join(dir, fmt.Sprintf("processor-%d", n))
-		require.NoError(t, os.MkdirAll(pdir, 0o755))
+		pdir := mkdir(t, filepath.Join(dir, fmt.Sprintf("processor-%d", n)))
 		file := filepath.Join(pdir, "checkpoints.jsonl")
 		files = append(files, file)
 		return harness.StartCollector(t, pdir, harness.NewPorts(t), fill(processorConfig,
