@@ -49,7 +49,8 @@ func (j *journalExt) Attach(next consumer.Logs) (func(ctx context.Context) error
 type delivery struct {
 	j    *journalExt
 	next consumer.Logs
-	// replayEnd: records before it may have been delivered before.
+	// replayEnd: records before it may have been delivered before; a
+	// delivery starting before it is a replay even if it reaches past it.
 	replayEnd int64
 	delivered int64
 	r         *wal.Reader
@@ -189,6 +190,7 @@ func needsCheckpoint(j *journalExt, last time.Time) bool {
 func (d *delivery) read() (plog.Logs, journal.Info, int, error) {
 	ld := plog.NewLogs()
 	n := 0
+	start := d.r.Pos()
 	var last wal.Record
 	for n < d.j.cfg.MaxDeliveryEvents {
 		rec, ok, err := d.r.Next()
@@ -209,7 +211,7 @@ func (d *delivery) read() (plog.Logs, journal.Info, int, error) {
 		n += part.LogRecordCount()
 		part.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
 	}
-	return ld, journal.Info{Offset: d.r.Pos(), Time: last.Time, Replay: d.r.Pos() <= d.replayEnd}, n, nil
+	return ld, journal.Info{Offset: d.r.Pos(), Time: last.Time, Replay: start < d.replayEnd}, n, nil
 }
 
 // checkpoint commits the state with pos and lets the journal drop what is

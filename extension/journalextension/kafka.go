@@ -457,8 +457,10 @@ func (k *kafkaSource) deliverPartition(ctx context.Context, p int32, recs []*kgo
 			n += part.LogRecordCount()
 			part.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
 		}
+		// Replay when the delivery starts below replayTo, even if it also
+		// carries records never delivered before.
 		last := recs[used-1].Offset
-		info := journal.Info{Partition: p, Claimed: pt.claimed, Offset: last + 1, Time: t, Replay: last < pt.replayTo}
+		info := journal.Info{Partition: p, Claimed: pt.claimed, Offset: last + 1, Time: t, Replay: recs[0].Offset < pt.replayTo}
 		if err := k.setPartitionTime(p, t); err != nil {
 			return err
 		}
