@@ -183,7 +183,8 @@ func BenchmarkE2ESQLite(b *testing.B) {
 	var passWall float64
 	for pass, name := range []string{"sqlite json insert", "sqlite json update"} {
 		// The update pass is profiled for most of its (expected) length:
-		// the share of the tamper evidence in the collector's CPU.
+		// the share of the tamper evidence in the collector's CPU (and the
+		// whole profile kept in $BATCHAUDIT_CPU_PROFILE if set).
 		var prof func() *profile.Profile
 		if pass == 1 {
 			prof = cpuProfile(b, pprofAddr, time.Duration(max(2, int(0.8*passWall)))*time.Second)
@@ -193,7 +194,11 @@ func BenchmarkE2ESQLite(b *testing.B) {
 		perfReport(b, name, n, wall, cpu, c)
 		b.ReportMetric(cpu/float64(n)*1e6, strings.ReplaceAll(name, " ", "-")+"-µs/event")
 		if prof != nil {
-			share, total := shareOf(prof(), merkleWork)
+			p := prof()
+			if out := os.Getenv("BATCHAUDIT_CPU_PROFILE"); out != "" {
+				writeProfile(b, p, out)
+			}
+			share, total := shareOf(p, merkleWork)
 			b.Logf("%s: Merkle appends and checkpoints %.1f%% of %.1f s of collector CPU profiled", name, 100*share, total.Seconds())
 			b.ReportMetric(100*share, "merkle-%-of-cpu")
 		}

@@ -3,6 +3,7 @@ package testbed
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -55,6 +56,20 @@ func cpuProfile(t testing.TB, addr string, d time.Duration) func() *profile.Prof
 			t.Fatalf("CPU profile: %v", r.err)
 		}
 		return r.p
+	}
+}
+
+// writeProfile keeps a profile for go tool pprof.
+func writeProfile(t testing.TB, p *profile.Profile, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = p.Write(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatalf("write the CPU profile: %v", err)
 	}
 }
 
