@@ -48,7 +48,18 @@ func (d *fastDecoder) ws() {
 	}
 }
 
-func (d *fastDecoder) value(depth int) (any, bool) {
+func (d *fastDecoder) value(depth int) (any, bool) { return d.walk(depth, true) }
+
+// skip validates a value exactly as value does, without building it: the
+// selective parse (ParseSelected) passes over what it does not need.
+func (d *fastDecoder) skip(depth int) bool {
+	_, ok := d.walk(depth, false)
+	return ok
+}
+
+// walk reads a value; keep false only validates it (the result is nil),
+// with the same grammar and the same reasons to decline.
+func (d *fastDecoder) walk(depth int, keep bool) (any, bool) {
 	if depth > 64 {
 		return nil, false
 	}
@@ -59,7 +70,10 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 	switch c := d.b[d.i]; {
 	case c == '{':
 		d.i++
-		m := make(map[string]any, 8)
+		var m map[string]any
+		if keep {
+			m = make(map[string]any, 8)
+		}
 		d.ws()
 		if d.i < len(d.b) && d.b[d.i] == '}' {
 			d.i++
@@ -67,7 +81,13 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 		}
 		for {
 			d.ws()
-			k, ok := d.str()
+			var k string
+			var ok bool
+			if keep {
+				k, ok = d.str()
+			} else {
+				ok = d.skipStr()
+			}
 			if !ok {
 				return nil, false
 			}
@@ -76,34 +96,44 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 				return nil, false
 			}
 			d.i++
-			v, ok := d.value(depth + 1)
+			v, ok := d.walk(depth+1, keep)
 			if !ok {
 				return nil, false
 			}
-			m[k] = v
+			if keep {
+				m[k] = v
+			}
 			if end, ok := d.next('}'); !ok || end {
 				return m, ok
 			}
 		}
 	case c == '[':
 		d.i++
-		a := []any{}
+		var a []any
+		if keep {
+			a = []any{}
+		}
 		d.ws()
 		if d.i < len(d.b) && d.b[d.i] == ']' {
 			d.i++
 			return a, true
 		}
 		for {
-			v, ok := d.value(depth + 1)
+			v, ok := d.walk(depth+1, keep)
 			if !ok {
 				return nil, false
 			}
-			a = append(a, v)
+			if keep {
+				a = append(a, v)
+			}
 			if end, ok := d.next(']'); !ok || end {
 				return a, ok
 			}
 		}
 	case c == '"':
+		if !keep {
+			return nil, d.skipStr()
+		}
 		return d.str()
 	case c == 't':
 		return true, d.lit("true")
@@ -112,7 +142,7 @@ func (d *fastDecoder) value(depth int) (any, bool) {
 	case c == 'n':
 		return nil, d.lit("null")
 	case c == '-' || c >= '0' && c <= '9':
-		return d.number()
+		return d.number(keep)
 	}
 	return nil, false
 }
@@ -168,6 +198,31 @@ func (d *fastDecoder) str() (string, bool) {
 		d.i++
 	}
 	return "", false
+}
+
+// skipStr validates a string as str does; only an escaped one is decoded
+// (to check it), which canonical documents rarely hold.
+func (d *fastDecoder) skipStr() bool {
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return false
+	}
+	d.i++
+	start := d.i
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			return utf8.Valid(d.b[start : d.i-1])
+		case c == '\\':
+			_, ok := d.strEscaped(start)
+			return ok
+		case c < 0x20:
+			return false
+		}
+		d.i++
+	}
+	return false
 }
 
 func (d *fastDecoder) strEscaped(start int) (string, bool) {
@@ -246,8 +301,9 @@ func (d *fastDecoder) hex4() (rune, bool) {
 // number reads a number with JSON's exact grammar: int64 when it is an
 // integer literal that fits; a whole value written otherwise (1e3) that fits
 // int64 becomes int64 too, as normalizeNumbers does; anything the reference
-// would keep differently declines to the slow path.
-func (d *fastDecoder) number() (any, bool) {
+// would keep differently declines to the slow path. Without keep it only
+// checks that the number decodes.
+func (d *fastDecoder) number(keep bool) (any, bool) {
 	start := d.i
 	if d.b[d.i] == '-' {
 		d.i++
@@ -286,12 +342,15 @@ func (d *fastDecoder) number() (any, bool) {
 	s := string(d.b[start:d.i])
 	if isInt {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			if !keep {
+				return nil, true
+			}
 			return n, true
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return nil, false
+	if err != nil || !keep {
+		return nil, err == nil
 	}
 	if i := int64(f); float64(i) == f && f >= -(1<<63) && f < 1<<63 {
 		return i, true

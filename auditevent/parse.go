@@ -36,10 +36,10 @@ func ParseCanonical(doc []byte) (Event, error) {
 	if !t.Equal(time.Time{}) {
 		e.Time = t.UTC()
 	}
-	for key, dst := range map[string]*string{"trace_id": &e.TraceID, "span_id": &e.SpanID, "severity": &e.Severity, "body": &e.Body} {
-		if v, present := m[key]; present {
-			if *dst, ok = v.(string); !ok {
-				return Event{}, fmt.Errorf("event document: %s is not a string", key)
+	for _, f := range optionalTop {
+		if v, present := m[f.key]; present {
+			if *f.ptr(&e), ok = v.(string); !ok {
+				return Event{}, fmt.Errorf("event document: %s is not a string", f.key)
 			}
 		}
 	}
@@ -54,6 +54,15 @@ func ParseCanonical(doc []byte) (Event, error) {
 		e.Set(k, v)
 	}
 	return e, nil
+}
+
+// optionalTop are the document's optional top-level strings (besides
+// name, time and attributes), for ParseCanonical and ParseSelected.
+var optionalTop = [...]strField{
+	{"trace_id", func(e *Event) *string { return &e.TraceID }},
+	{"span_id", func(e *Event) *string { return &e.SpanID }},
+	{"severity", func(e *Event) *string { return &e.Severity }},
+	{"body", func(e *Event) *string { return &e.Body }},
 }
 
 // normalizeNumbers replaces json.Number with int64 or float64, recursively.

@@ -27,6 +27,10 @@ type StoredEntry struct {
 	// and names every difference. Verification calls it with the parsed
 	// document (the parse is the expensive part, done once, in parallel).
 	Indexed func(ev *auditevent.Event) []string
+	// IndexedKeys, when set, are the only attributes Indexed reads (besides
+	// name and time), so the document can be parsed selectively; nil: the
+	// whole event.
+	IndexedKeys *auditevent.Selection
 }
 
 // StoredCheckpoint is a signed checkpoint as kept with the trail.

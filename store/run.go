@@ -7,6 +7,16 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 )
 
+// RunKeys are the attributes ApplyToRun reads (besides name and time), for
+// readers that parse only those (auditevent.ParseSelected);
+// TestRunKeysCoverApplyToRun keeps the list complete.
+var RunKeys = auditevent.Select(auditevent.AttrBatchID, auditevent.AttrJobName, auditevent.AttrJobNamespace,
+	auditevent.AttrParentBatchID, auditevent.AttrUserID, auditevent.AttrUserName, auditevent.AttrActorType,
+	auditevent.AttrJobVersion, auditevent.AttrConfigHash, auditevent.AttrRunType, auditevent.AttrLogicalDate,
+	auditevent.AttrAuthPrincipal, auditevent.AttrSourceNamespace, auditevent.AttrSourceName,
+	auditevent.AttrTargetNamespace, auditevent.AttrTargetName, auditevent.AttrBatchResult, auditevent.AttrRecordsRead,
+	auditevent.AttrRecordsInserted, auditevent.AttrChangeType)
+
 // ApplyToRun folds one newly stored event into its run summary. Both backends
 // call it for Stored outcomes only, so a redelivered event never counts twice.
 // Counters come from the job's batch end event when it has them; until then

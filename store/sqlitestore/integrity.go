@@ -3,10 +3,14 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -53,9 +57,9 @@ func (s *Store) Head(ctx context.Context, stream string) (store.Head, error) {
 // insert and this check), and the hash with the document's.
 func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.StoredEntry) error) error {
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT sequence, 'event', id, hash, document, `+searchColumns+` FROM events WHERE stream = ?
+		SELECT sequence, 'event', id, hash, document, `+searchPacked+` FROM events WHERE stream = ?
 		UNION ALL
-		SELECT sequence, kind, event_id, doc_hash, document, '', 0, '', '', '', '', '', '', '', '', '', '' FROM dead_letters WHERE stream = ?
+		SELECT sequence, kind, event_id, doc_hash, document, NULL FROM dead_letters WHERE stream = ?
 		ORDER BY 1`, stream, stream)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: read stream %q: %w", stream, err)
@@ -64,17 +68,13 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 	for rows.Next() {
 		e := store.StoredEntry{Stream: stream}
 		var kind string
-		stored := make([]any, 12)
-		dst := []any{&e.Sequence, &kind, &e.EventID, &e.Hash, &e.Document}
-		for i := range stored {
-			dst = append(dst, &stored[i])
-		}
-		if err := rows.Scan(dst...); err != nil {
+		var packed sql.NullString
+		if err := rows.Scan(&e.Sequence, &kind, &e.EventID, &e.Hash, &e.Document, &packed); err != nil {
 			return fmt.Errorf("sqlitestore: read stream %q: %w", stream, err)
 		}
 		e.Kind = merkle.Kind(kind)
 		if e.Kind == merkle.KindEvent {
-			id := e.EventID
+			id, stored := e.EventID, packed.String
 			e.Indexed = func(ev *auditevent.Event) []string {
 				out := checkColumns(ev, stored)
 				if id != ev.ID {
@@ -83,6 +83,7 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 				}
 				return out
 			}
+			e.IndexedKeys = &searchKeys
 		}
 		if err := fn(&e); err != nil {
 			return err
@@ -93,10 +94,39 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 
 var columnNames = strings.Split(strings.ReplaceAll(searchColumns, " ", ""), ",")
 
-// checkColumns compares the stored search columns with the ones derived
-// from the stored document's event.
-func checkColumns(ev *auditevent.Event, stored []any) []string {
-	want := appendSearchColumns(nil, ev)
+// searchPacked reads the search columns as one JSON array: one column of
+// the driver instead of twelve, which was most of the cost of reading a
+// row. JSON would take a BLOB for JSONB (X'276231' reads as "b1") or
+// refuse it, so a row with a BLOB or NULL column (the comparison with the
+// empty BLOB fails: every other value sorts below it) is written as
+// {"hex": [...]} instead, a TEXT column as the hex of its bytes, a BLOB as
+// {"blob": HEX}.
+var searchPacked = func() string {
+	hexed := make([]string, len(columnNames))
+	for i, c := range columnNames {
+		hexed[i] = fmt.Sprintf(`CASE typeof(%[1]s) WHEN 'text' THEN hex(%[1]s) WHEN 'blob' THEN json_object('blob', hex(%[1]s)) ELSE %[1]s END`, c)
+	}
+	return fmt.Sprintf(`CASE WHEN max(%[1]s) < x'' THEN json_array(%[1]s) ELSE json_object('hex', json_array(%[2]s)) END`,
+		searchColumns, strings.Join(hexed, ", "))
+}()
+
+// checkColumns compares the stored search columns (searchPacked) with the
+// ones derived from the stored document's event. When the JSON is what
+// SQLite writes for the derived values, every column holds its value (JSON
+// text decodes to one value, and a string, an integer and a real are
+// written differently); otherwise it is decoded back into the columns'
+// values and compared one by one, so the outcome is that of comparing the
+// columns themselves (TestPackedColumnsMatchColumns).
+func checkColumns(ev *auditevent.Event, packed string) []string {
+	want := appendSearchColumns(make([]any, 0, len(columnNames)), ev)
+	var buf [1024]byte
+	if string(appendPacked(buf[:0], want)) == packed {
+		return nil
+	}
+	stored, err := unpackColumns(packed)
+	if err != nil {
+		return []string{fmt.Sprintf("the search columns cannot be read (%v): %s", err, packed)}
+	}
 	var out []string
 	for i, w := range want {
 		if !sameColumn(stored[i], w) {
@@ -104,6 +134,187 @@ func checkColumns(ev *auditevent.Event, stored []any) []string {
 		}
 	}
 	return out
+}
+
+// appendPacked writes derived search columns (strings and integers) as
+// SQLite's json_array writes them.
+func appendPacked(dst []byte, cols []any) []byte {
+	dst = append(dst, '[')
+	for i, c := range cols {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		switch v := c.(type) {
+		case string:
+			dst = appendJSONString(dst, v)
+		case int64:
+			dst = strconv.AppendInt(dst, v, 10)
+		default:
+			// Not a derived type: never equal, so the columns are compared one by one.
+			return append(dst, 0)
+		}
+	}
+	return append(dst, ']')
+}
+
+// appendJSONString escapes as SQLite's JSON functions do: quote,
+// backslash and control characters; every other byte as is.
+func appendJSONString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c >= 0x20:
+			dst = append(dst, c)
+		case c == '\b':
+			dst = append(dst, '\\', 'b')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\f':
+			dst = append(dst, '\\', 'f')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+	}
+	return append(dst, '"')
+}
+
+// unpackColumns decodes searchPacked into the values the driver gives for
+// the columns: string, int64, float64, []byte or nil.
+func unpackColumns(packed string) ([]any, error) {
+	var vals []any
+	var err error
+	if strings.HasPrefix(packed, "{") {
+		vals, err = unpackHexed(packed)
+	} else {
+		vals, err = unpackArray(packed)
+	}
+	if err == nil && len(vals) != len(columnNames) {
+		err = fmt.Errorf("%d values for %d columns", len(vals), len(columnNames))
+	}
+	return vals, err
+}
+
+// unpackHexed reads the {"hex": [...]} form (ASCII only).
+func unpackHexed(packed string) ([]any, error) {
+	dec := json.NewDecoder(strings.NewReader(packed))
+	dec.UseNumber()
+	var v struct{ Hex []any }
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	for i, x := range v.Hex {
+		switch t := x.(type) {
+		case string:
+			b, err := hex.DecodeString(t)
+			if err != nil {
+				return nil, fmt.Errorf("text: %w", err)
+			}
+			v.Hex[i] = string(b)
+		case json.Number:
+			v.Hex[i] = number(string(t))
+		case map[string]any:
+			h, _ := t["blob"].(string)
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				return nil, fmt.Errorf("blob: %w", err)
+			}
+			v.Hex[i] = b
+		}
+	}
+	return v.Hex, nil
+}
+
+// unpackArray reads json_array's strings and numbers byte for byte
+// (encoding/json would replace bytes that are not UTF-8, which a TEXT
+// column may hold).
+func unpackArray(s string) ([]any, error) {
+	bad := fmt.Errorf("not a JSON array of strings and numbers")
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return nil, bad
+	}
+	var out []any
+	for i := 1; i < len(s)-1; {
+		if len(out) > 0 {
+			if s[i] != ',' {
+				return nil, bad
+			}
+			i++
+		}
+		if s[i] != '"' {
+			j := i
+			for j < len(s)-1 && s[j] != ',' {
+				j++
+			}
+			out = append(out, number(s[i:j]))
+			i = j
+			continue
+		}
+		var b []byte
+		for i++; ; {
+			if i >= len(s)-1 {
+				return nil, bad
+			}
+			c := s[i]
+			if c == '"' {
+				i++
+				break
+			}
+			if c != '\\' {
+				b = append(b, c)
+				i++
+				continue
+			}
+			if i+1 >= len(s) {
+				return nil, bad
+			}
+			switch e := s[i+1]; e {
+			case 'b':
+				b = append(b, '\b')
+			case 't':
+				b = append(b, '\t')
+			case 'n':
+				b = append(b, '\n')
+			case 'f':
+				b = append(b, '\f')
+			case 'r':
+				b = append(b, '\r')
+			case 'u':
+				if i+6 > len(s) {
+					return nil, bad
+				}
+				r, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
+				if err != nil {
+					return nil, bad
+				}
+				b = utf8.AppendRune(b, rune(r))
+				i += 4
+			default:
+				b = append(b, e)
+			}
+			i += 2
+		}
+		out = append(out, string(b))
+	}
+	return out, nil
+}
+
+// number reads a JSON number as the driver gives a column: int64, or
+// float64 (the text itself if neither).
+func number(s string) any {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f
+	}
+	return s
 }
 
 var runColumnList = strings.Split(strings.ReplaceAll(runColumnNames, " ", ""), ",")

@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/storetest"
@@ -239,4 +241,88 @@ func mustTree(t *testing.T, s *Store) tlog.Tree {
 	tree, err := s.Tree(context.Background(), "default")
 	require.NoError(t, err)
 	return tree
+}
+
+// An event parsed with only searchKeys gives the search columns and id the
+// whole event gives, with every field set (a column derived from a field
+// without a key fails here).
+func TestSearchKeysCoverColumns(t *testing.T) {
+	for _, name := range auditevent.Names() {
+		e := storetest.FullEvent(name, storetest.T0)
+		doc, err := e.AppendCanonical(nil)
+		require.NoError(t, err)
+		full, err := auditevent.ParseCanonical(doc)
+		require.NoError(t, err)
+		part, err := auditevent.ParseSelected(doc, searchKeys)
+		require.NoError(t, err)
+		require.Equal(t, appendSearchColumns(nil, &full), appendSearchColumns(nil, &part), name)
+		require.Equal(t, full.ID, part.ID)
+	}
+}
+
+// The packed search columns decide as comparing the columns one by one
+// does (the reference), for intact rows (which take the fast path) and for
+// columns edited to other text, bytes SQLite keeps but JSON cannot (NUL,
+// invalid UTF-8), BLOBs, text and REALs in the INTEGER column.
+func TestPackedColumnsMatchColumns(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Memory)
+	require.NoError(t, err)
+	defer s.Close()
+	evs := storetest.RunEvents("b1", storetest.T0)
+	_, err = s.Write(ctx, "main", storetest.Stored(evs...))
+	require.NoError(t, err)
+	reference := func(ev *auditevent.Event, stored []any) []string {
+		var out []string
+		for i, w := range appendSearchColumns(nil, ev) {
+			if !sameColumn(stored[i], w) {
+				out = append(out, fmt.Sprintf("column %s is %q, the document says %q", columnNames[i], fmt.Sprint(stored[i]), fmt.Sprint(w)))
+			}
+		}
+		return out
+	}
+	check := func(name string, seq int, fast bool) {
+		stored := make([]any, len(columnNames))
+		dst := []any{new(string), new(string)}
+		for i := range stored {
+			dst = append(dst, &stored[i])
+		}
+		require.NoError(t, s.db.QueryRow(`SELECT document, `+searchPacked+`, `+searchColumns+` FROM events WHERE sequence = ?`, seq).Scan(dst...), name)
+		doc, packed := *dst[0].(*string), *dst[1].(*string)
+		ev, err := auditevent.ParseCanonical([]byte(doc))
+		require.NoError(t, err)
+		want := reference(&ev, stored)
+		assert.Equal(t, want, checkColumns(&ev, packed), "%s: %s", name, packed)
+		assert.Equal(t, fast, string(appendPacked(nil, appendSearchColumns(nil, &ev))) == packed, name)
+		if fast {
+			assert.Empty(t, want, name)
+		} else {
+			assert.NotEmpty(t, want, name)
+		}
+	}
+	for seq := 1; seq <= len(evs); seq++ {
+		check("intact", seq, true)
+	}
+	// Values JSON escapes take the fast path too.
+	odd := storetest.RunEvents("b\"1\\\n\u0001\u007f\u00e9\u2028\U0001F600", storetest.T0)[:1]
+	_, err = s.Write(ctx, "main", storetest.Stored(odd...))
+	require.NoError(t, err)
+	check("intact, escaped", len(evs)+1, true)
+	for i, c := range []struct{ name, set string }{
+		{"other text", `batch_id = 'b2'`},
+		{"NUL inside", `batch_id = 'b1' || char(0) || 'x'`},
+		{"invalid UTF-8", `record_id = CAST(X'41ff' AS TEXT)`},
+		{"blob of the same bytes", `batch_id = CAST('b1' AS BLOB)`},
+		{"quote and newline", `name = name || '"' || char(10)`},
+		{"real time", `time = time + 0.5`},
+		{"empty", `actor_id = ''`},
+		{"text time", `time = 'soon'`},
+		{"JSONB of the same text", `batch_id = X'276231'`},
+		{"control characters and non-ASCII", `record_id = record_id || char(1, 127, 8364, 8232) || '\'`},
+	} {
+		seq := i + 2
+		_, err := s.db.Exec(`UPDATE events SET `+c.set+` WHERE sequence = ?`, seq)
+		require.NoError(t, err, c.name)
+		check(c.name, seq, false)
+	}
 }

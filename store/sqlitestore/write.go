@@ -291,6 +291,13 @@ func insertEventsSQL(rows int) string {
 // for verifying them against the stored document.
 const searchColumns = `name, time, batch_id, record_id, source_name, source, target_name, target, change_type, actor_id, lineage_id, finding_type`
 
+// searchKeys are the attributes appendSearchColumns reads (besides name
+// and time), with the event id EachEntry compares too
+// (TestSearchKeysCoverColumns keeps the list complete).
+var searchKeys = auditevent.Select(auditevent.AttrEventID, auditevent.AttrBatchID, auditevent.AttrRecordID,
+	auditevent.AttrSourceNamespace, auditevent.AttrSourceName, auditevent.AttrTargetNamespace, auditevent.AttrTargetName,
+	auditevent.AttrChangeType, auditevent.AttrUserID, auditevent.AttrLineageID, auditevent.AttrFindingType)
+
 func appendSearchColumns(dst []any, e *auditevent.Event) []any {
 	return append(dst, e.Name, nanos(e.Time), e.BatchID, e.RecordID, e.Source.Name, e.Source.String(),
 		e.Target.Name, e.Target.String(), e.ChangeType, e.Actor.ID, e.LineageID, e.FindingType)

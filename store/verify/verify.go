@@ -602,7 +602,13 @@ func check(c *checked) {
 			Detail: fmt.Sprintf("the %s's document hashes to %s, its stored hash is %s", e.Kind, hash, e.Hash)})
 	}
 	if e.Kind == merkle.KindEvent {
-		ev, err := auditevent.ParseCanonical(e.Document)
+		var ev auditevent.Event
+		var err error
+		if e.Indexed != nil && e.IndexedKeys == nil {
+			ev, err = auditevent.ParseCanonical(e.Document)
+		} else {
+			ev, err = auditevent.ParseSelected(e.Document, keysFor(e.IndexedKeys))
+		}
 		if err != nil {
 			problems = append(problems, Problem{Stream: e.Stream, Kind: BadDocument, Sequence: e.Sequence, Detail: err.Error()})
 		} else {
@@ -619,6 +625,27 @@ func check(c *checked) {
 	}
 	c.problems = problems
 	c.hash = hash
+}
+
+// ownKeys are the attributes verification reads itself: the run folding's
+// and a retention event's (see consume).
+var ownKeys = store.RunKeys.Union(auditevent.Select(auditevent.AttrEventID, auditevent.AttrPruneThrough, auditevent.AttrPruneCutoff))
+
+// keysByIndexed caches ownKeys with each backend's IndexedKeys.
+var keysByIndexed sync.Map // *auditevent.Selection -> auditevent.Selection
+
+// keysFor returns the attributes to parse for an entry whose Indexed reads
+// indexed (nil: no Indexed).
+func keysFor(indexed *auditevent.Selection) auditevent.Selection {
+	if indexed == nil {
+		return ownKeys
+	}
+	if k, ok := keysByIndexed.Load(indexed); ok {
+		return k.(auditevent.Selection)
+	}
+	k := ownKeys.Union(*indexed)
+	keysByIndexed.Store(indexed, k)
+	return k
 }
 
 // classifyLimit bounds the entries compared with every other misplaced

@@ -26,13 +26,29 @@ func BenchmarkVerifySQLite(b *testing.B) {
 		n, _ = strconv.Atoi(v)
 	}
 	ctx := context.Background()
-	s, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "audit.db"))
+	// BATCHAUDIT_VERIFY_DB keeps the trail in that file for the next run,
+	// which then only verifies (for profiling verify alone).
+	path, reuse := os.Getenv("BATCHAUDIT_VERIFY_DB"), false
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "audit.db")
+	} else {
+		_, err := os.Stat(path)
+		reuse = err == nil
+	}
+	s, err := sqlitestore.Open(ctx, path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	run := storetest.RunEvents("x", storetest.T0)
 	written := 0
+	if reuse {
+		last, err := s.LastSequence(ctx, "main")
+		if err != nil {
+			b.Fatal(err)
+		}
+		written = int(last)
+	}
 	for r := 0; written < n; r++ {
 		evs := storetest.RunEvents(fmt.Sprintf("run-%d", r), storetest.T0.Add(time.Duration(r)*time.Minute))
 		batch := storetest.Stored(evs...)
