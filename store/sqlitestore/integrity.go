@@ -343,7 +343,7 @@ func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string
 		}
 		var diffs []string
 		for i, w := range runColumns(nil, &r) {
-			if fmt.Sprint(stored[i]) != fmt.Sprint(w) {
+			if !sameColumn(stored[i], w) {
 				diffs = append(diffs, fmt.Sprintf("column %s is %q, the summary says %q", runColumnList[i], fmt.Sprint(stored[i]), fmt.Sprint(w)))
 			}
 		}
