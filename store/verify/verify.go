@@ -299,17 +299,23 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	const chunkSize = 256
 	type job struct {
 		c    []checked
+		evs  *[chunkSize]auditevent.Event // the parsed events, reused once consumed
 		done chan struct{}
 	}
+	// Events are large; a chunk's are reused once the in-order part has
+	// consumed them (it keeps none: runs and markers copy what they need).
+	var evPool sync.Pool
 	jobs := make(chan *job, 16)
 	order := make(chan *job, 64)
 	var wg sync.WaitGroup
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for j := range jobs {
-				evs := make([]auditevent.Event, len(j.c)) // one allocation per chunk
+				if j.evs, _ = evPool.Get().(*[chunkSize]auditevent.Event); j.evs == nil {
+					j.evs = new([chunkSize]auditevent.Event)
+				}
 				for i := range j.c {
-					check(&j.c[i], &evs[i])
+					check(&j.c[i], &j.evs[i])
 					j.c[i].e.Document = nil // not needed beyond here
 				}
 				close(j.done)
@@ -343,6 +349,7 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 		for i := range j.c {
 			st.consume(&j.c[i])
 		}
+		evPool.Put(j.evs)
 	}
 	wg.Wait()
 	if readErr != nil {
