@@ -69,44 +69,18 @@ func (d *fastDecoder) walk(depth int, keep bool) (any, bool) {
 	}
 	switch c := d.b[d.i]; {
 	case c == '{':
-		d.i++
 		var m map[string]any
 		if keep {
 			m = make(map[string]any, 8)
 		}
-		d.ws()
-		if d.i < len(d.b) && d.b[d.i] == '}' {
-			d.i++
-			return m, true
-		}
-		for {
-			d.ws()
-			var k string
-			var ok bool
-			if keep {
-				k, ok = d.str()
-			} else {
-				ok = d.skipStr()
-			}
-			if !ok {
-				return nil, false
-			}
-			d.ws()
-			if d.i >= len(d.b) || d.b[d.i] != ':' {
-				return nil, false
-			}
-			d.i++
+		ok := d.object(func(k []byte) bool {
 			v, ok := d.walk(depth+1, keep)
-			if !ok {
-				return nil, false
-			}
 			if keep {
-				m[k] = v
+				m[string(k)] = v
 			}
-			if end, ok := d.next('}'); !ok || end {
-				return m, ok
-			}
-		}
+			return ok
+		})
+		return m, ok
 	case c == '[':
 		d.i++
 		var a []any
@@ -165,6 +139,38 @@ func (d *fastDecoder) next(closing byte) (end, ok bool) {
 	return false, false
 }
 
+// object reads an object at d.i: member is called with each key (valid
+// only during the call) with d.i at its value, which it must consume.
+func (d *fastDecoder) object(member func(k []byte) bool) bool {
+	if d.i >= len(d.b) || d.b[d.i] != '{' {
+		return false
+	}
+	d.i++
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return true
+	}
+	for {
+		d.ws()
+		k, ok := d.strBytes()
+		if !ok {
+			return false
+		}
+		d.ws()
+		if d.i >= len(d.b) || d.b[d.i] != ':' {
+			return false
+		}
+		d.i++
+		if !member(k) {
+			return false
+		}
+		if end, ok := d.next('}'); !ok || end {
+			return ok
+		}
+	}
+}
+
 func (d *fastDecoder) lit(s string) bool {
 	if len(d.b)-d.i < len(s) || string(d.b[d.i:d.i+len(s)]) != s {
 		return false
@@ -175,54 +181,44 @@ func (d *fastDecoder) lit(s string) bool {
 
 // str reads a string; escapes are decoded, invalid UTF-8 declines.
 func (d *fastDecoder) str() (string, bool) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return "", false
-	}
-	d.i++
-	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			s := d.b[start:d.i]
-			d.i++
-			if !utf8.Valid(s) {
-				return "", false
-			}
-			return string(s), true
-		case c == '\\':
-			return d.strEscaped(start)
-		case c < 0x20:
-			return "", false
-		}
-		d.i++
-	}
-	return "", false
+	b, ok := d.strBytes()
+	return string(b), ok
 }
 
-// skipStr validates a string as str does; only an escaped one is decoded
-// (to check it), which canonical documents rarely hold.
+// skipStr validates a string as str does.
 func (d *fastDecoder) skipStr() bool {
+	_, ok := d.strBytes()
+	return ok
+}
+
+// strBytes reads a string as str does, without copying one that has no
+// escapes (the bytes are then the document's).
+func (d *fastDecoder) strBytes() ([]byte, bool) {
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return false
+		return nil, false
 	}
-	d.i++
-	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
+	start := d.i + 1
+	ascii := true
+	for i := start; i < len(d.b); i++ {
+		switch c := d.b[i]; {
 		case c == '"':
-			d.i++
-			return utf8.Valid(d.b[start : d.i-1])
+			raw := d.b[start:i]
+			if !ascii && !utf8.Valid(raw) {
+				return nil, false
+			}
+			d.i = i + 1
+			return raw, true
 		case c == '\\':
-			_, ok := d.strEscaped(start)
-			return ok
+			d.i = i
+			s, ok := d.strEscaped(start)
+			return []byte(s), ok
 		case c < 0x20:
-			return false
+			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
-		d.i++
 	}
-	return false
+	return nil, false
 }
 
 func (d *fastDecoder) strEscaped(start int) (string, bool) {

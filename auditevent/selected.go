@@ -3,7 +3,6 @@ package auditevent
 import (
 	"slices"
 	"time"
-	"unicode/utf8"
 )
 
 // Selection is a set of attribute keys that ParseSelected reads.
@@ -83,11 +82,6 @@ const (
 // parseSelected fills a zero *e, or declines (leaving e to be reset).
 func parseSelected(doc []byte, sel Selection, e *Event) bool {
 	d := fastDecoder{b: doc}
-	d.ws()
-	if d.i >= len(doc) || doc[d.i] != '{' {
-		return false
-	}
-	d.i++
 	var (
 		seen  uint
 		top   [topOptional + len(optionalTop)]any
@@ -95,70 +89,48 @@ func parseSelected(doc []byte, sel Selection, e *Event) bool {
 		kept  = attrs[:0]
 	)
 	d.ws()
-	if d.i < len(doc) && doc[d.i] == '}' {
-		d.i++
-	} else {
-		for {
-			d.ws()
-			k, ok := d.key()
-			if !ok {
-				return false
-			}
-			d.ws()
-			if d.i >= len(doc) || doc[d.i] != ':' {
-				return false
-			}
-			d.i++
-			slot := -1
-			switch string(k) {
-			case "name":
-				slot = topName
-			case "time":
-				slot = topTime
-			case "attributes":
-				slot = topAttributes
-			default:
-				for i, f := range optionalTop {
-					if string(k) == f.key {
-						slot = topOptional + i
-					}
+	ok := d.object(func(k []byte) bool {
+		slot := -1
+		switch string(k) {
+		case "name":
+			slot = topName
+		case "time":
+			slot = topTime
+		case "attributes":
+			slot = topAttributes
+		default:
+			for i, f := range optionalTop {
+				if string(k) == f.key {
+					slot = topOptional + i
 				}
-			}
-			switch {
-			case slot < 0:
-				// A top-level key ParseCanonical ignores.
-				if !d.skip(1) {
-					return false
-				}
-			case seen&(1<<slot) != 0:
-				// A repeated key: the map ParseCanonical builds keeps the
-				// last; rare enough to leave to it.
-				return false
-			case slot == topAttributes:
-				if kept, ok = d.selectedAttributes(sel, kept, e); !ok {
-					return false
-				}
-			default:
-				if top[slot], ok = d.value(1); !ok {
-					return false
-				}
-			}
-			if slot >= 0 {
-				seen |= 1 << slot
-			}
-			if end, ok := d.next('}'); !ok {
-				return false
-			} else if end {
-				break
 			}
 		}
+		var ok bool
+		switch {
+		case slot < 0:
+			// A top-level key ParseCanonical ignores.
+			return d.skip(1)
+		case seen&(1<<slot) != 0:
+			// A repeated key: the map ParseCanonical builds keeps the
+			// last; rare enough to leave to it.
+			return false
+		case slot == topAttributes:
+			d.ws()
+			kept, ok = d.selectedAttributes(sel, kept, e)
+		default:
+			top[slot], ok = d.value(1)
+		}
+		seen |= 1 << slot
+		return ok
+	})
+	if !ok {
+		return false
 	}
 	d.ws()
 	if d.i != len(doc) || seen&(1<<topAttributes) == 0 {
 		return false
 	}
 	// What ParseCanonical checks; it reports the errors.
-	var ok bool
 	if e.Name, ok = top[topName].(string); !ok {
 		return false
 	}
@@ -194,82 +166,27 @@ type attrValue struct {
 // the others. A string for a string field is stored in e right away (Set
 // would store it alike); a later value of its key overwrites it.
 func (d *fastDecoder) selectedAttributes(sel Selection, kept []attrValue, e *Event) ([]attrValue, bool) {
-	d.ws()
-	if d.i >= len(d.b) || d.b[d.i] != '{' {
-		return nil, false
-	}
-	d.i++
-	d.ws()
-	if d.i < len(d.b) && d.b[d.i] == '}' {
-		d.i++
-		return kept, true
-	}
-	for {
-		d.ws()
-		k, ok := d.key()
-		if !ok {
-			return nil, false
+	ok := d.object(func(k []byte) bool {
+		i, want := sel.index[string(k)]
+		if !want {
+			return d.skip(2)
 		}
 		d.ws()
-		if d.i >= len(d.b) || d.b[d.i] != ':' {
-			return nil, false
-		}
-		d.i++
-		if i, want := sel.index[string(k)]; want {
-			d.ws()
-			j := slices.IndexFunc(kept, func(a attrValue) bool { return a.key == i })
-			if ptr := sel.str[i]; ptr != nil && d.i < len(d.b) && d.b[d.i] == '"' {
-				if *ptr(e), ok = d.str(); !ok {
-					return nil, false
-				}
-				if j >= 0 {
-					kept = slices.Delete(kept, j, j+1) // an earlier value of another type
-				}
-			} else {
-				v, ok := d.value(2)
-				if !ok {
-					return nil, false
-				}
-				if j < 0 {
-					kept = append(kept, attrValue{i, v})
-				} else {
-					kept[j].v = v
-				}
+		j := slices.IndexFunc(kept, func(a attrValue) bool { return a.key == i })
+		if ptr := sel.str[i]; ptr != nil && d.i < len(d.b) && d.b[d.i] == '"' {
+			var ok bool
+			if *ptr(e), ok = d.str(); ok && j >= 0 {
+				kept = slices.Delete(kept, j, j+1) // an earlier value of another type
 			}
-		} else if !d.skip(2) {
-			return nil, false
+			return ok
 		}
-		if end, ok := d.next('}'); !ok || end {
-			return kept, ok
+		v, ok := d.value(2)
+		if j < 0 {
+			kept = append(kept, attrValue{i, v})
+		} else {
+			kept[j].v = v
 		}
-	}
-}
-
-// key reads an object key as str does, without copying one that has no
-// escapes.
-func (d *fastDecoder) key() ([]byte, bool) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return nil, false
-	}
-	start := d.i + 1
-	ascii := true
-	for i := start; i < len(d.b); i++ {
-		switch c := d.b[i]; {
-		case c == '"':
-			raw := d.b[start:i]
-			if !ascii && !utf8.Valid(raw) {
-				return nil, false
-			}
-			d.i = i + 1
-			return raw, true
-		case c == '\\':
-			s, ok := d.str()
-			return []byte(s), ok
-		case c < 0x20:
-			return nil, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return nil, false
+		return ok
+	})
+	return kept, ok
 }
