@@ -23,14 +23,19 @@ func slowDecode(b []byte) (map[string]any, error) {
 	return m, nil
 }
 
-func fastParseSeeds(t testing.TB) [][]byte {
-	var seeds [][]byte
+// richDocs are the canonical documents of richEvents.
+func richDocs(t testing.TB) [][]byte {
+	var docs [][]byte
 	for _, e := range richEvents() {
 		doc, err := e.AppendCanonical(nil)
 		require.NoError(t, err)
-		seeds = append(seeds, doc)
+		docs = append(docs, doc)
 	}
-	return append(seeds,
+	return docs
+}
+
+func fastParseSeeds(t testing.TB) [][]byte {
+	return append(richDocs(t),
 		[]byte(`{}`), []byte(` {"a" : [ 1 , -0, 0.5, 1e3, 1E-2, -12.75e+1, 9223372036854775807, 9223372036854775808, 1e400 ] } `),
 		[]byte(`{"a":01}`), []byte(`{"a":1.}`), []byte(`{"a":.5}`), []byte(`{"a":-}`), []byte(`{"a":1e}`), []byte(`{"a":1e+}`),
 		[]byte(`{"s":"\u00e9\ud83d\ude00\n\/\"\\"}`), []byte(`{"s":"\ud83d"}`), []byte(`{"s":"\udc00x"}`), []byte("{\"s\":\"\xff\"}"),
@@ -74,12 +79,7 @@ func TestFastDecodeTakesCanonicalDocuments(t *testing.T) {
 }
 
 func BenchmarkParseCanonical(b *testing.B) {
-	var docs [][]byte
-	for _, e := range richEvents() {
-		doc, err := e.AppendCanonical(nil)
-		require.NoError(b, err)
-		docs = append(docs, doc)
-	}
+	docs := richDocs(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := ParseCanonical(docs[i%len(docs)]); err != nil {

@@ -97,12 +97,7 @@ func TestParseSelected(t *testing.T) {
 }
 
 func BenchmarkParseSelected(b *testing.B) {
-	var docs [][]byte
-	for _, e := range richEvents() {
-		doc, err := e.AppendCanonical(nil)
-		require.NoError(b, err)
-		docs = append(docs, doc)
-	}
+	docs := richDocs(b)
 	b.ResetTimer()
 	var e Event
 	for i := 0; i < b.N; i++ {
