@@ -69,7 +69,7 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 		e := store.StoredEntry{Stream: stream}
 		var kind string
 		var packed sql.NullString
-		if err := rows.Scan(&e.Sequence, &kind, &e.EventID, &e.Hash, &e.Document, &packed); err != nil {
+		if err := rows.Scan(&e.Sequence, &kind, &e.EventID, &e.Hash, (*ownedBytes)(&e.Document), &packed); err != nil {
 			return fmt.Errorf("sqlitestore: read stream %q: %w", stream, err)
 		}
 		e.Kind = merkle.Kind(kind)
@@ -90,6 +90,26 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 		}
 	}
 	return rows.Err()
+}
+
+// ownedBytes takes the driver's []byte for a column without the copy
+// database/sql makes for a *[]byte: modernc.org/sqlite allocates a new
+// slice for every BLOB it returns (TestEachEntryOwnsDocuments would notice
+// a driver that reuses one). A TEXT value is copied.
+type ownedBytes []byte
+
+func (o *ownedBytes) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		*o = v
+	case string:
+		*o = []byte(v)
+	case nil:
+		*o = nil
+	default:
+		return fmt.Errorf("a document of type %T", src)
+	}
+	return nil
 }
 
 var columnNames = strings.Split(strings.ReplaceAll(searchColumns, " ", ""), ",")

@@ -326,3 +326,27 @@ func TestPackedColumnsMatchColumns(t *testing.T) {
 		check(c.name, seq, false)
 	}
 }
+
+// EachEntry keeps the driver's buffer of each document (ownedBytes): they
+// must still hold their rows once every row is read.
+func TestEachEntryOwnsDocuments(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Memory)
+	require.NoError(t, err)
+	defer s.Close()
+	for r := range 3 {
+		_, err = s.Write(ctx, "main", storetest.Stored(storetest.RunEvents(fmt.Sprint("b", r), storetest.T0)...))
+		require.NoError(t, err)
+	}
+	var entries []*store.StoredEntry
+	require.NoError(t, s.EachEntry(ctx, "main", func(e *store.StoredEntry) error {
+		entries = append(entries, e)
+		return nil
+	}))
+	require.Len(t, entries, 51)
+	for _, e := range entries {
+		var doc []byte
+		require.NoError(t, s.db.QueryRow(`SELECT document FROM events WHERE stream = 'main' AND sequence = ?`, e.Sequence).Scan(&doc))
+		require.Equal(t, string(doc), string(e.Document), e.Sequence)
+	}
+}

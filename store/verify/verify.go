@@ -605,9 +605,12 @@ func (st *streamCheck) checkpoints() {
 func check(c *checked, ev *auditevent.Event) {
 	e := c.e
 	sum := sha256.Sum256(e.Document)
-	hash := hex.EncodeToString(sum[:])
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], sum[:])
+	hash := e.Hash // the same string when it matches, without allocating one
 	var problems []Problem
-	if hash != e.Hash {
+	if string(hexSum[:]) != e.Hash {
+		hash = string(hexSum[:])
 		problems = append(problems, Problem{Stream: e.Stream, Kind: Modified, Sequence: e.Sequence,
 			Detail: fmt.Sprintf("the %s's document hashes to %s, its stored hash is %s", e.Kind, hash, e.Hash)})
 	}
