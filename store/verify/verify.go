@@ -277,6 +277,8 @@ type checked struct {
 	e        *store.StoredEntry
 	hash     string    // recomputed from the document
 	leaf     tlog.Hash // the entry's leaf, with that hash
+	stored   tlog.Hash // the leaf the stored tiles log at its sequence
+	storedOK bool      // whether they reach it
 	ev       *auditevent.Event
 	problems []Problem
 }
@@ -315,7 +317,10 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 					j.evs = new([chunkSize]auditevent.Event)
 				}
 				for i := range j.c {
-					check(&j.c[i], &j.evs[i])
+					c := &j.c[i]
+					check(c, &j.evs[i])
+					// Tiles are read here, in parallel, not in the in-order part.
+					c.stored, c.storedOK = leaves.leaf(c.e.Sequence)
 					j.c[i].e.Document = nil // not needed beyond here
 				}
 				close(j.done)
@@ -513,7 +518,7 @@ func (st *streamCheck) consume(c *checked) {
 	if c.hash != e.Hash {
 		st.hashBad[e.Sequence] = true
 	}
-	stored, ok := st.leaves.leaf(e.Sequence)
+	stored, ok := c.stored, c.storedOK
 	switch {
 	case ok && stored != leaf:
 		st.mismatched = append(st.mismatched, e.Sequence)
@@ -749,6 +754,7 @@ func (st *streamCheck) classify() {
 // stored size (the stream's counter may be altered too): each tile is read
 // at the widest width stored.
 type tileLeaves struct {
+	mu    sync.Mutex // the parallel checks and the in-order part read it
 	r     tlog.TileReader
 	cache map[int64][]byte // tile index -> its hashes (nil: no tile stored)
 	order []int64          // cached tiles, oldest first
@@ -759,6 +765,8 @@ func newTileLeaves(r tlog.TileReader) *tileLeaves {
 }
 
 func (t *tileLeaves) leaf(seq int64) (tlog.Hash, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	i := seq - 1
 	if t.r == nil || i < 0 {
 		return tlog.Hash{}, false
