@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -24,6 +25,12 @@ func verifyCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) error
 	return func(ctx context.Context, c *cli, _ []string) error {
 		if c.format == formatCSV {
 			return fmt.Errorf("%w: verify prints text or json, not csv", errUsage)
+		}
+		if os.Getenv("GOGC") == "" {
+			// verify allocates per entry and keeps little: collecting less
+			// often cut its CPU by about a fifth for ≈100 MiB more peak
+			// memory on a 200,000-event trail (docs/integrity.md).
+			debug.SetGCPercent(400)
 		}
 		opts := verify.Options{OriginPrefix: *origin}
 		if *only != "" {
