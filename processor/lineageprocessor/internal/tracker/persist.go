@@ -159,9 +159,7 @@ func (t *Tracker) enforceBudget(ctx context.Context) {
 			return
 		}
 	}
-	if cap(t.resident) > 1024 && len(t.resident) < cap(t.resident)/4 {
-		t.resident = append([]*segment(nil), t.resident...)
-	}
+	t.shrinkResident()
 }
 
 // spill queues seg for the store and drops its bodies from memory; without a
@@ -191,6 +189,34 @@ func (t *Tracker) spill(ctx context.Context, seg *segment) bool {
 	return true
 }
 
+// compactResident removes the segments of dropped runs from the resident
+// FIFO once they are half of it. enforceBudget skips them too, but only runs
+// over budget, and dropped segments no longer count towards the budget: left
+// there, every settled run's lineages stayed reachable for the life of the
+// process.
+func (t *Tracker) compactResident() {
+	if t.dropped == 0 || 2*t.dropped < len(t.resident) {
+		return
+	}
+	keep := t.resident[:0]
+	for _, seg := range t.resident {
+		if seg.resident && t.runs[seg.run.batchID] == seg.run {
+			keep = append(keep, seg)
+		}
+	}
+	clear(t.resident[len(keep):])
+	t.resident = keep
+	t.dropped = 0
+	t.shrinkResident()
+}
+
+// shrinkResident gives back the FIFO's array once it is mostly empty.
+func (t *Tracker) shrinkResident() {
+	if cap(t.resident) > 1024 && len(t.resident) < cap(t.resident)/4 {
+		t.resident = append([]*segment(nil), t.resident...)
+	}
+}
+
 // drop forgets a finished run, in memory and in the store.
 func (t *Tracker) drop(_ context.Context, r *run) {
 	delete(t.runs, r.batchID)
@@ -200,6 +226,7 @@ func (t *Tracker) drop(_ context.Context, r *run) {
 			t.residentBytes -= seg.bytes
 			t.residentCount -= len(seg.lineages)
 			seg.resident = false
+			t.dropped++
 		}
 		for _, l := range seg.lineages {
 			if l.state == stateOpen {
@@ -211,6 +238,7 @@ func (t *Tracker) drop(_ context.Context, r *run) {
 		}
 		seg.dirty = false
 	}
+	t.compactResident()
 	if t.cfg.Store != nil && r.stored {
 		t.del(runKey(r.batchID))
 		for c := max(0, r.seenN-seenChunks); c < r.seenN; c++ {

@@ -19,6 +19,7 @@ type Tracker struct {
 	// resident is the FIFO of segments whose bodies are in memory; the
 	// oldest are spilled first. Stale entries are skipped lazily.
 	resident      []*segment
+	dropped       int // segments of dropped runs possibly still in resident
 	residentBytes int64
 	residentCount int
 	open          int64 // lineages in state open, over all runs

@@ -601,3 +601,27 @@ func TestCorruptSegment(t *testing.T) {
 	_, err = decodeSegment(nil)
 	assert.Error(t, err)
 }
+
+// TestSettledRunsAreReleased: a settled run's segments leave the resident
+// FIFO, so its lineages can be collected. They used to stay there for the
+// life of the process whenever the chains in memory stayed under budget
+// (the usual case): memory grew with every run.
+func TestSettledRunsAreReleased(t *testing.T) {
+	for _, store := range []Store{nil, newMemStore()} {
+		tr := newTracker(store)
+		for i := range 200 {
+			feed(tr, cleanRun(fmt.Sprintf("b%d", i), 8).evs) // 2 segments each
+			require.NoError(t, tr.Checkpoint(ctx))
+		}
+		require.Zero(t, tr.ActiveRuns(), "settled at their batch end (settle_time 0)")
+		assert.LessOrEqual(t, len(tr.resident), 4, "only segments of live runs (none) and a few not yet compacted")
+		stale := 0
+		for _, seg := range tr.resident {
+			if tr.runs[seg.run.batchID] != seg.run {
+				stale++
+			}
+		}
+		assert.Zero(t, stale, "segments of dropped runs kept")
+		assert.Zero(t, tr.ResidentLineages())
+	}
+}
