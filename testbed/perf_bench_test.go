@@ -398,6 +398,24 @@ func BenchmarkE2ESteadySQLite(b *testing.B) {
 		e, err := s.EntryOf(context.Background(), id)
 		return err == nil && e != nil
 	})
+	// The Go runtime's own view at the end: heap in use against the next
+	// GC's goal, what the process took from the OS, how many GCs ran.
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", port)); err == nil {
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var stats []string
+		for _, line := range strings.Split(string(text), "\n") {
+			for _, k := range []string{"# HeapAlloc = ", "# HeapInuse = ", "# HeapReleased = ", "# NextGC = ", "# Sys = ", "# NumGC = "} {
+				if v, ok := strings.CutPrefix(line, k); ok {
+					if n, err := strconv.ParseFloat(v, 64); err == nil && k != "# NumGC = " {
+						v = fmt.Sprintf("%.0fMiB", n/(1<<20))
+					}
+					stats = append(stats, strings.TrimSuffix(k[2:], " = ")+" "+v)
+				}
+			}
+		}
+		b.Logf("runtime at the end: %s (GOMEMLIMIT=%q GOGC=%q)", strings.Join(stats, ", "), os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"))
+	}
 	if out := os.Getenv("BATCHAUDIT_BENCH_PROFILES"); out != "" {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port))
 		if err != nil {

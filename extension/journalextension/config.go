@@ -44,6 +44,17 @@ type Config struct {
 	// DrainTimeout bounds how long shutdown keeps delivering what was
 	// appended before it; the rest stays in the journal for the next start.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+	// StateCacheMiB is the Pebble block cache of the checkpointed state
+	// (bloom filters, index and data blocks of the CDC and lineage keys).
+	StateCacheMiB int64 `mapstructure:"state_cache_mib"`
+	// StateMemtableMiB is the size of one Pebble memtable (up to two are
+	// in memory while one is flushed).
+	StateMemtableMiB int64 `mapstructure:"state_memtable_mib"`
+	// MemoryLimitMiB, when positive, is the Go runtime's soft memory limit
+	// for the whole collector (runtime/debug.SetMemoryLimit), unless the
+	// GOMEMLIMIT environment variable sets one: the garbage collector then
+	// runs more often as the heap nears it instead of letting it double.
+	MemoryLimitMiB int64 `mapstructure:"memory_limit_mib"`
 
 	// Kafka, when set, makes the journal read a Kafka topic instead of a
 	// local log (the processing tier of docs/scale-out.md): each partition
@@ -127,6 +138,8 @@ func createDefaultConfig() component.Config {
 		RetryInterval:      time.Second,
 		MaxRetryInterval:   30 * time.Second,
 		DrainTimeout:       30 * time.Second,
+		StateCacheMiB:      32,
+		StateMemtableMiB:   8,
 		Kafka:              configoptional.Default(defaultKafkaConfig()),
 	}
 }
@@ -160,6 +173,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryInterval <= 0 || c.MaxRetryInterval < c.RetryInterval {
 		errs = append(errs, errors.New("retry_interval must be positive and max_retry_interval at least retry_interval"))
+	}
+	if c.StateCacheMiB <= 0 || c.StateMemtableMiB <= 0 {
+		errs = append(errs, errors.New("state_cache_mib and state_memtable_mib must be positive"))
+	}
+	if c.MemoryLimitMiB < 0 {
+		errs = append(errs, errors.New("memory_limit_mib must not be negative (0 leaves the Go runtime's limit alone)"))
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("drain_timeout must not be negative"))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +48,10 @@ type journalExt struct {
 	kafka *kafkaSource
 	// wake interrupts the Kafka source's poll (a drain began).
 	wake context.CancelFunc
+
+	// prevLimit is the runtime's memory limit before memory_limit_mib set
+	// it (-1: not set by this extension), restored at shutdown.
+	prevLimit int64
 }
 
 var (
@@ -58,10 +64,11 @@ func newJournal(cfg *Config, set extension.Settings) (*journalExt, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &journalExt{cfg: cfg, logger: set.Logger, tb: tb, drainTo: -1, drained: make(chan struct{})}, nil
+	return &journalExt{cfg: cfg, logger: set.Logger, tb: tb, drainTo: -1, drained: make(chan struct{}), prevLimit: -1}, nil
 }
 
 func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
+	j.setMemoryLimit()
 	if kc := j.cfg.Kafka.Get(); kc != nil {
 		return j.startKafka(kc)
 	}
@@ -78,7 +85,7 @@ func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
 	if err != nil {
 		return fmt.Errorf("journal: open %s: %w", j.cfg.Directory, err)
 	}
-	st, err := openState(filepath.Join(j.cfg.Directory, "state"), j.logger)
+	st, err := openState(filepath.Join(j.cfg.Directory, "state"), j.cfg, j.logger)
 	if err != nil {
 		return errors.Join(err, log.Close())
 	}
@@ -103,7 +110,7 @@ func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
 // startKafka opens the state as a cache of the changelog: it starts empty,
 // and each partition is read from its changelog when assigned.
 func (j *journalExt) startKafka(kc *KafkaConfig) error {
-	st, err := openState(filepath.Join(j.cfg.Directory, "state"), j.logger)
+	st, err := openState(filepath.Join(j.cfg.Directory, "state"), j.cfg, j.logger)
 	if err != nil {
 		return err
 	}
@@ -134,10 +141,30 @@ func checkPosition(pos, start, end int64) error {
 // checkpoint are discarded (they are replayed from the journal at the next
 // start), except when no receiver ever delivered from this journal: then it
 // served as plain storage and they are committed.
+// setMemoryLimit applies memory_limit_mib, unless GOMEMLIMIT already set the
+// limit (the operator's choice, e.g. from a container's limit, wins).
+func (j *journalExt) setMemoryLimit() {
+	mib := j.cfg.MemoryLimitMiB
+	if mib <= 0 {
+		return
+	}
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		j.logger.Info("GOMEMLIMIT is set; the journal's memory_limit_mib is not applied",
+			zap.String("GOMEMLIMIT", env), zap.Int64("memory_limit_mib", mib))
+		return
+	}
+	j.prevLimit = debug.SetMemoryLimit(mib << 20)
+	j.logger.Info("Go runtime memory limit set", zap.Int64("memory_limit_mib", mib))
+}
+
 func (j *journalExt) Shutdown(context.Context) error {
 	j.delivering.Lock()
 	defer j.delivering.Unlock()
 	defer j.tb.Shutdown()
+	if j.prevLimit >= 0 {
+		debug.SetMemoryLimit(j.prevLimit)
+		j.prevLimit = -1
+	}
 	if j.kafka != nil && j.state != nil {
 		// Writes since the last checkpoint are the next owner's to redo.
 		err := j.state.close()

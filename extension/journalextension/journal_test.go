@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -485,4 +486,24 @@ func deliverAll(ctx context.Context, j journal.Journal, next consumer.Logs) erro
 		return err
 	}
 	return deliver(ctx)
+}
+
+// TestMemoryLimit: memory_limit_mib becomes the Go runtime's soft limit
+// while the journal runs and is given back at shutdown; GOMEMLIMIT in the
+// environment wins over it.
+func TestMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	cfg := testConfig(t.TempDir())
+	cfg.MemoryLimitMiB = 300
+	j := startJournal(t, cfg)
+	assert.Equal(t, int64(300<<20), debug.SetMemoryLimit(-1))
+	require.NoError(t, j.Shutdown(context.Background()))
+	assert.Equal(t, before, debug.SetMemoryLimit(-1), "restored at shutdown")
+
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	cfg = testConfig(t.TempDir())
+	cfg.MemoryLimitMiB = 300
+	j = startJournal(t, cfg)
+	assert.Equal(t, before, debug.SetMemoryLimit(-1), "the environment's limit stays")
+	require.NoError(t, j.Shutdown(context.Background()))
 }

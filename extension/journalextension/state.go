@@ -73,15 +73,15 @@ type overlay struct {
 	deleted bool
 }
 
-func openState(dir string, logger *zap.Logger) (*stateStore, error) {
+func openState(dir string, cfg *Config, logger *zap.Logger) (*stateStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	cache := pebble.NewCache(32 << 20)
+	cache := pebble.NewCache(cfg.StateCacheMiB << 20)
 	defer cache.Unref()
 	opts := &pebble.Options{
 		Cache:        cache,
-		MemTableSize: 8 << 20,
+		MemTableSize: uint64(cfg.StateMemtableMiB) << 20,
 		Logger:       pebbleLogger{logger.Named("pebble")},
 	}
 	// Most reads are of keys written long ago or never (a CDC insert looks

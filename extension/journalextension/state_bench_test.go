@@ -12,7 +12,7 @@ import (
 // BenchmarkStateGet reads keys of a state of 200k keys (committed to
 // pebble): present ones, and missing ones (a CDC insert looks its key up).
 func BenchmarkStateGet(b *testing.B) {
-	s, err := openState(b.TempDir(), zap.NewNop())
+	s, err := openState(b.TempDir(), createDefaultConfig().(*Config), zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}
