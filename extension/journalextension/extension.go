@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -49,9 +47,9 @@ type journalExt struct {
 	// wake interrupts the Kafka source's poll (a drain began).
 	wake context.CancelFunc
 
-	// prevLimit is the runtime's memory limit before memory_limit_mib set
-	// it (-1: not set by this extension), restored at shutdown.
-	prevLimit int64
+	// memLimit is the Go runtime's memory limit this journal set (nil:
+	// none), undone at shutdown.
+	memLimit *memoryLimit
 }
 
 var (
@@ -64,11 +62,11 @@ func newJournal(cfg *Config, set extension.Settings) (*journalExt, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &journalExt{cfg: cfg, logger: set.Logger, tb: tb, drainTo: -1, drained: make(chan struct{}), prevLimit: -1}, nil
+	return &journalExt{cfg: cfg, logger: set.Logger, tb: tb, drainTo: -1, drained: make(chan struct{})}, nil
 }
 
 func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
-	j.setMemoryLimit()
+	j.memLimit = startMemoryLimit(j.cfg.MemoryLimitMiB, j.logger)
 	if kc := j.cfg.Kafka.Get(); kc != nil {
 		return j.startKafka(kc)
 	}
@@ -141,30 +139,12 @@ func checkPosition(pos, start, end int64) error {
 // checkpoint are discarded (they are replayed from the journal at the next
 // start), except when no receiver ever delivered from this journal: then it
 // served as plain storage and they are committed.
-// setMemoryLimit applies memory_limit_mib, unless GOMEMLIMIT already set the
-// limit (the operator's choice, e.g. from a container's limit, wins).
-func (j *journalExt) setMemoryLimit() {
-	mib := j.cfg.MemoryLimitMiB
-	if mib <= 0 {
-		return
-	}
-	if env := os.Getenv("GOMEMLIMIT"); env != "" {
-		j.logger.Info("GOMEMLIMIT is set; the journal's memory_limit_mib is not applied",
-			zap.String("GOMEMLIMIT", env), zap.Int64("memory_limit_mib", mib))
-		return
-	}
-	j.prevLimit = debug.SetMemoryLimit(mib << 20)
-	j.logger.Info("Go runtime memory limit set", zap.Int64("memory_limit_mib", mib))
-}
-
 func (j *journalExt) Shutdown(context.Context) error {
 	j.delivering.Lock()
 	defer j.delivering.Unlock()
 	defer j.tb.Shutdown()
-	if j.prevLimit >= 0 {
-		debug.SetMemoryLimit(j.prevLimit)
-		j.prevLimit = -1
-	}
+	j.memLimit.stop()
+	j.memLimit = nil
 	if j.kafka != nil && j.state != nil {
 		// Writes since the last checkpoint are the next owner's to redo.
 		err := j.state.close()

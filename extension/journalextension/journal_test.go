@@ -507,3 +507,19 @@ func TestMemoryLimit(t *testing.T) {
 	assert.Equal(t, before, debug.SetMemoryLimit(-1), "the environment's limit stays")
 	require.NoError(t, j.Shutdown(context.Background()))
 }
+
+// TestMemoryLimitGuard: the limit rises while garbage collection takes too
+// much of the CPU (live data near the limit), at most to 4× the configured
+// one, and comes back once collection is cheap and the live heap fits.
+func TestMemoryLimitGuard(t *testing.T) {
+	const mib = 1 << 20
+	conf := int64(100 * mib)
+	assert.Equal(t, conf, nextLimit(conf, conf, 0.05, 40*mib), "cheap GC: unchanged")
+	assert.Equal(t, conf, nextLimit(conf, conf, 0.2, 90*mib), "GC at 20%: unchanged")
+	assert.Equal(t, int64(125*mib), nextLimit(conf, conf, 0.4, 95*mib), "thrashing: raised")
+	assert.Equal(t, 4*conf, nextLimit(conf, 390*mib, 0.5, 380*mib), "never above 4×")
+	assert.Equal(t, 4*conf, nextLimit(conf, 4*conf, 0.5, 390*mib))
+	assert.Equal(t, int64(125*mib), nextLimit(conf, int64(156.25*mib), 0.05, 30*mib), "lowered back")
+	assert.Equal(t, conf, nextLimit(conf, 110*mib, 0.05, 30*mib), "never below the configured limit")
+	assert.Equal(t, int64(200*mib), nextLimit(conf, 200*mib, 0.05, 70*mib), "kept while the live heap would not fit")
+}

@@ -175,11 +175,14 @@ func OpenWithLogger(ctx context.Context, path string, logger *zap.Logger) (*Stor
 	}
 	// synchronous(FULL): a committed Write survives power loss, which is the
 	// promise the exporter makes when it reports a batch as sent.
-	// cache_size (32 MiB) and temp_store(MEMORY) keep a write's
-	// transaction, and its statement journal, off the disk until commit.
+	// cache_size (8 MiB per connection, up to maxConns of them, outside the
+	// Go heap) and temp_store(MEMORY) keep a write's transaction, and its
+	// statement journal, off the disk until commit. 32 MiB per connection
+	// made SQLite the largest part of the collector's memory (docs/performance.md)
+	// for no measured gain: the OS page cache holds the file anyway.
 	// _txlock=immediate takes the write lock at BEGIN, so two processes on
 	// one file wait (busy_timeout) instead of failing at upgrade.
-	dsn := path + "?_pragma=cache_size(-32768)&_pragma=temp_store(MEMORY)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	dsn := path + "?_pragma=cache_size(-8192)&_pragma=temp_store(MEMORY)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
