@@ -52,18 +52,14 @@ func TestBasicAuthCurl(t *testing.T) {
 	assert.Len(t, evs, 2, "the authenticated request's events are stored, the refused ones are not")
 }
 
-// withPprof adds the pprof extension on port to a test config.
-func withPprof(cfg string, port int) string {
-	cfg = strings.Replace(cfg, "  health_check:\n", fmt.Sprintf("  pprof:\n    endpoint: 127.0.0.1:%d\n  health_check:\n", port), 1)
-	return strings.Replace(cfg, "extensions: [health_check, journal]", "extensions: [pprof, health_check, journal]", 1)
-}
-
 // TestPprofExtension: the pprof extension the distribution carries serves profiles of the running
 // collector (how the numbers in the docs were found).
 func TestPprofExtension(t *testing.T) {
 	dir := t.TempDir()
 	port := harness.FreePort(t)
-	harness.StartCollector(t, dir, harness.NewPorts(t), withPprof(sqliteConfig(), port))
+	cfg := strings.Replace(sqliteConfig(), "  health_check:\n", fmt.Sprintf("  pprof:\n    endpoint: 127.0.0.1:%d\n  health_check:\n", port), 1)
+	cfg = strings.Replace(cfg, "extensions: [health_check, journal]", "extensions: [pprof, health_check, journal]", 1)
+	harness.StartCollector(t, dir, harness.NewPorts(t), cfg)
 
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", port))
 	require.NoError(t, err)

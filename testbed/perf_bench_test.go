@@ -401,14 +401,16 @@ func steady(b *testing.B, c *harness.Collector, visible func(eventID string) boo
 // takes a steady 10k events/s for a minute: RSS over time (issue 15's
 // memory target) and CPU per event. GOMEMLIMIT in the environment replaces
 // the journal's limit (the collector inherits it).
-// BATCHAUDIT_BENCH_PROFILES=dir saves a heap profile of the collector at
-// the end of the minute there.
+// BATCHAUDIT_HEAP_PROFILE=path keeps a heap profile of the collector at
+// the end of the minute.
 func BenchmarkE2ESteadySQLite(b *testing.B) {
 	dir := b.TempDir()
-	port := harness.FreePort(b)
-	cfg := withPprof(withCheckpoints(b, dir, sqliteConfig()), port)
+	cfg, pprofAddr := withPprof(b, withCheckpoints(b, dir, sqliteConfig()))
 	cfg = strings.Replace(cfg, "    settle_time: 1s\n", "    settle_time: 1s\n    memory_limit_mib: 64\n", 1)
 	cfg = strings.Replace(cfg, "    tick_interval: 200ms\n", "    tick_interval: 200ms\n    memory_limit_mib: 128\n", 1)
+	if strings.Count(cfg, "memory_limit_mib") != 2 {
+		b.Fatal("the testbed pipeline changed: the memory settings were not added")
+	}
 	c := harness.StartCollector(b, dir, harness.NewPorts(b), cfg)
 	s := openSQLite(b, dir)
 	steady(b, c, func(id string) bool {
@@ -417,7 +419,7 @@ func BenchmarkE2ESteadySQLite(b *testing.B) {
 	})
 	// The Go runtime's own view at the end: heap in use against the next
 	// GC's goal, what the process took from the OS, how many GCs ran.
-	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", port)); err == nil {
+	if resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", pprofAddr)); err == nil {
 		text, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		var stats []string
@@ -433,18 +435,16 @@ func BenchmarkE2ESteadySQLite(b *testing.B) {
 		}
 		b.Logf("runtime at the end: %s (GOMEMLIMIT=%q GOGC=%q)", strings.Join(stats, ", "), os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"))
 	}
-	if out := os.Getenv("BATCHAUDIT_BENCH_PROFILES"); out != "" {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", port))
+	if out := os.Getenv("BATCHAUDIT_HEAP_PROFILE"); out != "" {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap", pprofAddr))
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer resp.Body.Close()
 		prof, _ := io.ReadAll(resp.Body)
-		name := filepath.Join(out, fmt.Sprintf("steady-sqlite-heap-%d.pb.gz", time.Now().Unix()))
-		if err := os.WriteFile(name, prof, 0o644); err != nil {
+		if err := os.WriteFile(out, prof, 0o644); err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("heap profile: %s", name)
 	}
 }
 
