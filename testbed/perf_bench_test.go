@@ -417,6 +417,15 @@ func BenchmarkE2ESteadySQLite(b *testing.B) {
 		e, err := s.EntryOf(context.Background(), id)
 		return err == nil && e != nil
 	})
+	// The guard of the journal's memory limit says when it had to raise it.
+	adjusted := 0
+	for _, line := range strings.Split(c.Logs(), "\n") {
+		if strings.Contains(line, "memory limit adjusted") {
+			adjusted++
+			b.Logf("collector: %s", line)
+		}
+	}
+	b.ReportMetric(float64(adjusted), "limit-adjustments")
 	// The Go runtime's own view at the end: heap in use against the next
 	// GC's goal, what the process took from the OS, how many GCs ran.
 	if resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", pprofAddr)); err == nil {
