@@ -43,7 +43,7 @@ type Config struct {
 	// MaxInFlight is how many bulk requests one write sends at a time.
 	MaxInFlight int `mapstructure:"max_in_flight"`
 	// DedupeWindow is how many recent entries per stream the writer
-	// remembers (approximately, about 1.2 bytes each) to recognize
+	// remembers (approximately, about 3 bytes each) to recognize
 	// redeliveries before numbering them; see docs/storage.md.
 	DedupeWindow int         `mapstructure:"dedupe_window"`
 	Retry        RetryConfig `mapstructure:"retry"`
