@@ -507,7 +507,7 @@ func steady(b *testing.B, c *harness.Collector, visible func(eventID string) boo
 
 // BenchmarkE2ESteadySQLite: a fresh collector with the memory settings of
 // the shipped SQLite configuration (configs/local.yaml: the lineage
-// processor's memory_limit_mib 64, the journal's memory_limit_mib 128)
+// processor's memory_limit_mib 64, the journal's go_memory_limit_mib 128)
 // takes a steady 10k events/s for a minute: RSS over time (issue 15's
 // memory target) and CPU per event. GOMEMLIMIT in the environment replaces
 // the journal's limit (the collector inherits it).
@@ -517,8 +517,8 @@ func BenchmarkE2ESteadySQLite(b *testing.B) {
 	dir := b.TempDir()
 	cfg, pprofAddr := withPprof(b, withCheckpoints(b, dir, sqliteConfig()))
 	cfg = strings.Replace(cfg, "    settle_time: 1s\n", "    settle_time: 1s\n    memory_limit_mib: 64\n", 1)
-	cfg = strings.Replace(cfg, "    tick_interval: 200ms\n", "    tick_interval: 200ms\n    memory_limit_mib: 128\n", 1)
-	if strings.Count(cfg, "memory_limit_mib") != 2 {
+	cfg = strings.Replace(cfg, "    tick_interval: 200ms\n", "    tick_interval: 200ms\n    go_memory_limit_mib: 128\n", 1)
+	if strings.Count(cfg, " memory_limit_mib: 64") != 1 || strings.Count(cfg, "go_memory_limit_mib: 128") != 1 {
 		b.Fatal("the testbed pipeline changed: the memory settings were not added")
 	}
 	c := harness.StartCollector(b, dir, harness.NewPorts(b), cfg)

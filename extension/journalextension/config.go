@@ -50,11 +50,11 @@ type Config struct {
 	// StateMemtableMiB is the size of one Pebble memtable (up to two are
 	// in memory while one is flushed).
 	StateMemtableMiB int64 `mapstructure:"state_memtable_mib"`
-	// MemoryLimitMiB, when positive, is the Go runtime's soft memory limit
+	// GoMemoryLimitMiB, when positive, is the Go runtime's soft memory limit
 	// for the whole collector (runtime/debug.SetMemoryLimit), unless the
 	// GOMEMLIMIT environment variable sets one: the garbage collector then
 	// runs more often as the heap nears it instead of letting it double.
-	MemoryLimitMiB int64 `mapstructure:"memory_limit_mib"`
+	GoMemoryLimitMiB int64 `mapstructure:"go_memory_limit_mib"`
 
 	// Kafka, when set, makes the journal read a Kafka topic instead of a
 	// local log (the processing tier of docs/scale-out.md): each partition
@@ -177,8 +177,8 @@ func (c *Config) Validate() error {
 	if c.StateCacheMiB <= 0 || c.StateMemtableMiB <= 0 {
 		errs = append(errs, errors.New("state_cache_mib and state_memtable_mib must be positive"))
 	}
-	if c.MemoryLimitMiB < 0 {
-		errs = append(errs, errors.New("memory_limit_mib must not be negative (0 leaves the Go runtime's limit alone)"))
+	if c.GoMemoryLimitMiB < 0 {
+		errs = append(errs, errors.New("go_memory_limit_mib must not be negative (0 leaves the Go runtime's limit alone)"))
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("drain_timeout must not be negative"))

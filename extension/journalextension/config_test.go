@@ -27,12 +27,12 @@ func TestLoadConfig(t *testing.T) {
 			Directory: "/var/lib/otelcol/journal", Fsync: false, MaxBacklogMiB: 4096, SegmentMiB: 128,
 			CheckpointInterval: 5 * time.Second, CheckpointMiB: 64, TickInterval: time.Second,
 			MaxDeliveryEvents: 20000, RetryInterval: 500 * time.Millisecond, MaxRetryInterval: time.Minute, DrainTimeout: 30 * time.Second,
-			StateCacheMiB: 8, StateMemtableMiB: 4, MemoryLimitMiB: 512,
+			StateCacheMiB: 8, StateMemtableMiB: 4, GoMemoryLimitMiB: 512,
 			Kafka: createDefaultConfig().(*Config).Kafka,
 		}},
 		{id: component.NewIDWithName(metadata.Type, "invalid"), wantErr: []string{
 			"directory must not be empty", "max_backlog_mib must be positive", "tick_interval must be positive",
-			"state_cache_mib and state_memtable_mib must be positive", "memory_limit_mib must not be negative",
+			"state_cache_mib and state_memtable_mib must be positive", "go_memory_limit_mib must not be negative",
 		}},
 		{id: component.NewIDWithName(metadata.Type, "kafka"), want: func() *Config {
 			cfg := createDefaultConfig().(*Config)

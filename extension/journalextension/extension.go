@@ -66,7 +66,7 @@ func newJournal(cfg *Config, set extension.Settings) (*journalExt, error) {
 }
 
 func (j *journalExt) Start(ctx context.Context, _ component.Host) error {
-	j.memLimit = startMemoryLimit(j.cfg.MemoryLimitMiB, j.logger)
+	j.memLimit = startMemoryLimit(j.cfg.GoMemoryLimitMiB, j.logger)
 	if kc := j.cfg.Kafka.Get(); kc != nil {
 		return j.startKafka(kc)
 	}

@@ -488,13 +488,13 @@ func deliverAll(ctx context.Context, j journal.Journal, next consumer.Logs) erro
 	return deliver(ctx)
 }
 
-// TestMemoryLimit: memory_limit_mib becomes the Go runtime's soft limit
+// TestMemoryLimit: go_memory_limit_mib becomes the Go runtime's soft limit
 // while the journal runs and is given back at shutdown; GOMEMLIMIT in the
 // environment wins over it.
 func TestMemoryLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	cfg := testConfig(t.TempDir())
-	cfg.MemoryLimitMiB = 300
+	cfg.GoMemoryLimitMiB = 300
 	j := startJournal(t, cfg)
 	assert.Equal(t, int64(300<<20), debug.SetMemoryLimit(-1))
 	require.NoError(t, j.Shutdown(context.Background()))
@@ -502,7 +502,7 @@ func TestMemoryLimit(t *testing.T) {
 
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	cfg = testConfig(t.TempDir())
-	cfg.MemoryLimitMiB = 300
+	cfg.GoMemoryLimitMiB = 300
 	j = startJournal(t, cfg)
 	assert.Equal(t, before, debug.SetMemoryLimit(-1), "the environment's limit stays")
 	require.NoError(t, j.Shutdown(context.Background()))

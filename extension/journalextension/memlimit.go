@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// The Go runtime's soft memory limit (memory_limit_mib). Under it the
+// The Go runtime's soft memory limit (go_memory_limit_mib). Under it the
 // garbage collector runs more often as the heap nears the limit, instead of
 // letting the heap grow to twice the live data (GOGC=100). When the live
 // data itself nears the limit, collecting more often frees little and the
@@ -39,7 +39,7 @@ type memoryLimit struct {
 	done       chan struct{}
 }
 
-// startMemoryLimit applies memory_limit_mib unless GOMEMLIMIT already set
+// startMemoryLimit applies go_memory_limit_mib unless GOMEMLIMIT already set
 // the limit (the operator's choice, e.g. from a container's limit, wins);
 // nil when nothing was set.
 func startMemoryLimit(mib int64, logger *zap.Logger) *memoryLimit {
@@ -47,13 +47,13 @@ func startMemoryLimit(mib int64, logger *zap.Logger) *memoryLimit {
 		return nil
 	}
 	if env := os.Getenv("GOMEMLIMIT"); env != "" {
-		logger.Info("GOMEMLIMIT is set; the journal's memory_limit_mib is not applied",
-			zap.String("GOMEMLIMIT", env), zap.Int64("memory_limit_mib", mib))
+		logger.Info("GOMEMLIMIT is set; the journal's go_memory_limit_mib is not applied",
+			zap.String("GOMEMLIMIT", env), zap.Int64("go_memory_limit_mib", mib))
 		return nil
 	}
 	m := &memoryLimit{configured: mib << 20, current: mib << 20, logger: logger, done: make(chan struct{})}
 	m.prev = debug.SetMemoryLimit(m.current)
-	logger.Info("Go runtime memory limit set", zap.Int64("memory_limit_mib", mib))
+	logger.Info("Go runtime memory limit set", zap.Int64("go_memory_limit_mib", mib))
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	go m.guard(ctx)
@@ -116,7 +116,7 @@ func (m *memoryLimit) guard(ctx context.Context) {
 		gc0, used0 = gc1, used1
 		if next := nextLimit(m.configured, m.current, share, live); next != m.current {
 			m.logger.Info("Go runtime memory limit adjusted (garbage collection share of CPU)",
-				zap.Int64("limit_mib", next>>20), zap.Int64("memory_limit_mib", m.configured>>20),
+				zap.Int64("limit_mib", next>>20), zap.Int64("go_memory_limit_mib", m.configured>>20),
 				zap.Float64("gc_cpu_share", share), zap.Uint64("live_heap_mib", live>>20))
 			m.current = next
 			debug.SetMemoryLimit(next)
