@@ -517,7 +517,7 @@ func BenchmarkE2ESteadySQLite(b *testing.B) {
 	dir := b.TempDir()
 	cfg, pprofAddr := withPprof(b, withCheckpoints(b, dir, sqliteConfig()))
 	cfg = strings.Replace(cfg, "    settle_time: 1s\n", "    settle_time: 1s\n    memory_limit_mib: 64\n", 1)
-	cfg = strings.Replace(cfg, "    tick_interval: 200ms\n", "    tick_interval: 200ms\n    go_memory_limit_mib: 128\n", 1)
+	cfg = strings.Replace(cfg, "    tick_interval: 200ms\n", "    tick_interval: 200ms\n    go_memory_limit_mib: 128\n    max_delivery_events: 2048\n", 1)
 	if strings.Count(cfg, " memory_limit_mib: 64") != 1 || strings.Count(cfg, "go_memory_limit_mib: 128") != 1 {
 		b.Fatal("the testbed pipeline changed: the memory settings were not added")
 	}

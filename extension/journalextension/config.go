@@ -134,7 +134,7 @@ func createDefaultConfig() component.Config {
 		CheckpointInterval: 2 * time.Second,
 		CheckpointMiB:      16,
 		TickInterval:       5 * time.Second,
-		MaxDeliveryEvents:  2048,
+		MaxDeliveryEvents:  8192,
 		RetryInterval:      time.Second,
 		MaxRetryInterval:   30 * time.Second,
 		DrainTimeout:       30 * time.Second,

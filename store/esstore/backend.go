@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"golang.org/x/mod/sumdb/tlog"
@@ -58,55 +57,12 @@ type esTx struct {
 	stream   string
 	ingested string
 	versions map[string]runVersion
-	// runsAhead reads the run summaries of the events being appended while
-	// their bulk requests are in flight; Runs uses it when it covers the
-	// runs asked for (a summary changed meanwhile fails PutRuns' version
-	// check, as one changed after a later read would).
-	runsAhead *runsRead
 }
 
 type runVersion struct{ seqNo, primaryTerm int64 }
 
-type runsRead struct {
-	ids  []string
-	done chan struct{}
-	docs []runDoc
-	err  error
-}
-
-// Commit and Rollback wait for a read ahead nobody used, so that no
-// request outlives its write.
-func (t *esTx) Commit() error { t.awaitRuns(); return nil }
-func (t *esTx) Rollback()     { t.awaitRuns() }
-
-func (t *esTx) awaitRuns() {
-	if t.runsAhead != nil {
-		<-t.runsAhead.done
-	}
-}
-
-// readRunsAhead starts reading the summaries of the entries' runs, once
-// per write.
-func (t *esTx) readRunsAhead(entries []*store.Entry) {
-	if t.runsAhead != nil {
-		return
-	}
-	var ids []string
-	for _, e := range entries {
-		if e.Kind == merkle.KindEvent && e.Event.BatchID != "" && !slices.Contains(ids, e.Event.BatchID) {
-			ids = append(ids, e.Event.BatchID)
-		}
-	}
-	if len(ids) == 0 {
-		return
-	}
-	r := &runsRead{ids: ids, done: make(chan struct{})}
-	t.runsAhead = r
-	go func() {
-		defer close(r.done)
-		r.docs, r.err = t.s.getRuns(t.ctx, ids)
-	}()
-}
+func (*esTx) Commit() error { return nil }
+func (*esTx) Rollback()     {}
 
 func (t *esTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 	refs := map[store.Key]store.Ref{}
@@ -155,9 +111,12 @@ func (t *esTx) Lookup(keys []store.Key) (map[store.Key]store.Ref, error) {
 func (t *esTx) Append(entries []*store.Entry) error {
 	ops := make([]*bulkOp, len(entries))
 	for i, e := range entries {
-		ops[i] = &bulkOp{encode: func() ([]byte, error) { return t.encode(e) }}
+		line, err := t.encode(e)
+		if err != nil {
+			return err
+		}
+		ops[i] = &bulkOp{line: line}
 	}
-	t.readRunsAhead(entries)
 	if err := t.s.bulk(t.ctx, ops); err != nil {
 		return err
 	}
@@ -210,24 +169,16 @@ func (t *esTx) encode(e *store.Entry) ([]byte, error) {
 }
 
 func (t *esTx) Runs(ids []string) (map[string]*store.Run, error) {
-	read := ids
-	var docs []runDoc
-	var err error
-	if r := t.runsAhead; r != nil && !slices.ContainsFunc(ids, func(id string) bool { return !slices.Contains(r.ids, id) }) {
-		<-r.done
-		read, docs, err = r.ids, r.docs, r.err
-	} else {
-		docs, err = t.s.getRuns(t.ctx, ids)
-	}
+	docs, err := t.s.getRuns(t.ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]*store.Run{}
 	for i, d := range docs {
-		if d.found && slices.Contains(ids, read[i]) {
+		if d.found {
 			r := d.run
-			out[read[i]] = &r
-			t.versions[read[i]] = runVersion{d.seqNo, d.primaryTerm}
+			out[ids[i]] = &r
+			t.versions[ids[i]] = runVersion{d.seqNo, d.primaryTerm}
 		}
 	}
 	return out, nil

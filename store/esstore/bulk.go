@@ -17,10 +17,6 @@ import (
 // and, once sent, Elasticsearch's answer for it.
 type bulkOp struct {
 	line []byte
-	// encode, when line is nil, makes it: bulk encodes each op just before
-	// its request, so the first request is on its way while the rest of a
-	// large write is still being encoded.
-	encode func() ([]byte, error)
 	// Status is the item's final HTTP status: 2xx, 409, another 4xx (the
 	// document is refused), or 429/5xx when the retries ran out.
 	status             int
@@ -35,8 +31,7 @@ func (o *bulkOp) ok() bool { return o.status >= 200 && o.status < 300 }
 // after a backoff until retry.max_attempts or ctx ends. A request refused as
 // a whole (413, 400) is halved until the offending op is alone, which then
 // gets that status. The error is for request-level failures that retries
-// could not fix, or permanent ones (401, 403, no _bulk endpoint), and for
-// an op that cannot be encoded (the ops before it may have been sent).
+// could not fix, or permanent ones (401, 403, no _bulk endpoint).
 func (s *Store) bulk(ctx context.Context, ops []*bulkOp) error {
 	todo := ops
 	for attempt := 1; len(todo) > 0; attempt++ {
@@ -69,55 +64,42 @@ func (s *Store) bulk(ctx context.Context, ops []*bulkOp) error {
 	return nil
 }
 
-// bulkRound sends every op once: each request as soon as its ops are
-// encoded, up to max_in_flight at a time.
+// bulkRound sends every op once.
 func (s *Store) bulkRound(ctx context.Context, ops []*bulkOp) error {
-	work := make(chan []*bulkOp)
-	var errs []error
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	workers := 0
-	send := func(c []*bulkOp) {
-		if workers < s.cfg.MaxInFlight {
-			workers++
-			wg.Go(func() {
-				for c := range work {
-					if err := s.bulkChunk(ctx, c); err != nil {
-						mu.Lock()
-						errs = append(errs, err)
-						mu.Unlock()
-					}
-				}
-			})
-		}
-		work <- c
-	}
+	var chunks [][]*bulkOp
 	var cur []*bulkOp
 	size := 0
-	var encErr error
 	for _, o := range ops {
-		if o.line == nil {
-			if o.line, encErr = o.encode(); encErr != nil {
-				break
-			}
-		}
 		if len(cur) > 0 && size+len(o.line) > s.cfg.MaxBulkBytes {
-			send(cur)
+			chunks = append(chunks, cur)
 			cur, size = nil, 0
 		}
 		cur = append(cur, o)
 		size += len(o.line)
 	}
-	if encErr == nil && len(cur) > 0 {
-		send(cur)
+	if len(cur) > 0 {
+		chunks = append(chunks, cur)
+	}
+	work := make(chan []*bulkOp)
+	errs := make(chan error, len(chunks))
+	var wg sync.WaitGroup
+	for range min(s.cfg.MaxInFlight, len(chunks)) {
+		wg.Go(func() {
+			for c := range work {
+				errs <- s.bulkChunk(ctx, c)
+			}
+		})
+	}
+	for _, c := range chunks {
+		work <- c
 	}
 	close(work)
 	wg.Wait()
-	if encErr != nil {
-		return encErr
-	}
-	if len(errs) > 0 {
-		return errs[0]
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
