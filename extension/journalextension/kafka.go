@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,7 +127,9 @@ func (k *kafkaSource) deliver(ctx context.Context, next consumer.Logs) error {
 	}
 	defer func() {
 		// Leaving the group hands the partitions to the others at once.
-		k.sess.CloseAllowingRebalance()
+		if k.sess != nil {
+			k.sess.CloseAllowingRebalance()
+		}
 	}()
 	k.lastCheckpoint = time.Now()
 	backoff := k.j.cfg.RetryInterval
@@ -153,9 +156,18 @@ func (k *kafkaSource) deliver(ctx context.Context, next consumer.Logs) error {
 			}
 			k.logger.Warn("Journal: delivery failed; the state is rolled back to the last checkpoint and the records after it are delivered again",
 				zap.Error(err), zap.Duration("retry_in", backoff))
-			k.rewind(ctx, "pipeline_error")
-			// The group may rebalance meanwhile.
-			k.sess.AllowRebalance()
+			if errors.Is(err, errSessionStuck) {
+				if err := k.renew(ctx); err != nil {
+					if ctx.Err() != nil || k.j.draining() {
+						break
+					}
+					return err
+				}
+			} else {
+				k.rewind(ctx, "pipeline_error")
+				// The group may rebalance meanwhile.
+				k.sess.AllowRebalance()
+			}
 			if !sleep(ctx, backoff) {
 				break
 			}
@@ -326,21 +338,18 @@ func (k *kafkaSource) rebalanced(ctx context.Context) bool {
 	rolledBack := len(revoked) > 0 || lost
 	if rolledBack {
 		k.logger.Info("Journal: partitions revoked", zap.Int32s("partitions", revoked), zap.Bool("lost", lost))
-		for _, p := range revoked {
-			delete(k.parts, p)
-			if err := k.j.state.dropPartition(p); err != nil {
-				k.logger.Warn("Journal: could not drop a revoked partition's cached state", zap.Int32("partition", p), zap.Error(err))
-			}
-		}
+		k.release(revoked)
 		// The session aborts a commit after a revocation; abort now, which
 		// also returns it to the committed offsets, and rewind the kept
 		// partitions the same way. (If Kafka is away, the next
 		// checkpoint aborts instead and rolls back then.)
-		if err := k.begin(ctx); err == nil {
-			if err := k.abort(ctx); err != nil {
+		actx, cancel := context.WithTimeout(ctx, k.cfg.TransactionTimeout)
+		if err := k.begin(actx); err == nil {
+			if err := k.abort(actx); err != nil {
 				k.logger.Warn("Journal: aborting after a revocation", zap.Error(err))
 			}
 		}
+		cancel()
 		k.rewind(ctx, "rebalance")
 	}
 	if len(assigned) > 0 {
@@ -354,6 +363,40 @@ func (k *kafkaSource) rebalanced(ctx context.Context) bool {
 		k.parts[p] = &partition{claimed: true, checkpointed: -1, delivered: -1, replayTo: -1, active: now}
 	}
 	return rolledBack
+}
+
+// release forgets partitions this collector no longer owns: their delivery
+// state and their cached state.
+func (k *kafkaSource) release(ps []int32) {
+	for _, p := range ps {
+		delete(k.parts, p)
+		if err := k.j.state.dropPartition(p); err != nil {
+			k.logger.Warn("Journal: could not drop a released partition's cached state", zap.Int32("partition", p), zap.Error(err))
+		}
+	}
+}
+
+// errSessionStuck: a checkpoint did not end within the transaction timeout.
+var errSessionStuck = errors.New("journal: the Kafka session did not end the checkpoint transaction within transaction_timeout")
+
+// renew replaces a session that stopped answering with a new one, as a
+// restart would: every partition is released and the state rolled back to
+// the checkpoint; the new session's transactional id fences the old
+// transaction, and the group hands the partitions out again, each restored
+// from its changelog before its first delivery.
+func (k *kafkaSource) renew(ctx context.Context) error {
+	k.logger.Warn("Journal: the Kafka session is closed and the group joined again; the partitions are restored from their changelogs")
+	k.sess.CloseAllowingRebalance()
+	k.sess = nil
+	k.evMu.Lock()
+	k.revoked, k.assigned, k.lost, k.wanted = nil, nil, false, false
+	k.evMu.Unlock()
+	k.txnOpen, k.progress = false, false
+	k.release(slices.Collect(maps.Keys(k.parts)))
+	if !k.j.rollback(ctx, "session_renewed") {
+		return ctx.Err()
+	}
+	return k.setup(ctx)
 }
 
 // rewind rolls the state back to the last checkpoint, lets its owners
@@ -541,6 +584,21 @@ func (k *kafkaSource) idle() []int32 {
 // cache. When the transaction does not commit, nothing of it counts and the
 // caller rolls back.
 func (k *kafkaSource) checkpoint(ctx context.Context) error {
+	// Bounded: past the transaction timeout the broker aborts the
+	// transaction anyway, and an unbounded End can wait forever (seen after
+	// a broker restart: End waited for a heartbeat from the group, whose
+	// rebalance waited for this goroutine to allow it). The caller renews
+	// the session then.
+	tctx, cancel := context.WithTimeout(ctx, k.cfg.TransactionTimeout)
+	defer cancel()
+	err := k.commit(tctx)
+	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: %w", errSessionStuck, err)
+	}
+	return err
+}
+
+func (k *kafkaSource) commit(ctx context.Context) error {
 	began := time.Now()
 	ticks := k.idle()
 	var recs []*kgo.Record

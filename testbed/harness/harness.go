@@ -127,11 +127,12 @@ func StartCollector(t testing.TB, dir string, ports Ports, config string) *Colle
 	c := &Collector{t: t, bin: bin, config: cfgPath, Dir: dir, Ports: ports}
 	c.start()
 	t.Cleanup(func() {
+		if t.Failed() {
+			c.keepEvidence()
+			return
+		}
 		if c.Running() {
 			c.Stop()
-		}
-		if t.Failed() {
-			t.Logf("collector log tail:\n%s", tail(c.Logs(), 60))
 		}
 	})
 	return c
@@ -169,6 +170,45 @@ func (c *Collector) start() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatalf("collector not healthy after 60s:\n%s", tail(c.Logs(), 60))
+}
+
+// keepEvidence runs when the test failed: a collector still running is sent
+// SIGQUIT, on which the Go runtime prints every goroutine's stack (what a
+// stuck pipeline waits on), and the whole log goes to the artifacts
+// directory; the test log gets its path and the tail.
+func (c *Collector) keepEvidence() {
+	if c.Running() {
+		_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-c.exited:
+		case <-time.After(10 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+	}
+	msg := ""
+	if dir, err := ArtifactsDir(); err == nil {
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(c.t.Name() + "-" + filepath.Base(c.Dir) + ".log")
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(c.Logs()), 0o644); err == nil {
+			msg = " (whole log with goroutine stacks: " + path + ")"
+		}
+	}
+	c.t.Logf("collector %s log tail%s:\n%s", filepath.Base(c.Dir), msg, tail(c.Logs(), 60))
+}
+
+// ArtifactsDir is where tests leave files for people to look at:
+// $BATCHAUDIT_ARTIFACTS, or _build/test-artifacts in the repository.
+func ArtifactsDir() (string, error) {
+	dir := os.Getenv("BATCHAUDIT_ARTIFACTS")
+	if dir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "_build", "test-artifacts")
+	}
+	return dir, os.MkdirAll(dir, 0o755)
 }
 
 // Restart starts the collector again with the same config and directory.
