@@ -22,6 +22,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/batchaudit/batchaudit/signing"
+	"github.com/batchaudit/batchaudit/testbed/harness"
 )
 
 // requireChromium returns Debian's chromium, failing the test with the
@@ -39,15 +40,11 @@ func requireChromium(t *testing.T) string {
 }
 
 // artifactDir is where browser tests keep screenshots and PDFs for people
-// to look at: $BATCHAUDIT_ARTIFACTS, or _build/test-artifacts in the repo.
+// to look at (harness.ArtifactsDir).
 func artifactDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("BATCHAUDIT_ARTIFACTS")
-	if dir == "" {
-		wd, err := os.Getwd()
-		require.NoError(t, err)
-		dir = filepath.Join(filepath.Dir(wd), "_build", "test-artifacts")
-	}
+	dir, err := harness.ArtifactsDir()
+	require.NoError(t, err)
 	dir = filepath.Join(dir, "reports")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	return dir
