@@ -42,6 +42,27 @@ type StoredCheckpoint struct {
 	Created time.Time `json:"created"`
 }
 
+// PartReader is an Integrity store that can read one stream's entries on
+// several connections at once (reading a row costs more than checking it,
+// so one reader would bound verification).
+type PartReader interface {
+	// EntryParts opens up to n readers of stream that all see the stream
+	// as of one moment. Close them when done.
+	EntryParts(ctx context.Context, stream string, n int) (EntryParts, error)
+}
+
+// EntryParts cut a stream's entries into consecutive parts by sequence,
+// read by Readers() readers, each on its own goroutine: reader r reads
+// parts r, r+Readers(), r+2·Readers(), … in order.
+type EntryParts interface {
+	Readers() int
+	// Each calls fn for every entry of reader r's parts in sequence order,
+	// and fn(part, nil) at the end of each part (empty ones too). Together
+	// the parts hold every entry EachEntry would give, once.
+	Each(ctx context.Context, r int, fn func(part int64, e *StoredEntry) error) error
+	Close() error
+}
+
 // Integrity is the read side of the streams' Merkle logs (verification,
 // proofs) and where signed checkpoints are kept. Nothing here changes
 // entries.

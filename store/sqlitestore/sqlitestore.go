@@ -145,8 +145,13 @@ var upgradeV2 = []string{
 type Store struct {
 	db   *sql.DB
 	path string
-	mu   sync.Mutex // one write transaction at a time (SQLite has one writer anyway)
-	log  *store.Log
+	// maxConns is the pool's size.
+	maxConns int
+	// readTile is prepared once: verification reads a tile every 256
+	// entries, and preparing took as long as reading it.
+	readTile *sql.Stmt
+	mu       sync.Mutex // one write transaction at a time (SQLite has one writer anyway)
+	log      *store.Log
 	// now is the ingest clock; tests replace it.
 	now func() time.Time
 }
@@ -191,9 +196,13 @@ func OpenWithLogger(ctx context.Context, path string, logger *zap.Logger) (*Stor
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
-	s := &Store{db: db, path: path, now: time.Now}
+	s := &Store{db: db, path: path, maxConns: maxConns, now: time.Now}
 	s.log = store.NewLog(backend{s}, store.LogOptions{Progress: store.LogProgress(logger)})
 	if err := s.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlitestore: %s: %w", path, err)
+	}
+	if s.readTile, err = db.PrepareContext(ctx, `SELECT data FROM tiles WHERE stream = ? AND level = ? AND idx = ?`); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlitestore: %s: %w", path, err)
 	}
@@ -261,6 +270,7 @@ func (s *Store) LastSequence(ctx context.Context, stream string) (int64, error) 
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.readTile.Close() // before the connections it is prepared on
 	return s.db.Close()
 }
 

@@ -299,8 +299,25 @@ var searchKeys = auditevent.Select(auditevent.AttrEventID, auditevent.AttrBatchI
 	auditevent.AttrChangeType, auditevent.AttrUserID, auditevent.AttrLineageID, auditevent.AttrFindingType)
 
 func appendSearchColumns(dst []any, e *auditevent.Event) []any {
-	return append(dst, e.Name, nanos(e.Time), e.BatchID, e.RecordID, e.Source.Name, e.Source.String(),
-		e.Target.Name, e.Target.String(), e.ChangeType, e.Actor.ID, e.LineageID, e.FindingType)
+	v := searchValuesOf(e)
+	dst = append(dst, v.text[0], v.time)
+	for _, t := range v.text[1:] {
+		dst = append(dst, t)
+	}
+	return dst
+}
+
+// searchValues are the search columns of an event, typed: time is the
+// second column, text the others in order (verification compares them
+// for every event, without boxing each in an interface).
+type searchValues struct {
+	time int64
+	text [11]string
+}
+
+func searchValuesOf(e *auditevent.Event) searchValues {
+	return searchValues{nanos(e.Time), [11]string{e.Name, e.BatchID, e.RecordID, e.Source.Name, e.Source.String(),
+		e.Target.Name, e.Target.String(), e.ChangeType, e.Actor.ID, e.LineageID, e.FindingType}}
 }
 
 // runColumnNames are the runs table's indexed copies of a summary, which
@@ -370,7 +387,7 @@ func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, tl := range tiles {
 		var data []byte
-		err := r.s.db.QueryRow(`SELECT data FROM tiles WHERE stream = ? AND level = ? AND idx = ?`, r.stream, tl.L, tl.N).Scan(&data)
+		err := r.s.readTile.QueryRow(r.stream, tl.L, tl.N).Scan(&data)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: tile %d/%d of stream %q: %w", tl.L, tl.N, r.stream, err)
 		}

@@ -297,18 +297,32 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 
 	// Hashing, parsing and the indexed-copy checks run in parallel, in
 	// chunks so the hand-offs cost little per entry; the tree, the order
-	// checks and the run folding follow the stream's order.
+	// checks and the run folding follow the stream's order. A store that
+	// can (store.PartReader) reads the stream with several readers too,
+	// part by part; the parts are put back in order here.
+	parts, err := openParts(ctx, s, stream)
+	if err != nil {
+		return sum, err
+	}
+	defer parts.Close() //nolint:errcheck // ends read transactions; what they read is checked
 	const chunkSize = 256
 	type job struct {
 		c    []checked
 		evs  *[chunkSize]auditevent.Event // the parsed events, reused once consumed
 		done chan struct{}
+		end  bool // the last job of its part
 	}
 	// Events are large; a chunk's are reused once the in-order part has
 	// consumed them (it keeps none: runs and markers copy what they need).
 	var evPool sync.Pool
 	jobs := make(chan *job, 16)
-	order := make(chan *job, 64)
+	// Each reader's jobs, in its order. What they buffer bounds the
+	// entries in flight (memory) and lets a reader read its next part
+	// while the one before is consumed (a part is 8 jobs, see sqlitestore).
+	orders := make([]chan *job, parts.Readers())
+	for r := range orders {
+		orders[r] = make(chan *job, 32/len(orders))
+	}
 	var wg sync.WaitGroup
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
@@ -327,34 +341,77 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 			}
 		})
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var readErr error
-	go func() {
-		defer close(order)
-		defer close(jobs)
-		j := &job{c: make([]checked, 0, chunkSize), done: make(chan struct{})}
-		send := func() {
-			order <- j
-			jobs <- j
-			j = &job{c: make([]checked, 0, chunkSize), done: make(chan struct{})}
-		}
-		readErr = s.EachEntry(ctx, stream, func(e *store.StoredEntry) error {
-			if j.c = append(j.c, checked{e: e}); len(j.c) == chunkSize {
-				send()
+	var errOnce sync.Once
+	var readers sync.WaitGroup
+	for r := range orders {
+		readers.Go(func() {
+			defer close(orders[r])
+			j := &job{c: make([]checked, 0, chunkSize), done: make(chan struct{})}
+			send := func(end bool) error {
+				j.end = end
+				if len(j.c) == 0 {
+					close(j.done)
+				} else {
+					select {
+					case jobs <- j:
+					case <-rctx.Done():
+						return rctx.Err()
+					}
+				}
+				select {
+				case orders[r] <- j:
+				case <-rctx.Done():
+					return rctx.Err()
+				}
+				j = &job{c: make([]checked, 0, chunkSize), done: make(chan struct{})}
+				return nil
 			}
-			return ctx.Err()
+			// The store's queries get ctx: a cancelable one costs the
+			// driver more per row, and rctx only has to end the sends.
+			err := parts.Each(ctx, r, func(_ int64, e *store.StoredEntry) error {
+				if e == nil {
+					return send(true)
+				}
+				if j.c = append(j.c, checked{e: e}); len(j.c) == chunkSize {
+					return send(false)
+				}
+				return rctx.Err()
+			})
+			if err != nil {
+				errOnce.Do(func() { readErr = err })
+				cancel() // the other readers may wait for the consumer, which waits for this one
+			}
 		})
-		if len(j.c) > 0 {
-			send()
-		}
+	}
+	go func() {
+		readers.Wait()
+		close(jobs)
 	}()
 	st := &streamCheck{stream: stream, leaves: leaves, cps: cps, recomputed: map[int64]leafInfo{},
 		hashBad: map[int64]bool{}, expected: 1, runs: runs, sum: &sum, problems: problems, opts: opts}
-	for j := range order {
-		<-j.done
-		for i := range j.c {
-			st.consume(&j.c[i])
+	// Part p comes from reader p mod readers; a reader that closes its
+	// channel at a part's start has no parts left (or failed: readErr).
+	for part, ended := 0, true; ended; part++ {
+		ended = false
+		for j := range orders[part%len(orders)] {
+			<-j.done
+			for i := range j.c {
+				st.consume(&j.c[i])
+			}
+			if j.evs != nil {
+				evPool.Put(j.evs)
+			}
+			if ended = j.end; ended {
+				break
+			}
 		}
-		evPool.Put(j.evs)
+	}
+	for _, o := range orders {
+		for range o { // what a failed read left
+		}
 	}
 	wg.Wait()
 	if readErr != nil {
@@ -423,6 +480,31 @@ func verifyStream(ctx context.Context, s Store, stream string, opts Options, run
 	}
 	return sum, nil
 }
+
+// openParts opens the stream's readers: several where the store can.
+func openParts(ctx context.Context, s Store, stream string) (store.EntryParts, error) {
+	if p, ok := s.(store.PartReader); ok {
+		return p.EntryParts(ctx, stream, runtime.GOMAXPROCS(0))
+	}
+	return oneReader{s, stream}, nil
+}
+
+// oneReader reads a stream with EachEntry, as one part.
+type oneReader struct {
+	s      Store
+	stream string
+}
+
+func (o oneReader) Readers() int { return 1 }
+
+func (o oneReader) Each(ctx context.Context, _ int, fn func(int64, *store.StoredEntry) error) error {
+	if err := o.s.EachEntry(ctx, o.stream, func(e *store.StoredEntry) error { return fn(0, e) }); err != nil {
+		return err
+	}
+	return fn(0, nil)
+}
+
+func (o oneReader) Close() error { return nil }
 
 type leafInfo struct {
 	kind merkle.Kind
@@ -754,7 +836,7 @@ func (st *streamCheck) classify() {
 // stored size (the stream's counter may be altered too): each tile is read
 // at the widest width stored.
 type tileLeaves struct {
-	mu    sync.Mutex // the parallel checks and the in-order part read it
+	mu    sync.Mutex // guards cache and order: the parallel checks and the in-order part read tiles
 	r     tlog.TileReader
 	cache map[int64][]byte // tile index -> its hashes (nil: no tile stored)
 	order []int64          // cached tiles, oldest first
@@ -765,21 +847,28 @@ func newTileLeaves(r tlog.TileReader) *tileLeaves {
 }
 
 func (t *tileLeaves) leaf(seq int64) (tlog.Hash, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	i := seq - 1
 	if t.r == nil || i < 0 {
 		return tlog.Hash{}, false
 	}
 	n, k := i>>merkle.TileHeight, i&(1<<merkle.TileHeight-1)
+	t.mu.Lock()
 	data, ok := t.cache[n]
+	t.mu.Unlock()
 	if !ok {
+		// Read without the lock: a read takes ≈0.1 ms, in which the other
+		// workers go on with their own tiles (rarely the same one; then
+		// both read it, alike).
 		data = t.read(n)
-		if len(t.order) == 64 {
-			delete(t.cache, t.order[0])
-			t.order = t.order[1:]
+		t.mu.Lock()
+		if _, ok := t.cache[n]; !ok {
+			if len(t.order) == 64 {
+				delete(t.cache, t.order[0])
+				t.order = t.order[1:]
+			}
+			t.cache[n], t.order = data, append(t.order, n)
 		}
-		t.cache[n], t.order = data, append(t.order, n)
+		t.mu.Unlock()
 	}
 	var h tlog.Hash
 	if (k+1)*tlog.HashSize > int64(len(data)) {
