@@ -228,3 +228,59 @@ func TestStreamsAsDistinct(t *testing.T) {
 	assert.Contains(t, got, "zz")
 	assert.Contains(t, got, "only-dead")
 }
+
+// EachEntry reads rows at the driver's level; values of unexpected types
+// come out as database/sql's Scan makes them (or fail as it does).
+func TestEntriesScanAsDatabaseSQL(t *testing.T) {
+	type row struct {
+		seq            int64
+		kind, id, hash string
+		doc            string
+	}
+	for _, alter := range []string{
+		``,
+		`UPDATE events SET hash = X'4142' WHERE sequence = 3`,
+		`UPDATE events SET id = X'6869' WHERE sequence = 5`,
+		`UPDATE events SET document = CAST(document AS TEXT) WHERE sequence = 6`,
+		`UPDATE dead_letters SET kind = X'6576656e74' WHERE sequence = 4`,
+		`UPDATE events SET sequence = 50.0 WHERE sequence = 50`,
+		`UPDATE events SET sequence = 50.5 WHERE sequence = 50`,
+		`UPDATE events SET sequence = '51x' WHERE sequence = 51`,
+		`UPDATE events SET sequence = X'01' WHERE sequence = 52`,
+	} {
+		t.Run(alter, func(t *testing.T) {
+			s := openFile(t)
+			writeRuns(t, s, 0, 4)
+			if alter != "" {
+				_, err := s.db.Exec(alter)
+				require.NoError(t, err)
+			}
+			var want []row
+			rows, err := s.db.Query(`SELECT sequence, 'event', id, hash, document FROM events WHERE stream = 'main'
+				UNION ALL SELECT sequence, kind, event_id, doc_hash, document FROM dead_letters WHERE stream = 'main' ORDER BY 1`)
+			require.NoError(t, err)
+			var wantErr error
+			for rows.Next() {
+				var r row
+				var doc []byte
+				if wantErr = rows.Scan(&r.seq, &r.kind, &r.id, &r.hash, &doc); wantErr != nil {
+					break
+				}
+				r.doc = string(doc)
+				want = append(want, r)
+			}
+			require.NoError(t, rows.Close())
+			var got []row
+			err = s.EachEntry(context.Background(), "main", func(e *store.StoredEntry) error {
+				got = append(got, row{e.Sequence, string(e.Kind), e.EventID, e.Hash, string(e.Document)})
+				return nil
+			})
+			if wantErr != nil {
+				require.Error(t, err, "Scan fails with %v", wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+		})
+	}
+}
