@@ -74,9 +74,10 @@ type Integrity interface {
 	// EachEntry calls fn for every entry of stream in sequence order, as
 	// stored (a tampered store may hold gaps, doubles or disorder).
 	EachEntry(ctx context.Context, stream string, fn func(*StoredEntry) error) error
-	// EachRunSummary calls fn for every stored run summary with the
-	// differences between it and the copies the backend indexes for run
-	// queries (none where the summary is itself what queries search).
+	// EachRunSummary calls fn for every stored run summary, with its
+	// Through, and the differences between it and the copies the backend
+	// indexes for run queries (none where the summary is itself what
+	// queries search).
 	EachRunSummary(ctx context.Context, fn func(r *Run, indexed []string) error) error
 	// EntryOf returns the stored entry of an event id, nil if there is none.
 	EntryOf(ctx context.Context, eventID string) (*StoredEntry, error)

@@ -138,7 +138,7 @@ func short(v any) string {
 // EachRunSummary implements store.Integrity: a run's document is its
 // summary, which is also what run queries search.
 func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string) error) error {
-	return s.EachRun(ctx, store.RunQuery{}, func(r *store.Run) error { return fn(r, nil) })
+	return s.eachRun(ctx, store.RunQuery{}, store.DecodeStoredRun, func(r *store.Run) error { return fn(r, nil) })
 }
 
 // EntryOf implements store.Integrity.

@@ -114,6 +114,10 @@ func (s *Store) Runs(ctx context.Context, q store.RunQuery) ([]store.Run, error)
 
 // EachRun implements store.Reader.
 func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Run) error) error {
+	return s.eachRun(ctx, q, store.DecodeRun, fn)
+}
+
+func (s *Store) eachRun(ctx context.Context, q store.RunQuery, decode func([]byte, *store.Run) error, fn func(*store.Run) error) error {
 	var filter []any
 	if q.JobName != "" {
 		filter = append(filter, term("job_name", q.JobName))
@@ -132,7 +136,7 @@ func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Ru
 	}
 	var r store.Run
 	each := func(src json.RawMessage) error {
-		if err := store.DecodeRun(src, &r); err != nil {
+		if err := decode(src, &r); err != nil {
 			return err
 		}
 		return fn(&r)

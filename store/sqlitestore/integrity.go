@@ -643,7 +643,7 @@ func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string
 			for b := range work {
 				for i := range b.runs {
 					x := &b.runs[i]
-					if x.err = store.DecodeRun(x.summary, &x.r); x.err != nil {
+					if x.err = store.DecodeStoredRun(x.summary, &x.r); x.err != nil {
 						x.err = fmt.Errorf("sqlitestore: run %v summary: %w", x.stored[0], x.err)
 						continue
 					}

@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime"
 	"slices"
@@ -68,6 +69,10 @@ const (
 	IndexedDiffers = "indexed_differs"
 	// RunSummaryDiffers: a stored run summary differs from its events.
 	RunSummaryDiffers = "run_summary_differs"
+	// RunNotCompared: a run summary that counts events verification did
+	// not read: written after it read their stream (a collector writing
+	// the run), or in a stream not verified (not a failure; verify again).
+	RunNotCompared = "run_not_compared"
 	// BadDocument: a stored document that cannot be read.
 	BadDocument = "bad_document"
 )
@@ -82,7 +87,9 @@ type Problem struct {
 
 // Failing reports whether the problem means the trail is not intact (an
 // Unsigned tail is normal while the collector runs).
-func (p Problem) Failing() bool { return p.Kind != Unsigned && p.Kind != Pending }
+func (p Problem) Failing() bool {
+	return p.Kind != Unsigned && p.Kind != Pending && p.Kind != RunNotCompared
+}
 
 // External is a checkpoint published outside the store (the collector's
 // checkpoint file): what makes a rewritten or truncated store detectable.
@@ -165,6 +172,9 @@ func (r *Report) OK() bool {
 type Store interface {
 	store.Reader
 	store.Integrity
+	// LastSequence: how far a stream goes now (run summaries written
+	// while verification ran).
+	LastSequence(ctx context.Context, stream string) (int64, error)
 }
 
 // Verify checks every stream (or opts.Streams) of s and the run summaries.
@@ -181,14 +191,16 @@ func Verify(ctx context.Context, s Store, opts Options) (*Report, error) {
 	}
 	rep := &Report{}
 	runs := map[string]*store.Run{}
+	read := map[string]int64{}
 	for _, stream := range streams {
 		sum, err := verifyStream(ctx, s, stream, opts, runs, &rep.Problems)
 		if err != nil {
 			return nil, err
 		}
 		rep.Streams = append(rep.Streams, sum)
+		read[stream] = sum.Size
 	}
-	n, err := checkRuns(ctx, s, runs, len(opts.Streams) == 0, &rep.Problems)
+	n, err := checkRuns(ctx, s, runs, read, len(opts.Streams) == 0, &rep.Problems)
 	if err != nil {
 		return nil, err
 	}
@@ -906,13 +918,23 @@ func (t *tileLeaves) read(n int64) []byte {
 }
 
 // checkRuns compares every stored run summary with the one recomputed from
-// its events, field by field.
-func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, all bool, problems *[]Problem) (int, error) {
+// its events, field by field; read is how far each verified stream was read.
+func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, read map[string]int64, all bool, problems *[]Problem) (int, error) {
 	n := 0
 	err := s.EachRunSummary(ctx, func(stored *store.Run, indexed []string) error {
 		n++
 		for _, d := range indexed {
 			*problems = append(*problems, Problem{Kind: RunSummaryDiffers, Detail: fmt.Sprintf("run %s: %s", stored.BatchID, d)})
+		}
+		unread, err := beyondRead(ctx, s, stored, read)
+		if err != nil {
+			return err
+		}
+		stored.Through = nil
+		if unread != nil {
+			delete(runs, stored.BatchID)
+			*problems = append(*problems, *unread)
+			return nil
 		}
 		want, ok := runs[stored.BatchID]
 		if !ok {
@@ -941,6 +963,39 @@ func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, all boo
 		*problems = append(*problems, Problem{Kind: RunSummaryDiffers, Detail: fmt.Sprintf("run %s has events but no summary", id)})
 	}
 	return n, nil
+}
+
+// beyondRead tells whether a stored summary counts events verification did
+// not read (its Through, per stream, is what it counts): a Problem if so,
+// nil when it can be compared. Summaries are read after the streams, so a
+// collector writing a run meanwhile makes its summary count more than was
+// read; that is RunNotCompared only when the stream really holds those
+// events now, else the summary claims events that do not exist.
+func beyondRead(ctx context.Context, s Store, r *store.Run, read map[string]int64) (*Problem, error) {
+	streams := slices.Sorted(maps.Keys(r.Through))
+	for _, stream := range streams {
+		through := r.Through[stream]
+		size, verified := read[stream]
+		if verified && through <= size {
+			continue
+		}
+		last, err := s.LastSequence(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case through > last:
+			return &Problem{Stream: stream, Kind: RunSummaryDiffers, Sequence: through,
+				Detail: fmt.Sprintf("run %s: its summary counts events of stream %s up to sequence %d, the stream holds %d", r.BatchID, stream, through, last)}, nil
+		case !verified:
+			return &Problem{Stream: stream, Kind: RunNotCompared, Sequence: through,
+				Detail: fmt.Sprintf("run %s: its summary counts events of stream %s, which was not verified", r.BatchID, stream)}, nil
+		default:
+			return &Problem{Stream: stream, Kind: RunNotCompared, Sequence: through,
+				Detail: fmt.Sprintf("run %s: its summary counts events of stream %s up to sequence %d, written after verification read the stream up to %d (a collector is writing the run); verify again to compare it", r.BatchID, stream, through, size)}, nil
+		}
+	}
+	return nil, nil
 }
 
 // diffRun names the fields in which two summaries differ.

@@ -209,3 +209,39 @@ func TestEntriesAfterTheStoredTree(t *testing.T) {
 	assert.False(t, rep.OK())
 	assert.True(t, kinds(rep)[found{verify.HeadDiffers, 300}], "%v", rep.Problems)
 }
+
+// writesDuring is the SQLite store with a collector writing to run v17 after
+// verification read the stream and before it reads the run summaries
+// (fault injection: the timing a live trail gives by chance).
+type writesDuring struct {
+	*sqlitestore.Store
+	t *testing.T
+}
+
+func (w writesDuring) EachRunSummary(ctx context.Context, fn func(*store.Run, []string) error) error {
+	_, err := w.Write(ctx, "default", storetest.Stored(storetest.ProgressEvent("v17", storetest.T0.Add(17*time.Hour+time.Minute))))
+	require.NoError(w.t, err)
+	return w.Store.EachRunSummary(ctx, fn)
+}
+
+func TestRunWrittenDuringVerification(t *testing.T) {
+	sg := newSigned(t)
+	rep, err := verify.Verify(context.Background(), writesDuring{sg.s, t}, verify.Options{Verifiers: sg.verifiers, External: sg.external[:len(sg.external)-1]})
+	require.NoError(t, err)
+	assert.True(t, rep.OK(), "a run written while it was verified is no alarm: %v", rep.Problems)
+	assert.Equal(t, map[found]bool{{verify.RunNotCompared, 307}: true}, kinds(rep))
+	assert.Equal(t, 18, rep.Runs)
+
+	// Verified again, the run is compared.
+	rep, err = verify.Verify(context.Background(), sg.s, verify.Options{Verifiers: sg.verifiers, External: sg.external[:len(sg.external)-1]})
+	require.NoError(t, err)
+	assert.True(t, rep.OK(), "%v", rep.Problems)
+	assert.Equal(t, map[found]bool{{verify.Unsigned, 307}: true}, kinds(rep))
+
+	// A summary claiming events the stream does not hold is no race.
+	sg.exec(t, `UPDATE runs SET summary = json_set(summary, '$.through.default', 400, '$.events', 99) WHERE batch_id = 'v03'`)
+	rep, err = verify.Verify(context.Background(), sg.s, verify.Options{Verifiers: sg.verifiers, External: sg.external[:len(sg.external)-1]})
+	require.NoError(t, err)
+	assert.False(t, rep.OK())
+	assert.True(t, kinds(rep)[found{verify.RunSummaryDiffers, 400}], "%v", rep.Problems)
+}
