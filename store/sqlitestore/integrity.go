@@ -156,8 +156,8 @@ func entryOf(stream string, row []driver.Value) (*store.StoredEntry, error) {
 		}
 		packed = ns.String
 	}
-	if err := errors.Join(scanInt(&e.Sequence, row[0]), scanString(&kind, row[1]), scanString(&e.EventID, row[2]),
-		scanString(&e.Hash, row[3]), (*ownedBytes)(&e.Document).Scan(row[4])); err != nil {
+	if err := errors.Join(scan(&e.Sequence, row[0]), scan(&kind, row[1]), scan(&e.EventID, row[2]),
+		scan(&e.Hash, row[3]), (*ownedBytes)(&e.Document).Scan(row[4])); err != nil {
 		return nil, err
 	}
 	e.Kind = merkle.Kind(kind)
@@ -176,37 +176,21 @@ func entryOf(stream string, row []driver.Value) (*store.StoredEntry, error) {
 	return e, nil
 }
 
-// scanString and scanInt take a driver value as Scan into a string or an
-// int64 does (sql.NullString and sql.NullInt64 convert the same way).
-func scanString(dst *string, v driver.Value) error {
-	if s, ok := v.(string); ok {
-		*dst = s
+// scan takes a driver value as Scan into a *T does (sql.Null[T] converts
+// the same way).
+func scan[T any](dst *T, v driver.Value) error {
+	if x, ok := v.(T); ok {
+		*dst = x
 		return nil
 	}
-	var ns sql.NullString
-	if err := ns.Scan(v); err != nil {
+	var n sql.Null[T]
+	if err := n.Scan(v); err != nil {
 		return err
 	}
-	if !ns.Valid {
-		return errors.New("converting NULL to string is unsupported")
+	if !n.Valid {
+		return fmt.Errorf("converting NULL to %T is unsupported", *dst)
 	}
-	*dst = ns.String
-	return nil
-}
-
-func scanInt(dst *int64, v driver.Value) error {
-	if n, ok := v.(int64); ok {
-		*dst = n
-		return nil
-	}
-	var nn sql.NullInt64
-	if err := nn.Scan(v); err != nil {
-		return err
-	}
-	if !nn.Valid {
-		return errors.New("converting NULL to int64 is unsupported")
-	}
-	*dst = nn.Int64
+	*dst = n.V
 	return nil
 }
 
