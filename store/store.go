@@ -142,6 +142,9 @@ type DeadLetter struct {
 	EventID  string `json:"event_id"`
 	Stream   string `json:"stream"`
 	Sequence int64  `json:"sequence"`
+	// Kind is "dead_letter", or "gap" for a number that holds no event
+	// (docs/storage.md; its Document says why).
+	Kind     string `json:"kind"`
 	Hash     string `json:"hash"`
 	Reason   string `json:"reason"`
 	Document string `json:"document"`

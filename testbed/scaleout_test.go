@@ -532,8 +532,20 @@ func TestScaleOutFailover(t *testing.T) {
 	sort.Strings(missing)
 	assert.Empty(t, missing, "events of the single collector's trail missing from the scale-out trail")
 	assert.Empty(t, differ)
-	dead, err := got.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
+	dls, err := got.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
 	require.NoError(t, err)
+	// Gaps are not: a number a killed collector's write took but never
+	// stored, or a redelivery older than the dedupe window (docs/storage.md).
+	var dead []store.DeadLetter
+	gaps := 0
+	for _, d := range dls {
+		if d.Kind == "gap" {
+			gaps++
+			continue
+		}
+		dead = append(dead, d)
+	}
+	t.Logf("%d gap entries", gaps)
 	assert.Empty(t, dead, "no dead letters, no conflicts")
 
 	// Every partition's stream verifies against the checkpoints its owners

@@ -124,13 +124,14 @@ func TestDeadLetters(t *testing.T) {
 	db := trail(t)
 	code, out, errOut := runCLI(t, "deadletters", "--db", db)
 	require.Equal(t, 0, code, errOut)
-	assert.Regexp(t, `(?m)^STREAM\s+SEQ\s+TIME\s+EVENT ID\s+REASON$`, out)
-	assert.Regexp(t, `(?m)^default\s+18\s+2026-11-01 03:00:01.123Z\s+bad-1\s+invalid batchaudit.record.read: batchaudit.record.id: is required$`, out)
+	assert.Regexp(t, `(?m)^STREAM\s+SEQ\s+KIND\s+TIME\s+EVENT ID\s+REASON$`, out)
+	assert.Regexp(t, `(?m)^default\s+18\s+dead_letter\s+2026-11-01 03:00:01.123Z\s+bad-1\s+invalid batchaudit.record.read: batchaudit.record.id: is required$`, out)
 	_, out, _ = runCLI(t, "deadletters", "--db", db, "--json")
 	var dls []store.DeadLetter
 	require.NoError(t, json.Unmarshal([]byte(out), &dls))
 	require.Len(t, dls, 1)
 	assert.Equal(t, int64(18), dls[0].Sequence)
+	assert.Equal(t, "dead_letter", dls[0].Kind)
 }
 
 func TestVerify(t *testing.T) {

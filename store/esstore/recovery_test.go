@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,4 +103,9 @@ func TestLateRedeliveryLeavesAGap(t *testing.T) {
 	last := entries[len(entries)-1]
 	assert.Equal(t, merkle.KindGap, last.Kind)
 	assert.True(t, strings.Contains(string(last.Document), "redelivery of "+in[0].ID), "%s", last.Document)
+	dls, err := s2.DeadLetters(ctx(t), time.Time{}, time.Time{}, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	assert.Equal(t, "gap", dls[0].Kind, "listed with the dead letters, as a gap")
+	assert.Equal(t, last.Sequence, dls[0].Sequence)
 }

@@ -219,7 +219,7 @@ func (s *Store) EachRun(ctx context.Context, q store.RunQuery, fn func(*store.Ru
 func (s *Store) DeadLetters(ctx context.Context, from, to time.Time, limit int) ([]store.DeadLetter, error) {
 	var w where
 	w.period("time", from, to)
-	rows, err := s.db.QueryContext(ctx, `SELECT event_id, stream, sequence, hash, reason, document, time FROM dead_letters`+
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id, stream, sequence, kind, hash, reason, document, time FROM dead_letters`+
 		w.sql("ORDER BY time, stream, sequence", limit), w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: query dead letters: %w", err)
@@ -229,7 +229,7 @@ func (s *Store) DeadLetters(ctx context.Context, from, to time.Time, limit int) 
 	for rows.Next() {
 		var d store.DeadLetter
 		var t int64
-		if err := rows.Scan(&d.EventID, &d.Stream, &d.Sequence, &d.Hash, &d.Reason, &d.Document, &t); err != nil {
+		if err := rows.Scan(&d.EventID, &d.Stream, &d.Sequence, &d.Kind, &d.Hash, &d.Reason, &d.Document, &t); err != nil {
 			return nil, fmt.Errorf("sqlitestore: read dead letter: %w", err)
 		}
 		d.Time = fromNanos(t)

@@ -191,7 +191,7 @@ func testConflict(t *testing.T, open Opener) {
 	dl, err := s.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
 	require.NoError(t, err)
 	require.Len(t, dl, 1)
-	assert.Equal(t, store.DeadLetter{EventID: tampered.ID, Stream: "default", Sequence: 5, Hash: tstored[0].Hash,
+	assert.Equal(t, store.DeadLetter{EventID: tampered.ID, Stream: "default", Sequence: 5, Kind: "dead_letter", Hash: tstored[0].Hash,
 		Reason: res[0].Reason, Document: dl[0].Document, Time: tampered.Time}, dl[0])
 	back, err := auditevent.ParseCanonical([]byte(dl[0].Document))
 	require.NoError(t, err)
