@@ -6,6 +6,7 @@ import (
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 // reconciliation builds the data-loss report: counts in, out and rejected
@@ -139,6 +140,9 @@ func (b *builder) deadLetterTable() (Table, error) {
 	b.record("dead letters of the period", "DeadLetters", map[string]any{"from": timeParam(b.req.From), "to": timeParam(b.req.To), "limit": int64(limit)}, len(dls))
 	var rows [][]any
 	for _, d := range dls {
+		if d.Kind == string(merkle.KindGap) {
+			continue // a number that holds no event: no event was refused
+		}
 		rows = append(rows, []any{d.Stream, d.Sequence, fmtTime(d.Time), d.EventID, yesNo(strings.HasPrefix(d.Reason, store.ConflictReasonPrefix)), d.Reason})
 	}
 	t := newTable("dead_letters", "Dead letters", []string{"stream", "sequence", "time", "event_id", "integrity_alarm", "reason"}, rows, 0)

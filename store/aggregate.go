@@ -65,6 +65,9 @@ type DeadLetterCount struct {
 	// Conflicts are dead letters kept because an event id was re-used with
 	// other content: integrity alarms.
 	Conflicts int64 `json:"conflicts"`
+	// Gaps are numbers that hold no event (docs/storage.md): listed with the
+	// dead letters, not counted in DeadLetters, since no event was refused.
+	Gaps int64 `json:"gaps,omitempty"`
 }
 
 // ValidGroupKey reports whether k is one of GroupKeys.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 var _ store.Aggregator = (*Store)(nil)
@@ -79,16 +80,18 @@ func (s *Store) CountDeadLetters(ctx context.Context, from, to time.Time) ([]sto
 		filter = append(filter, r)
 	}
 	sources := []any{map[string]any{"stream": map[string]any{"terms": map[string]any{"field": "batchaudit.stream"}}}}
-	sub := map[string]any{"conflicts": map[string]any{"filter": term("batchaudit.conflict", "true")}}
+	sub := map[string]any{"conflicts": map[string]any{"filter": term("batchaudit.conflict", "true")},
+		"gaps": map[string]any{"filter": term("batchaudit.entry_kind", string(merkle.KindGap))}}
 	var out []store.DeadLetterCount
 	err := s.composite(ctx, s.cfg.deadLettersIndex(), filter, sources, sub, func(key map[string]any, count int64, aggs json.RawMessage) {
 		var c struct {
-			Conflicts struct {
+			Conflicts, Gaps struct {
 				DocCount int64 `json:"doc_count"`
-			} `json:"conflicts"`
+			}
 		}
 		_ = json.Unmarshal(aggs, &c)
-		out = append(out, store.DeadLetterCount{Stream: keyString(key["stream"]), DeadLetters: count, Conflicts: c.Conflicts.DocCount})
+		out = append(out, store.DeadLetterCount{Stream: keyString(key["stream"]), DeadLetters: count - c.Gaps.DocCount,
+			Conflicts: c.Conflicts.DocCount, Gaps: c.Gaps.DocCount})
 	})
 	return out, err
 }

@@ -108,4 +108,7 @@ func TestLateRedeliveryLeavesAGap(t *testing.T) {
 	require.Len(t, dls, 1)
 	assert.Equal(t, "gap", dls[0].Kind, "listed with the dead letters, as a gap")
 	assert.Equal(t, last.Sequence, dls[0].Sequence)
+	counts, err := s2.CountDeadLetters(ctx(t), time.Time{}, time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, []store.DeadLetterCount{{Stream: "main", Gaps: 1}}, counts, "a gap is no refused event")
 }

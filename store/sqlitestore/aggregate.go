@@ -155,7 +155,7 @@ func (s *Store) ForReports(ctx context.Context) error {
 func (s *Store) CountDeadLetters(ctx context.Context, from, to time.Time) ([]store.DeadLetterCount, error) {
 	var w where
 	w.period("time", from, to)
-	rows, err := s.db.QueryContext(ctx, `SELECT stream, COUNT(*), SUM(substr(reason, 1, ?) = ?) FROM dead_letters`+
+	rows, err := s.db.QueryContext(ctx, `SELECT stream, SUM(kind != 'gap'), SUM(kind != 'gap' AND substr(reason, 1, ?) = ?), SUM(kind = 'gap') FROM dead_letters`+
 		w.sql("GROUP BY stream ORDER BY stream", 0),
 		append([]any{len(store.ConflictReasonPrefix), store.ConflictReasonPrefix}, w.args...)...)
 	if err != nil {
@@ -165,7 +165,7 @@ func (s *Store) CountDeadLetters(ctx context.Context, from, to time.Time) ([]sto
 	var out []store.DeadLetterCount
 	for rows.Next() {
 		var c store.DeadLetterCount
-		if err := rows.Scan(&c.Stream, &c.DeadLetters, &c.Conflicts); err != nil {
+		if err := rows.Scan(&c.Stream, &c.DeadLetters, &c.Conflicts, &c.Gaps); err != nil {
 			return nil, fmt.Errorf("sqlitestore: count dead letters: %w", err)
 		}
 		out = append(out, c)

@@ -350,3 +350,26 @@ func TestEachEntryOwnsDocuments(t *testing.T) {
 		require.Equal(t, string(doc), string(e.Document), e.Sequence)
 	}
 }
+
+// Gaps are listed with the dead letters, by kind, and not counted as dead
+// letters. This store never makes one (it looks every id up before
+// numbering), so the row is put in as an adopted Elasticsearch trail would
+// hold it.
+func TestGapsAreNotCountedAsDeadLetters(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Write(ctx, "default", storetest.Stored(storetest.RunEvents("g1", storetest.T0)...))
+	require.NoError(t, err)
+	_, err = s.DB().Exec(`INSERT INTO dead_letters (stream, sequence, event_id, hash, doc_hash, reason, document, time, ingested, kind)
+		VALUES ('default', 100, '', '', 'h', 'no entry was stored under this number', '{"gap":{}}', 1, 1, 'gap')`)
+	require.NoError(t, err)
+	dls, err := s.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	assert.Equal(t, "gap", dls[0].Kind)
+	counts, err := s.CountDeadLetters(ctx, time.Time{}, time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, []store.DeadLetterCount{{Stream: "default", Gaps: 1}}, counts)
+}
