@@ -1,6 +1,9 @@
 package kibana
 
-import "github.com/batchaudit/batchaudit/store/esstore"
+import (
+	"github.com/batchaudit/batchaudit/store/esstore"
+	"github.com/batchaudit/batchaudit/store/merkle"
+)
 
 // DefaultPrefix is the audit exporter's default index_prefix; the committed
 // NDJSON is generated for it.
@@ -158,11 +161,13 @@ var (
 		columns: []string{"batchaudit.finding.type", "batchaudit.finding.severity", "batchaudit.finding.message",
 			"batchaudit.finding.record_ids", "batchaudit.job.name", "batchaudit.batch.id"},
 	}
+	notGaps     = whereNot("batchaudit.entry_kind", string(merkle.KindGap))
 	deadLetters = &search{
 		id: "batchaudit-search-dead-letters", title: "batchaudit: Dead letters",
 		description: "Events that could not be kept as audit events (invalid, unhashable, rejected by " +
-			"Elasticsearch, or conflicting with a stored event), with the reason, newest first.",
-		view: deadLettersView, sort: timeDesc,
+			"Elasticsearch, or conflicting with a stored event), with the reason, newest first. Gap entries " +
+			"(numbers that hold no event, docs/storage.md) are left out.",
+		view: deadLettersView, query: notGaps, sort: timeDesc,
 		columns: []string{"error.type", "batchaudit.reason", "event.id", "event.action", "batchaudit.batch.id",
 			"batchaudit.stream", "event.sequence"},
 	}
@@ -219,7 +224,7 @@ var (
 	}
 	deadLettersCount = &vis{
 		id: "batchaudit-vis-dead-letters-count", title: "batchaudit: Dead letters (count)", view: deadLettersView,
-		kind: metric, aggs: []agg{count("Dead letters")},
+		kind: metric, query: notGaps, aggs: []agg{count("Dead letters")},
 	}
 	integrityAlarmsCount = &vis{
 		id: "batchaudit-vis-integrity-alarms-count", title: "batchaudit: Integrity alarms (count)",

@@ -46,13 +46,19 @@ type fieldFormat struct {
 // itself).
 type query []clause
 
-// clause matches a field equal to any of the values.
+// clause matches a field equal to any of the values (not: to none of them).
 type clause struct {
 	field  string
 	values []string
+	not    bool
 }
 
-func where(field string, values ...string) query { return query{{field, values}} }
+func where(field string, values ...string) query { return query{{field: field, values: values}} }
+
+// whereNot also matches documents without the field (written before it).
+func whereNot(field string, values ...string) query {
+	return query{{field: field, values: values, not: true}}
+}
 
 // and adds a clause to a copy of q.
 func (q query) and(other query) query { return append(append(query{}, q...), other...) }
@@ -69,6 +75,9 @@ func (q query) lucene() string {
 			parts[i] = c.field + ":" + vals[0]
 		} else {
 			parts[i] = c.field + ":(" + strings.Join(vals, " OR ") + ")"
+		}
+		if c.not {
+			parts[i] = "NOT " + parts[i]
 		}
 	}
 	return strings.Join(parts, " AND ")
@@ -91,7 +100,7 @@ func (q query) fill(values map[string]string) query {
 			}
 			vals[j] = v
 		}
-		out[i] = clause{c.field, vals}
+		out[i] = clause{field: c.field, values: vals, not: c.not}
 	}
 	return out
 }
