@@ -140,7 +140,7 @@ func (b *builder) deadLetterTable() (Table, error) {
 	b.record("dead letters of the period", "DeadLetters", map[string]any{"from": timeParam(b.req.From), "to": timeParam(b.req.To), "limit": int64(limit)}, len(dls))
 	var rows [][]any
 	for _, d := range dls {
-		if d.Kind == string(merkle.KindGap) {
+		if d.Kind == merkle.KindGap {
 			continue // a number that holds no event: no event was refused
 		}
 		rows = append(rows, []any{d.Stream, d.Sequence, fmtTime(d.Time), d.EventID, yesNo(strings.HasPrefix(d.Reason, store.ConflictReasonPrefix)), d.Reason})

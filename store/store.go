@@ -10,6 +10,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/batchaudit/batchaudit/auditevent"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 // StoredEvent is an event as persisted: the canonical event plus the storage
@@ -144,10 +145,10 @@ type DeadLetter struct {
 	Sequence int64  `json:"sequence"`
 	// Kind is "dead_letter", or "gap" for a number that holds no event
 	// (docs/storage.md; its Document says why).
-	Kind     string `json:"kind"`
-	Hash     string `json:"hash"`
-	Reason   string `json:"reason"`
-	Document string `json:"document"`
+	Kind     merkle.Kind `json:"kind"`
+	Hash     string      `json:"hash"`
+	Reason   string      `json:"reason"`
+	Document string      `json:"document"`
 	// Time is the event's time, or the ingest time for an event without one.
 	Time time.Time `json:"time"`
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/batchaudit/batchaudit/internal/kafkatest"
 	"github.com/batchaudit/batchaudit/store"
 	"github.com/batchaudit/batchaudit/store/esstore"
+	"github.com/batchaudit/batchaudit/store/merkle"
 	"github.com/batchaudit/batchaudit/testbed/harness"
 )
 
@@ -539,7 +540,7 @@ func TestScaleOutFailover(t *testing.T) {
 	var dead []store.DeadLetter
 	gaps := 0
 	for _, d := range dls {
-		if d.Kind == "gap" {
+		if d.Kind == merkle.KindGap {
 			gaps++
 			continue
 		}

@@ -155,11 +155,11 @@ func deadLettersCommand(fs *flag.FlagSet) func(context.Context, *cli, []string) 
 var deadLetterView = view[store.DeadLetter]{
 	text: []string{"STREAM", "SEQ", "KIND", "TIME", "EVENT ID", "REASON"},
 	textRow: func(d *store.DeadLetter) []string {
-		return []string{d.Stream, itoa(d.Sequence), d.Kind, formatTime(d.Time), dash(d.EventID), oneLine(d.Reason)}
+		return []string{d.Stream, itoa(d.Sequence), string(d.Kind), formatTime(d.Time), dash(d.EventID), oneLine(d.Reason)}
 	},
 	csv: []string{"stream", "sequence", "kind", "time", "event_id", "hash", "reason", "document"},
 	csvRow: func(d *store.DeadLetter) []string {
-		return []string{d.Stream, itoa(d.Sequence), d.Kind, csvTime(d.Time), d.EventID, d.Hash, d.Reason, d.Document}
+		return []string{d.Stream, itoa(d.Sequence), string(d.Kind), csvTime(d.Time), d.EventID, d.Hash, d.Reason, d.Document}
 	},
 	json: func(d *store.DeadLetter) any { return d },
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/kibana"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 	"github.com/batchaudit/batchaudit/store/sqlitestore"
 	"github.com/batchaudit/batchaudit/store/storetest"
 	"github.com/batchaudit/batchaudit/store/verify"
@@ -131,7 +132,7 @@ func TestDeadLetters(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &dls))
 	require.Len(t, dls, 1)
 	assert.Equal(t, int64(18), dls[0].Sequence)
-	assert.Equal(t, "dead_letter", dls[0].Kind)
+	assert.Equal(t, merkle.KindDeadLetter, dls[0].Kind)
 }
 
 func TestVerify(t *testing.T) {

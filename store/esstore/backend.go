@@ -445,10 +445,7 @@ func (b backend) Tail(ctx context.Context, stream string, after int64, fn func(*
 				sum := sha256.Sum256(doc)
 				dh = hex.EncodeToString(sum[:])
 			}
-			e.Kind = merkle.KindDeadLetter
-			if src.Batchaudit.EntryKind == string(merkle.KindGap) {
-				e.Kind = merkle.KindGap
-			}
+			e.Kind = deadKind(src.Batchaudit.EntryKind)
 			e.Key = store.Key{DeadLetter: true, ID: src.Event.ID, DocHash: dh}
 			e.Hash, e.EventHash, e.Document, e.Reason = dh, src.Event.Hash, doc, src.Batchaudit.Reason
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 // The event document is ECS-shaped for search and dashboards; the exact
@@ -466,6 +467,15 @@ type deadEventMeta struct {
 	Sequence int64  `json:"sequence"`
 	Hash     string `json:"hash"`
 	Ingested string `json:"ingested"`
+}
+
+// deadKind is the entry kind of a dead-letters document: gap, or
+// dead_letter (also for documents written before entry_kind).
+func deadKind(entryKind string) merkle.Kind {
+	if entryKind == string(merkle.KindGap) {
+		return merkle.KindGap
+	}
+	return merkle.KindDeadLetter
 }
 
 type deadMeta struct {

@@ -73,10 +73,7 @@ func (s *Store) EachEntry(ctx context.Context, stream string, fn func(*store.Sto
 			e.Kind, e.EventID, e.Hash, e.Document = merkle.KindEvent, h.ID, src.Event.Hash, []byte(src.Batchaudit.Canonical)
 			e.Indexed = func(ev *auditevent.Event) []string { return s.checkEventDocument(h, ev, stream) }
 		} else {
-			e.Kind = merkle.KindDeadLetter
-			if src.Batchaudit.EntryKind == string(merkle.KindGap) {
-				e.Kind = merkle.KindGap
-			}
+			e.Kind = deadKind(src.Batchaudit.EntryKind)
 			e.Hash, e.Document = src.Batchaudit.DocHash, []byte(src.Batchaudit.Document)
 		}
 		return fn(e)

@@ -44,10 +44,7 @@ func (s *Store) EachEntryAge(ctx context.Context, stream string, fn func(store.E
 		}
 		a := store.EntryAge{Sequence: h.Source.Event.Sequence, Kind: merkle.KindEvent}
 		if h.Index != s.cfg.eventsIndex() {
-			a.Kind = merkle.KindDeadLetter
-			if h.Source.Batchaudit.EntryKind == string(merkle.KindGap) {
-				a.Kind = merkle.KindGap
-			}
+			a.Kind = deadKind(h.Source.Batchaudit.EntryKind)
 		} else {
 			a.BatchID = d.Batchaudit.Batch.ID
 		}

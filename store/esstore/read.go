@@ -12,7 +12,6 @@ import (
 
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/store"
-	"github.com/batchaudit/batchaudit/store/merkle"
 )
 
 // pageSize is how many hits one search returns; longer results are read
@@ -221,11 +220,7 @@ func (s *Store) DeadLetters(ctx context.Context, from, to time.Time, limit int) 
 			return err
 		}
 		t, _ := time.Parse(time.RFC3339Nano, d.Timestamp)
-		kind := d.Dead.EntryKind
-		if kind == "" {
-			kind = string(merkle.KindDeadLetter) // written before entry kinds
-		}
-		out = append(out, store.DeadLetter{EventID: d.Event.ID, Stream: d.Dead.Stream, Sequence: d.Event.Sequence, Kind: kind,
+		out = append(out, store.DeadLetter{EventID: d.Event.ID, Stream: d.Dead.Stream, Sequence: d.Event.Sequence, Kind: deadKind(d.Dead.EntryKind),
 			Hash: d.Event.Hash, Reason: d.Dead.Reason, Document: d.Dead.Document, Time: t.UTC()})
 		return nil
 	})

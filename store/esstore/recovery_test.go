@@ -106,7 +106,7 @@ func TestLateRedeliveryLeavesAGap(t *testing.T) {
 	dls, err := s2.DeadLetters(ctx(t), time.Time{}, time.Time{}, 0)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
-	assert.Equal(t, "gap", dls[0].Kind, "listed with the dead letters, as a gap")
+	assert.Equal(t, merkle.KindGap, dls[0].Kind, "listed with the dead letters, as a gap")
 	assert.Equal(t, last.Sequence, dls[0].Sequence)
 	counts, err := s2.CountDeadLetters(ctx(t), time.Time{}, time.Time{})
 	require.NoError(t, err)

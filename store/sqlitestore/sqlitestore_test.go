@@ -17,6 +17,7 @@ import (
 	"github.com/batchaudit/batchaudit/auditevent"
 	"github.com/batchaudit/batchaudit/canonical"
 	"github.com/batchaudit/batchaudit/store"
+	"github.com/batchaudit/batchaudit/store/merkle"
 	"github.com/batchaudit/batchaudit/store/storetest"
 )
 
@@ -368,7 +369,7 @@ func TestGapsAreNotCountedAsDeadLetters(t *testing.T) {
 	dls, err := s.DeadLetters(ctx, time.Time{}, time.Time{}, 0)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
-	assert.Equal(t, "gap", dls[0].Kind)
+	assert.Equal(t, merkle.KindGap, dls[0].Kind)
 	counts, err := s.CountDeadLetters(ctx, time.Time{}, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, []store.DeadLetterCount{{Stream: "default", Gaps: 1}}, counts)
