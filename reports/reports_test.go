@@ -198,3 +198,28 @@ func TestChangeManagementComparesWithThePreviousRun(t *testing.T) {
 		{"orders-clean", "b4", "2026-11-01T07:00:00.123Z", "targets", "", "postgres://db:5432/dw.orders", "b3", "svc-etl", ""},
 	}, r.Table("changes").Rows)
 }
+
+// A gap (a number that holds no event; only Elasticsearch makes them, after
+// a cut write or a late redelivery) is no refused event: the reports
+// neither count nor list it as a dead letter. It is put in with SQL here,
+// as an adopted Elasticsearch trail would hold it.
+func TestGapsAreNotDeadLetters(t *testing.T) {
+	s := sqliteFixture(t)
+	_, err := s.DB().Exec(`INSERT INTO dead_letters (stream, sequence, event_id, hash, doc_hash, reason, document, time, ingested, kind)
+		VALUES ('default', 1000, '', '', 'h', 'no entry was stored under this number', '{"gap":{}}', ?, ?, 'gap')`,
+		t0.Add(time.Hour).UnixNano(), t0.Add(time.Hour).UnixNano())
+	require.NoError(t, err)
+	g := newGenerator(s, "sqlite:test")
+	reqs := fixtureRequests()
+	sox, err := g.Generate(context.Background(), reqs[0])
+	require.NoError(t, err)
+	v, _ := sox.Metric("dead_letters")
+	assert.Equal(t, int64(2), v)
+	recon, err := g.Generate(context.Background(), reqs[1])
+	require.NoError(t, err)
+	dl := recon.Table("dead_letters")
+	assert.Len(t, dl.Rows, 2)
+	for _, row := range dl.Rows {
+		assert.NotEqual(t, int64(1000), row[1], "the gap is not listed")
+	}
+}
