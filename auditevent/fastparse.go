@@ -1,9 +1,11 @@
 package auditevent
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // fastDecode decodes a JSON document into map[string]any, with int64 for
@@ -35,6 +37,9 @@ func fastDecode(b []byte) (map[string]any, bool) {
 type fastDecoder struct {
 	b []byte
 	i int
+	// shared makes strings without escapes share b's memory instead of
+	// copying it (ParseSelected: most of its allocations).
+	shared bool
 }
 
 func (d *fastDecoder) ws() {
@@ -181,7 +186,13 @@ func (d *fastDecoder) lit(s string) bool {
 
 // str reads a string; escapes are decoded, invalid UTF-8 declines.
 func (d *fastDecoder) str() (string, bool) {
+	start := d.i + 1
 	b, ok := d.strBytes()
+	// strBytes returns a slice of d.b exactly when the string has no
+	// escape (else a copy).
+	if d.shared && ok && len(b) > 0 && &d.b[start] == &b[0] {
+		return unsafe.String(&b[0], len(b)), true
+	}
 	return string(b), ok
 }
 
@@ -189,6 +200,29 @@ func (d *fastDecoder) str() (string, bool) {
 func (d *fastDecoder) skipStr() bool {
 	_, ok := d.strBytes()
 	return ok
+}
+
+// plainByte marks the bytes a string holds as they are: ASCII, neither a
+// control character, a quote nor a backslash (one lookup per byte in the
+// common case instead of four comparisons).
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plainWord reports whether all 8 bytes of x are plainByte ones, without
+// looking at them one by one (strings are most of a document).
+func plainWord(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	// A byte b has b-k's high bit set and b's clear exactly when b < k
+	// (for b < 0x80; bytes at or above 0x80 are caught by x&highs). A
+	// borrow from a byte below k can only flag bytes after it, and then
+	// that byte is flagged itself.
+	below := func(x uint64, k uint64) uint64 { return (x - ones*k) &^ x & highs }
+	zero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
+	return (x&highs)|below(x, 0x20)|zero(x^(ones*'"'))|zero(x^(ones*'\\')) == 0
 }
 
 // strBytes reads a string as str does, without copying one that has no
@@ -200,6 +234,15 @@ func (d *fastDecoder) strBytes() ([]byte, bool) {
 	start := d.i + 1
 	ascii := true
 	for i := start; i < len(d.b); i++ {
+		for i+8 <= len(d.b) && plainWord(binary.LittleEndian.Uint64(d.b[i:])) {
+			i += 8
+		}
+		for i < len(d.b) && plainByte[d.b[i]] {
+			i++
+		}
+		if i == len(d.b) {
+			break
+		}
 		switch c := d.b[i]; {
 		case c == '"':
 			raw := d.b[start:i]

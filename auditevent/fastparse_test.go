@@ -2,7 +2,9 @@ package auditevent
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/rand"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,5 +87,41 @@ func BenchmarkParseCanonical(b *testing.B) {
 		if _, err := ParseCanonical(docs[i%len(docs)]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// plainWord agrees with plainByte on every word: exhaustively for each
+// byte value in each position among plain neighbours, and at random.
+func TestPlainWord(t *testing.T) {
+	ref := func(b []byte) bool {
+		for _, c := range b {
+			if !plainByte[c] {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(b []byte) {
+		if got, want := plainWord(binary.LittleEndian.Uint64(b)), ref(b); got != want {
+			t.Fatalf("plainWord(%q) = %v, want %v", b, got, want)
+		}
+	}
+	for pos := 0; pos < 8; pos++ {
+		for v := 0; v < 256; v++ {
+			for _, fill := range []byte{'a', 0x20, 0x7e, 0x21, 0x5d, 0x23} {
+				b := []byte{fill, fill, fill, fill, fill, fill, fill, fill}
+				b[pos] = byte(v)
+				check(b)
+			}
+		}
+	}
+	rnd := rand.New(rand.NewSource(1))
+	alphabet := []byte{0, 0x1f, 0x20, 0x21, '"', '\\', 0x5b, 0x5d, 0x7f, 0x80, 0xff, 'a', 'Z', '0'}
+	b := make([]byte, 8)
+	for range 1_000_000 {
+		for i := range b {
+			b[i] = alphabet[rnd.Intn(len(alphabet))]
+		}
+		check(b)
 	}
 }

@@ -60,7 +60,8 @@ func (s Selection) Union(o Selection) Selection {
 // not be set. It fails exactly when ParseCanonical fails, with its error:
 // anything the selective pass declines (as fastDecode declines, or a
 // document ParseCanonical refuses) is handed to ParseCanonical
-// (FuzzParseSelected checks the fields agree).
+// (FuzzParseSelected checks the fields agree). Strings of *e may share
+// doc's memory: doc must not change while *e is in use.
 func ParseSelected(doc []byte, sel Selection, e *Event) error {
 	*e = Event{}
 	if parseSelected(doc, sel, e) {
@@ -81,7 +82,7 @@ const (
 
 // parseSelected fills a zero *e, or declines (leaving e to be reset).
 func parseSelected(doc []byte, sel Selection, e *Event) bool {
-	d := fastDecoder{b: doc}
+	d := fastDecoder{b: doc, shared: true}
 	var (
 		seen  uint
 		top   [topOptional + len(optionalTop)]any

@@ -10,6 +10,7 @@
 package merkle
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -44,7 +45,10 @@ func (k Kind) Valid() bool { return k == KindEvent || k == KindDeadLetter || k =
 //
 //	batchaudit-leaf/v1\n<stream>\n<sequence>\n<kind>\n<hash>\n
 func LeafData(stream string, sequence int64, kind Kind, hash string) []byte {
-	b := make([]byte, 0, 32+len(stream)+len(kind)+len(hash))
+	return appendLeafData(make([]byte, 0, 32+len(stream)+len(kind)+len(hash)), stream, sequence, kind, hash)
+}
+
+func appendLeafData(b []byte, stream string, sequence int64, kind Kind, hash string) []byte {
 	b = append(b, "batchaudit-leaf/v1\n"...)
 	b = append(b, stream...)
 	b = append(b, '\n')
@@ -56,9 +60,12 @@ func LeafData(stream string, sequence int64, kind Kind, hash string) []byte {
 	return append(b, '\n')
 }
 
-// LeafHash is the RFC 6962 leaf hash SHA-256(0x00 || LeafData(...)).
+// LeafHash is the RFC 6962 leaf hash SHA-256(0x00 || LeafData(...)),
+// which tlog.RecordHash computes too, here without allocating: it is
+// computed for every entry written and verified.
 func LeafHash(stream string, sequence int64, kind Kind, hash string) tlog.Hash {
-	return tlog.RecordHash(LeafData(stream, sequence, kind, hash))
+	var buf [192]byte
+	return sha256.Sum256(appendLeafData(append(buf[:0], 0x00), stream, sequence, kind, hash))
 }
 
 // ErrInconsistent means two tree heads of one stream cannot both be true:

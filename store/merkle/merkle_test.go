@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -299,4 +301,11 @@ func TestLeafDataBindsEverything(t *testing.T) {
 		assert.NotEqual(t, base, other)
 	}
 	assert.Equal(t, "batchaudit-leaf/v1\norders\n5\nevent\nab\n", string(LeafData("orders", 5, KindEvent, "ab")))
+	// LeafHash hashes without tlog; it must be tlog's record hash, also
+	// for leaves longer than its buffer.
+	long := strings.Repeat("s", 300)
+	for _, l := range [][4]string{{"orders", "5", "event", "ab"}, {long, "9", "gap", long}} {
+		seq, _ := strconv.ParseInt(l[1], 10, 64)
+		assert.Equal(t, tlog.RecordHash(LeafData(l[0], seq, Kind(l[2]), l[3])), LeafHash(l[0], seq, Kind(l[2]), l[3]))
+	}
 }

@@ -106,9 +106,9 @@ func (r *entryReader) read(stream string, lo, hi *int64, fn func(*store.StoredEn
 	if hi != nil {
 		cond, args = cond+" AND sequence <= ?", append(args, *hi)
 	}
-	q := `SELECT sequence, 'event', id, hash, document, ` + searchPacked + ` FROM events WHERE ` + cond + `
+	q := `SELECT sequence, ` + eventPacked + `, document FROM events WHERE ` + cond + `
 		UNION ALL
-		SELECT sequence, kind, event_id, doc_hash, document, NULL FROM dead_letters WHERE ` + cond + `
+		SELECT sequence, ` + deadPacked + `, document FROM dead_letters WHERE ` + cond + `
 		ORDER BY 1`
 	st, ok := r.stmts[q]
 	if !ok {
@@ -127,7 +127,7 @@ func (r *entryReader) read(stream string, lo, hi *int64, fn func(*store.StoredEn
 		return fmt.Errorf("sqlitestore: read stream %q: %w", stream, err)
 	}
 	defer rows.Close()
-	row := make([]driver.Value, 6)
+	row := make([]driver.Value, 3)
 	for {
 		if err := rows.Next(row); err == io.EOF {
 			return nil
@@ -147,24 +147,23 @@ func (r *entryReader) read(stream string, lo, hi *int64, fn func(*store.StoredEn
 // entryOf makes an entry of a row of entryReader's query.
 func entryOf(stream string, row []driver.Value) (*store.StoredEntry, error) {
 	e := &store.StoredEntry{Stream: stream}
-	var kind string
-	packed, ok := row[5].(string)
-	if !ok && row[5] != nil {
-		var ns sql.NullString
-		if err := ns.Scan(row[5]); err != nil {
-			return nil, err
-		}
-		packed = ns.String
+	var packed string
+	if err := scan(&packed, row[1]); err != nil {
+		return nil, err
 	}
-	if err := errors.Join(scan(&e.Sequence, row[0]), scan(&kind, row[1]), scan(&e.EventID, row[2]),
-		scan(&e.Hash, row[3]), (*ownedBytes)(&e.Document).Scan(row[4])); err != nil {
+	var kind string
+	tail, vals, err := splitPacked(packed, [3]*string{&kind, &e.EventID, &e.Hash})
+	if err != nil {
+		return nil, fmt.Errorf("the packed columns cannot be read (%w): %s", err, packed)
+	}
+	if err := errors.Join(scan(&e.Sequence, row[0]), (*ownedBytes)(&e.Document).Scan(row[2])); err != nil {
 		return nil, err
 	}
 	e.Kind = merkle.Kind(kind)
 	if e.Kind == merkle.KindEvent {
 		id := e.EventID
 		e.Indexed = func(ev *auditevent.Event) []string {
-			out := checkColumns(ev, packed)
+			out := checkColumns(ev, tail, vals)
 			if id != ev.ID {
 				// The id is how prove, history and redelivery find an event.
 				out = append(out, fmt.Sprintf("column id is %q, the document says %q", id, ev.ID))
@@ -380,39 +379,105 @@ func (o *ownedBytes) Scan(src any) error {
 
 var columnNames = strings.Split(strings.ReplaceAll(searchColumns, " ", ""), ",")
 
-// searchPacked reads the search columns as one JSON array: one column of
-// the driver instead of twelve, which was most of the cost of reading a
-// row. JSON would take a BLOB for JSONB (X'276231' reads as "b1") or
-// refuse it, so a row with a BLOB or NULL column (the comparison with the
-// empty BLOB fails: every other value sorts below it) is written as
-// {"hex": [...]} instead, a TEXT column as the hex of its bytes, a BLOB as
-// {"blob": HEX}.
-var searchPacked = func() string {
-	hexed := make([]string, len(columnNames))
-	for i, c := range columnNames {
+// eventPacked and deadPacked read an entry row's columns besides sequence
+// and document as one JSON array: kind, event id and hash, then an event's
+// search columns. One column of the driver instead of fifteen: each costs
+// it several calls into SQLite, each under the connection's mutex, which
+// was most of the cost of reading a row. JSON would take a BLOB for JSONB
+// (X'276231' reads as "b1") or refuse it, so a row with a BLOB or NULL
+// column (the comparison with the empty BLOB fails: every other value
+// sorts below it) is written as {"hex": [...]} instead, a TEXT column as
+// the hex of its bytes, a BLOB as {"blob": HEX}.
+var (
+	eventPacked = packColumns(append([]string{`'event'`, "id", "hash"}, columnNames...))
+	deadPacked  = packColumns([]string{"kind", "event_id", "doc_hash"})
+)
+
+func packColumns(cols []string) string {
+	hexed := make([]string, len(cols))
+	for i, c := range cols {
 		hexed[i] = fmt.Sprintf(`CASE typeof(%[1]s) WHEN 'text' THEN hex(%[1]s) WHEN 'blob' THEN json_object('blob', hex(%[1]s)) ELSE %[1]s END`, c)
 	}
+	list := strings.Join(cols, ", ")
 	return fmt.Sprintf(`CASE WHEN max(%[1]s) < x'' THEN json_array(%[1]s) ELSE json_object('hex', json_array(%[2]s)) END`,
-		searchColumns, strings.Join(hexed, ", "))
-}()
+		list, strings.Join(hexed, ", "))
+}
 
-// checkColumns compares the stored search columns (searchPacked) with the
-// ones derived from the stored document's event. When the JSON is what
-// SQLite writes for the derived values, every column holds its value (JSON
-// text decodes to one value, and a string, an integer and a real are
-// written differently); otherwise it is decoded back into the columns'
-// values and compared one by one, so the outcome is that of comparing the
-// columns themselves (TestPackedColumnsMatchColumns).
-func checkColumns(ev *auditevent.Event, packed string) []string {
-	var buf [1024]byte
-	if string(appendPacked(buf[:0], searchValuesOf(ev))) == packed {
-		return nil
+// splitPacked reads eventPacked's or deadPacked's value: its first three
+// values (kind, id, hash) into head, as Scan would read their columns, and
+// returns the rest, the search columns, as the JSON text after the third
+// value (tail, "" when there is none) or, in the hex form, decoded (vals,
+// non-nil).
+func splitPacked(packed string, head [3]*string) (tail string, vals []any, err error) {
+	if strings.HasPrefix(packed, "{") {
+		all, err := unpackHexed(packed)
+		if err == nil && len(all) < len(head) {
+			err = fmt.Errorf("%d values", len(all))
+		}
+		for k, dst := range head {
+			if err == nil {
+				err = scan(dst, all[k])
+			}
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		return "", append(make([]any, 0, len(all)-len(head)), all[len(head):]...), nil
+	}
+	if len(packed) < 2 || packed[0] != '[' || packed[len(packed)-1] != ']' {
+		return "", nil, errNotArray
+	}
+	i := 1
+	for k, dst := range head {
+		if k > 0 {
+			if packed[i] != ',' {
+				return "", nil, errNotArray
+			}
+			i++
+		}
+		var v string
+		var isNumber bool
+		if v, isNumber, i, err = nextValue(packed, i); err != nil {
+			return "", nil, err
+		}
+		if *dst = v; isNumber {
+			if err := scan(dst, number(v)); err != nil {
+				return "", nil, err
+			}
+		}
+	}
+	switch {
+	case i == len(packed)-1:
+		return "", nil, nil
+	case packed[i] == ',':
+		return packed[i+1:], nil, nil
+	}
+	return "", nil, errNotArray
+}
+
+// checkColumns compares the stored search columns with the ones derived
+// from the stored document's event: tail, the JSON text that follows the
+// array's first values (splitPacked), or stored, what the hex form decoded
+// to. When tail is what SQLite writes for the derived values, every column
+// holds its value (JSON text decodes to one value, and a string, an
+// integer and a real are written differently); otherwise it is decoded
+// back into the columns' values and compared one by one, so the outcome is
+// that of comparing the columns themselves (TestPackedColumnsMatchColumns).
+func checkColumns(ev *auditevent.Event, tail string, stored []any) []string {
+	if stored == nil {
+		var buf [1024]byte
+		if string(appendPacked(buf[:0], searchValuesOf(ev))) == tail {
+			return nil
+		}
+		var err error
+		if stored, err = unpackArray("[" + tail); err != nil {
+			return []string{fmt.Sprintf("the search columns cannot be read (%v): [%s", err, tail)}
+		}
+	}
+	if len(stored) != len(columnNames) {
+		return []string{fmt.Sprintf("the search columns cannot be read: %d values for %d columns", len(stored), len(columnNames))}
 	}
 	want := appendSearchColumns(make([]any, 0, len(columnNames)), ev)
-	stored, err := unpackColumns(packed)
-	if err != nil {
-		return []string{fmt.Sprintf("the search columns cannot be read (%v): %s", err, packed)}
-	}
 	var out []string
 	for i, w := range want {
 		if !sameColumn(stored[i], w) {
@@ -423,9 +488,9 @@ func checkColumns(ev *auditevent.Event, packed string) []string {
 }
 
 // appendPacked writes derived search columns as SQLite's json_array
-// writes them.
+// writes them after other values: without the opening bracket.
 func appendPacked(dst []byte, v searchValues) []byte {
-	dst = appendJSONString(append(dst, '['), v.text[0])
+	dst = appendJSONString(dst, v.text[0])
 	dst = strconv.AppendInt(append(dst, ','), v.time, 10)
 	for _, t := range v.text[1:] {
 		dst = appendJSONString(append(dst, ','), t)
@@ -461,22 +526,6 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// unpackColumns decodes searchPacked into the values the driver gives for
-// the columns: string, int64, float64, []byte or nil.
-func unpackColumns(packed string) ([]any, error) {
-	var vals []any
-	var err error
-	if strings.HasPrefix(packed, "{") {
-		vals, err = unpackHexed(packed)
-	} else {
-		vals, err = unpackArray(packed)
-	}
-	if err == nil && len(vals) != len(columnNames) {
-		err = fmt.Errorf("%d values for %d columns", len(vals), len(columnNames))
-	}
-	return vals, err
-}
-
 // unpackHexed reads the {"hex": [...]} form (ASCII only).
 func unpackHexed(packed string) ([]any, error) {
 	dec := json.NewDecoder(strings.NewReader(packed))
@@ -507,78 +556,99 @@ func unpackHexed(packed string) ([]any, error) {
 	return v.Hex, nil
 }
 
-// unpackArray reads json_array's strings and numbers byte for byte
-// (encoding/json would replace bytes that are not UTF-8, which a TEXT
-// column may hold).
+var errNotArray = errors.New("not a JSON array of strings and numbers")
+
+// unpackArray reads json_array's strings and numbers as the driver gives
+// columns.
 func unpackArray(s string) ([]any, error) {
-	bad := fmt.Errorf("not a JSON array of strings and numbers")
 	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
-		return nil, bad
+		return nil, errNotArray
 	}
 	var out []any
 	for i := 1; i < len(s)-1; {
 		if len(out) > 0 {
 			if s[i] != ',' {
-				return nil, bad
+				return nil, errNotArray
 			}
 			i++
 		}
-		if s[i] != '"' {
-			j := i
-			for j < len(s)-1 && s[j] != ',' {
-				j++
-			}
-			out = append(out, number(s[i:j]))
-			i = j
-			continue
+		v, isNumber, next, err := nextValue(s, i)
+		if err != nil {
+			return nil, err
 		}
-		var b []byte
-		for i++; ; {
-			if i >= len(s)-1 {
-				return nil, bad
-			}
-			c := s[i]
-			if c == '"' {
-				i++
-				break
-			}
-			if c != '\\' {
-				b = append(b, c)
-				i++
-				continue
-			}
-			if i+1 >= len(s) {
-				return nil, bad
-			}
-			switch e := s[i+1]; e {
-			case 'b':
-				b = append(b, '\b')
-			case 't':
-				b = append(b, '\t')
-			case 'n':
-				b = append(b, '\n')
-			case 'f':
-				b = append(b, '\f')
-			case 'r':
-				b = append(b, '\r')
-			case 'u':
-				if i+6 > len(s) {
-					return nil, bad
-				}
-				r, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
-				if err != nil {
-					return nil, bad
-				}
-				b = utf8.AppendRune(b, rune(r))
-				i += 4
-			default:
-				b = append(b, e)
-			}
-			i += 2
+		if i = next; isNumber {
+			out = append(out, number(v))
+		} else {
+			out = append(out, v)
 		}
-		out = append(out, string(b))
 	}
 	return out, nil
+}
+
+// nextValue reads the string or number at s[i] of the JSON array s, byte
+// for byte (encoding/json would replace bytes that are not UTF-8, which a
+// TEXT column may hold): a string's value, or a number's text, and the
+// index after it.
+func nextValue(s string, i int) (v string, isNumber bool, next int, err error) {
+	end := len(s) - 1 // the closing bracket
+	if i >= end {
+		return "", false, i, errNotArray
+	}
+	if s[i] != '"' {
+		j := i
+		for j < end && s[j] != ',' {
+			j++
+		}
+		return s[i:j], true, j, nil
+	}
+	i++
+	// Most strings have no escape: a substring, without a copy.
+	if q := strings.IndexByte(s[i:end], '"'); q >= 0 && strings.IndexByte(s[i:i+q], '\\') < 0 {
+		return s[i : i+q], false, i + q + 1, nil
+	}
+	var b []byte
+	for {
+		if i >= end {
+			return "", false, i, errNotArray
+		}
+		c := s[i]
+		if c == '"' {
+			return string(b), false, i + 1, nil
+		}
+		if c != '\\' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if i+1 >= len(s) {
+			return "", false, i, errNotArray
+		}
+		switch e := s[i+1]; e {
+		case 'b':
+			b = append(b, '\b')
+		case 't':
+			b = append(b, '\t')
+		case 'n':
+			b = append(b, '\n')
+		case 'f':
+			b = append(b, '\f')
+		case 'r':
+			b = append(b, '\r')
+		case 'u':
+			if i+6 > len(s) {
+				return "", false, i, errNotArray
+			}
+			r, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
+			if err != nil {
+				return "", false, i, errNotArray
+			}
+			b = utf8.AppendRune(b, rune(r))
+			i += 4
+		default:
+			b = append(b, e)
+		}
+		i += 2
+	}
 }
 
 // number reads a JSON number as the driver gives a column: int64, or
