@@ -217,12 +217,11 @@ var plainByte = func() (t [256]bool) {
 func plainWord(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	// A byte b has b-k's high bit set and b's clear exactly when b < k
-	// (for b < 0x80; bytes at or above 0x80 are caught by x&highs). A
-	// borrow from a byte below k can only flag bytes after it, and then
-	// that byte is flagged itself.
-	below := func(x uint64, k uint64) uint64 { return (x - ones*k) &^ x & highs }
-	zero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
-	return (x&highs)|below(x, 0x20)|zero(x^(ones*'"'))|zero(x^(ones*'\\')) == 0
+	// (for b < 0x80; bytes at or above 0x80 are caught by x&highs); quote
+	// and backslash are the bytes of x^(ones*c) below 1. A borrow from a
+	// flagged byte can only flag bytes after it.
+	q, bs := x^(ones*'"'), x^(ones*'\\')
+	return (x|(x-ones*0x20)&^x|(q-ones)&^q|(bs-ones)&^bs)&highs == 0
 }
 
 // strBytes reads a string as str does, without copying one that has no

@@ -77,8 +77,12 @@ type Integrity interface {
 	// EachRunSummary calls fn for every stored run summary, with its
 	// Through, and the differences between it and the copies the backend
 	// indexes for run queries (none where the summary is itself what
-	// queries search).
-	EachRunSummary(ctx context.Context, fn func(r *Run, indexed []string) error) error
+	// queries search). known, when not nil, is asked first with a
+	// summary's stored bytes (from several goroutines at once): a Run it
+	// returns is what they decode to, and fn gets a copy of it instead of a
+	// decoding (verification knows the encodings of the summaries it
+	// recomputed; decoding them was most of the cost of this).
+	EachRunSummary(ctx context.Context, known func(summary []byte) *Run, fn func(r *Run, indexed []string) error) error
 	// EntryOf returns the stored entry of an event id, nil if there is none.
 	EntryOf(ctx context.Context, eventID string) (*StoredEntry, error)
 	// PutCheckpoint keeps a signed checkpoint (never replacing one).

@@ -670,7 +670,7 @@ var runColumnList = strings.Split(strings.ReplaceAll(runColumnNames, " ", ""), "
 // summaries are decoded in parallel, in batches (decoding is most of the
 // cost, and verification otherwise does it on one core after the streams);
 // fn sees them in order, on the caller's goroutine.
-func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string) error) error {
+func (s *Store) EachRunSummary(ctx context.Context, known func([]byte) *store.Run, fn func(*store.Run, []string) error) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT summary, `+runColumnNames+` FROM runs ORDER BY batch_id`)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: read runs: %w", err)
@@ -697,7 +697,13 @@ func (s *Store) EachRunSummary(ctx context.Context, fn func(*store.Run, []string
 			for b := range work {
 				for i := range b.runs {
 					x := &b.runs[i]
-					if x.err = store.DecodeStoredRun(x.summary, &x.r); x.err != nil {
+					var k *store.Run
+					if known != nil {
+						k = known(x.summary)
+					}
+					if k != nil {
+						x.r = *k
+					} else if x.err = store.DecodeStoredRun(x.summary, &x.r); x.err != nil {
 						x.err = fmt.Errorf("sqlitestore: run %v summary: %w", x.stored[0], x.err)
 						continue
 					}

@@ -633,6 +633,13 @@ func (st *streamCheck) consume(c *checked) {
 			st.runs[c.ev.BatchID] = r
 		}
 		store.ApplyToRun(r, c.ev)
+		// What the collector's folding records too (events come in
+		// sequence order): a stored summary equal to this one in every
+		// byte needs no decoding (checkRuns).
+		if r.Through == nil {
+			r.Through = map[string]int64{}
+		}
+		r.Through[stream] = e.Sequence
 	}
 }
 
@@ -921,7 +928,26 @@ func (t *tileLeaves) read(n int64) []byte {
 // its events, field by field; read is how far each verified stream was read.
 func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, read map[string]int64, all bool, problems *[]Problem) (int, error) {
 	n := 0
-	err := s.EachRunSummary(ctx, func(stored *store.Run, indexed []string) error {
+	// A stored summary that is, byte for byte, the encoding of the one
+	// recomputed (with its Through) decodes to it. runs is only read while
+	// known runs, on the store's goroutines.
+	known := func(summary []byte) *store.Run {
+		const prefix = `{"batch_id":"`
+		if !bytes.HasPrefix(summary, []byte(prefix)) {
+			return nil
+		}
+		id, _, _ := bytes.Cut(summary[len(prefix):], []byte(`"`))
+		want := runs[string(id)] // any id found this way: equality decides
+		if want == nil {
+			return nil
+		}
+		if enc, err := json.Marshal(want); err != nil || !bytes.Equal(enc, summary) {
+			return nil
+		}
+		return want
+	}
+	seen := map[string]bool{}
+	err := s.EachRunSummary(ctx, known, func(stored *store.Run, indexed []string) error {
 		n++
 		for _, d := range indexed {
 			*problems = append(*problems, Problem{Kind: RunSummaryDiffers, Detail: fmt.Sprintf("run %s: %s", stored.BatchID, d)})
@@ -932,20 +958,22 @@ func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, read ma
 		}
 		stored.Through = nil
 		if unread != nil {
-			delete(runs, stored.BatchID)
+			seen[stored.BatchID] = true
 			*problems = append(*problems, *unread)
 			return nil
 		}
 		want, ok := runs[stored.BatchID]
-		if !ok {
+		if !ok || seen[stored.BatchID] {
 			if all {
 				*problems = append(*problems, Problem{Kind: RunSummaryDiffers,
 					Detail: fmt.Sprintf("run %s has a summary but no event", stored.BatchID)})
 			}
 			return nil
 		}
-		delete(runs, stored.BatchID)
-		if d := diffRun(stored, want); d != "" {
+		seen[stored.BatchID] = true
+		folded := *want
+		folded.Through = nil // what the stored one is compared without
+		if d := diffRun(stored, &folded); d != "" {
 			*problems = append(*problems, Problem{Kind: RunSummaryDiffers,
 				Detail: fmt.Sprintf("run %s: %s", stored.BatchID, d)})
 		}
@@ -956,7 +984,9 @@ func checkRuns(ctx context.Context, s Store, runs map[string]*store.Run, read ma
 	}
 	ids := make([]string, 0, len(runs))
 	for id := range runs {
-		ids = append(ids, id)
+		if !seen[id] {
+			ids = append(ids, id)
+		}
 	}
 	sort.Strings(ids)
 	for _, id := range ids {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,10 +219,10 @@ type writesDuring struct {
 	t *testing.T
 }
 
-func (w writesDuring) EachRunSummary(ctx context.Context, fn func(*store.Run, []string) error) error {
+func (w writesDuring) EachRunSummary(ctx context.Context, known func([]byte) *store.Run, fn func(*store.Run, []string) error) error {
 	_, err := w.Write(ctx, "default", storetest.Stored(storetest.ProgressEvent("v17", storetest.T0.Add(17*time.Hour+time.Minute))))
 	require.NoError(w.t, err)
-	return w.Store.EachRunSummary(ctx, fn)
+	return w.Store.EachRunSummary(ctx, known, fn)
 }
 
 func TestRunWrittenDuringVerification(t *testing.T) {
@@ -244,4 +245,48 @@ func TestRunWrittenDuringVerification(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, rep.OK())
 	assert.True(t, kinds(rep)[found{verify.RunSummaryDiffers, 400}], "%v", rep.Problems)
+}
+
+// knownCount counts the summaries verification recognised as equal to its
+// own without decoding them, and those it left to the store to decode.
+type knownCount struct {
+	*sqlitestore.Store
+	hits, misses int
+}
+
+func (k *knownCount) EachRunSummary(ctx context.Context, known func([]byte) *store.Run, fn func(*store.Run, []string) error) error {
+	var mu sync.Mutex
+	return k.Store.EachRunSummary(ctx, func(summary []byte) *store.Run {
+		r := known(summary)
+		mu.Lock()
+		defer mu.Unlock()
+		if r != nil {
+			k.hits++
+		} else {
+			k.misses++
+		}
+		return r
+	}, fn)
+}
+
+// An intact trail's summaries are recognised without decoding; one that
+// differs from its events is decoded and reported as before.
+func TestRunSummariesRecognised(t *testing.T) {
+	sg := newSigned(t)
+	k := &knownCount{Store: sg.s}
+	rep, err := verify.Verify(context.Background(), k, verify.Options{Verifiers: sg.verifiers, External: sg.external})
+	require.NoError(t, err)
+	assert.Empty(t, rep.Problems)
+	assert.Equal(t, 18, k.hits)
+	assert.Zero(t, k.misses)
+
+	sg.exec(t, `UPDATE runs SET summary = json_set(summary, '$.deleted', 9) WHERE batch_id = 'v03'`)
+	k = &knownCount{Store: sg.s}
+	rep, err = verify.Verify(context.Background(), k, verify.Options{Verifiers: sg.verifiers, External: sg.external})
+	require.NoError(t, err)
+	assert.Equal(t, 17, k.hits)
+	assert.Equal(t, 1, k.misses)
+	require.Len(t, rep.Problems, 1)
+	assert.Equal(t, verify.RunSummaryDiffers, rep.Problems[0].Kind)
+	assert.Contains(t, rep.Problems[0].Detail, "run v03: deleted is 9")
 }
