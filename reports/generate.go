@@ -97,6 +97,9 @@ type builder struct {
 	findings []store.StoredEvent
 	base     []store.Bucket
 	counts   []runCount
+	// gaps is how many gap entries (numbers that hold no event) the
+	// period holds: DeadLetters lists them with the dead letters.
+	gaps int64
 }
 
 // Generate builds a report. Its content depends only on the trail and the
@@ -419,6 +422,7 @@ func (b *builder) completeness() error {
 	for _, d := range dls {
 		c.DeadLetters += d.DeadLetters
 		c.IntegrityAlarms += d.Conflicts
+		b.gaps += d.Gaps
 		c.DeadLetterCounts = append(c.DeadLetterCounts, DeadLetterCount{Stream: d.Stream, DeadLetters: d.DeadLetters, IntegrityAlarms: d.Conflicts})
 	}
 	c.Notes = []string{

@@ -132,7 +132,9 @@ func (b *builder) reconciliation() error {
 
 // deadLetterTable lists the dead letters of the period (all streams).
 func (b *builder) deadLetterTable() (Table, error) {
-	limit := b.maxRows()
+	// Gaps are listed with the dead letters and left out below: asking
+	// for that many more keeps them from taking the table's rows.
+	limit := b.maxRows() + int(b.gaps)
 	dls, err := b.g.Source.DeadLetters(b.ctx, b.req.From, b.req.To, limit)
 	if err != nil {
 		return Table{}, fmt.Errorf("reports: dead letters: %w", err)

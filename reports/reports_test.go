@@ -222,4 +222,15 @@ func TestGapsAreNotDeadLetters(t *testing.T) {
 	for _, row := range dl.Rows {
 		assert.NotEqual(t, int64(1000), row[1], "the gap is not listed")
 	}
+
+	// A gap before the dead letters does not take one of the table's rows:
+	// with room for two, both are listed and the table is complete.
+	_, err = s.DB().Exec(`UPDATE dead_letters SET time = ? WHERE kind = 'gap'`, reqs[1].From.UnixNano())
+	require.NoError(t, err)
+	g.MaxRows = 2
+	recon, err = g.Generate(context.Background(), reqs[1])
+	require.NoError(t, err)
+	dl = recon.Table("dead_letters")
+	assert.Len(t, dl.Rows, 2)
+	assert.False(t, dl.Truncated, dl.Note)
 }
