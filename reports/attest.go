@@ -62,7 +62,7 @@ const (
 
 // attestationRule is written into every attestation.
 const attestationRule = "Per stream, the entries up to the period's end are entries 1..N, N being the highest " +
-	"sequence number of an event or dead letter whose time is before period_to (gaps have no time and lie below N). " +
+	"sequence number of an event or dead letter whose time is before period_to (gap entries, which hold no event, are left out whatever their time). " +
 	"The checkpoint is the first kept checkpoint (the smallest tree) of at least N entries, so a closed period " +
 	"always gets the same one. The previous report is the recorded report of the same kind and filters (and " +
 	"schedule, when the report belongs to one) whose period ends last, no later than this one's, other than this " +

@@ -91,8 +91,8 @@ type Integrity interface {
 	Checkpoints(ctx context.Context, stream string) ([]StoredCheckpoint, error)
 	// LastSequenceBefore returns the highest sequence of the stream's
 	// events and dead letters whose time is before t (0 if there is none):
-	// a checkpoint of at least that size covers every entry up to t. Gaps
-	// have no time of their own and are left out (they are covered by the
-	// entries after them).
+	// a checkpoint of at least that size covers every entry up to t. Gap
+	// entries are left out: they hold no event, and their time is only
+	// when they were written.
 	LastSequenceBefore(ctx context.Context, stream string, t time.Time) (int64, error)
 }
