@@ -3,7 +3,6 @@ package esstore
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,26 +14,14 @@ import (
 	"github.com/batchaudit/batchaudit/store/verify"
 )
 
-// knownCount counts the run summaries verification recognised without
-// decoding them.
+// knownCount counts what verification recognised of the summaries.
 type knownCount struct {
 	*Store
-	mu           sync.Mutex
-	hits, misses int
+	storetest.KnownCount
 }
 
 func (k *knownCount) EachRunSummary(ctx context.Context, known func([]byte) *store.Run, fn func(*store.Run, []string) error) error {
-	return k.Store.EachRunSummary(ctx, func(summary []byte) *store.Run {
-		r := known(summary)
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		if r != nil {
-			k.hits++
-		} else {
-			k.misses++
-		}
-		return r
-	}, fn)
+	return k.Store.EachRunSummary(ctx, k.Wrap(known), fn)
 }
 
 // The summaries the collector keeps in Elasticsearch are what verify
@@ -51,6 +38,6 @@ func TestRunSummariesRecognised(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, rep.Problems)
 	assert.Equal(t, 4, rep.Runs)
-	assert.Equal(t, 4, k.hits)
-	assert.Zero(t, k.misses)
+	assert.Equal(t, 4, k.Hits)
+	assert.Zero(t, k.Misses)
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -247,26 +246,14 @@ func TestRunWrittenDuringVerification(t *testing.T) {
 	assert.True(t, kinds(rep)[found{verify.RunSummaryDiffers, 400}], "%v", rep.Problems)
 }
 
-// knownCount counts the summaries verification recognised as equal to its
-// own without decoding them, and those it left to the store to decode.
+// knownCount counts what verification recognised of the summaries.
 type knownCount struct {
 	*sqlitestore.Store
-	hits, misses int
+	storetest.KnownCount
 }
 
 func (k *knownCount) EachRunSummary(ctx context.Context, known func([]byte) *store.Run, fn func(*store.Run, []string) error) error {
-	var mu sync.Mutex
-	return k.Store.EachRunSummary(ctx, func(summary []byte) *store.Run {
-		r := known(summary)
-		mu.Lock()
-		defer mu.Unlock()
-		if r != nil {
-			k.hits++
-		} else {
-			k.misses++
-		}
-		return r
-	}, fn)
+	return k.Store.EachRunSummary(ctx, k.Wrap(known), fn)
 }
 
 // An intact trail's summaries are recognised without decoding; one that
@@ -277,15 +264,15 @@ func TestRunSummariesRecognised(t *testing.T) {
 	rep, err := verify.Verify(context.Background(), k, verify.Options{Verifiers: sg.verifiers, External: sg.external})
 	require.NoError(t, err)
 	assert.Empty(t, rep.Problems)
-	assert.Equal(t, 18, k.hits)
-	assert.Zero(t, k.misses)
+	assert.Equal(t, 18, k.Hits)
+	assert.Zero(t, k.Misses)
 
 	sg.exec(t, `UPDATE runs SET summary = json_set(summary, '$.deleted', 9) WHERE batch_id = 'v03'`)
 	k = &knownCount{Store: sg.s}
 	rep, err = verify.Verify(context.Background(), k, verify.Options{Verifiers: sg.verifiers, External: sg.external})
 	require.NoError(t, err)
-	assert.Equal(t, 17, k.hits)
-	assert.Equal(t, 1, k.misses)
+	assert.Equal(t, 17, k.Hits)
+	assert.Equal(t, 1, k.Misses)
 	require.Len(t, rep.Problems, 1)
 	assert.Equal(t, verify.RunSummaryDiffers, rep.Problems[0].Kind)
 	assert.Contains(t, rep.Problems[0].Detail, "run v03: deleted is 9")
