@@ -511,7 +511,7 @@ func foldInto(tx Tx, stream string, stored []*Entry) error {
 			r = &Run{}
 			runs[e.Event.BatchID] = r
 		}
-		if !foldOnce(r, stream, e.Sequence, &e.Event.Event) {
+		if !FoldOnce(r, stream, e.Sequence, &e.Event.Event) {
 			continue
 		}
 		if !slices.Contains(changed, r) {
@@ -524,9 +524,10 @@ func foldInto(tx Tx, stream string, stored []*Entry) error {
 	return tx.PutRuns(changed)
 }
 
-// foldOnce applies the event at seq of stream to r unless r already
-// reflects it, and reports whether r changed.
-func foldOnce(r *Run, stream string, seq int64, e *auditevent.Event) bool {
+// FoldOnce applies the event at seq of stream to r unless r already
+// reflects it, and reports whether r changed. Verification folds with it
+// too, so that an intact summary is byte for byte what it recomputes.
+func FoldOnce(r *Run, stream string, seq int64, e *auditevent.Event) bool {
 	if r.Through == nil && r.Events > 0 {
 		// A summary from before summaries recorded what they cover: it
 		// already counts every event stored with it.

@@ -135,15 +135,7 @@ func short(v any) string {
 // EachRunSummary implements store.Integrity: a run's document is its
 // summary, which is also what run queries search.
 func (s *Store) EachRunSummary(ctx context.Context, known func([]byte) *store.Run, fn func(*store.Run, []string) error) error {
-	decode := func(summary []byte, r *store.Run) error {
-		if known != nil {
-			if k := known(summary); k != nil {
-				*r = *k
-				return nil
-			}
-		}
-		return store.DecodeStoredRun(summary, r)
-	}
+	decode := func(summary []byte, r *store.Run) error { return store.DecodeSummary(summary, known, r) }
 	return s.eachRun(ctx, store.RunQuery{}, decode, func(r *store.Run) error { return fn(r, nil) })
 }
 

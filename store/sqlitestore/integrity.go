@@ -422,7 +422,7 @@ func splitPacked(packed string, head [3]*string) (tail string, vals []any, err e
 		if err != nil {
 			return "", nil, err
 		}
-		return "", append(make([]any, 0, len(all)-len(head)), all[len(head):]...), nil
+		return "", all[len(head):], nil // not nil, even when empty
 	}
 	if len(packed) < 2 || packed[0] != '[' || packed[len(packed)-1] != ']' {
 		return "", nil, errNotArray
@@ -697,13 +697,7 @@ func (s *Store) EachRunSummary(ctx context.Context, known func([]byte) *store.Ru
 			for b := range work {
 				for i := range b.runs {
 					x := &b.runs[i]
-					var k *store.Run
-					if known != nil {
-						k = known(x.summary)
-					}
-					if k != nil {
-						x.r = *k
-					} else if x.err = store.DecodeStoredRun(x.summary, &x.r); x.err != nil {
+					if x.err = store.DecodeSummary(x.summary, known, &x.r); x.err != nil {
 						x.err = fmt.Errorf("sqlitestore: run %v summary: %w", x.stored[0], x.err)
 						continue
 					}

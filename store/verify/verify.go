@@ -632,14 +632,10 @@ func (st *streamCheck) consume(c *checked) {
 			r = &store.Run{}
 			st.runs[c.ev.BatchID] = r
 		}
-		store.ApplyToRun(r, c.ev)
-		// What the collector's folding records too (events come in
-		// sequence order): a stored summary equal to this one in every
-		// byte needs no decoding (checkRuns).
-		if r.Through == nil {
-			r.Through = map[string]int64{}
-		}
-		r.Through[stream] = e.Sequence
+		// As the collector folds (consume sees each sequence once, in
+		// order), Through included: a stored summary equal to this one in
+		// every byte needs no decoding (checkRuns).
+		store.FoldOnce(r, stream, e.Sequence, c.ev)
 	}
 }
 
